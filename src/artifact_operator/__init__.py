@@ -1,0 +1,3 @@
+"""artifact-operator: runs `Artifact` custom resources as Kubernetes workloads."""
+
+__version__ = "0.1.0"

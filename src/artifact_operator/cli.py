@@ -1,0 +1,137 @@
+"""`artifact-operator`: run the operator, or work offline (crd, render, validate)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .models import KIND
+
+
+def _documents(path: str) -> Iterator[Any]:
+    if path == "-":
+        texts = [sys.stdin.read()]
+    elif Path(path).is_dir():
+        texts = [p.read_text() for p in sorted(Path(path).glob("*.y*ml"))
+                 if p.name != "kustomization.yaml"]
+    else:
+        texts = [Path(path).read_text()]
+    for text in texts:
+        for doc in yaml.safe_load_all(text):
+            if doc is not None:
+                yield doc
+
+
+def _artifacts(path: str) -> Iterator[Any]:
+    for doc in _documents(path):
+        if isinstance(doc, dict) and doc.get("kind", KIND) == KIND:
+            yield doc
+
+
+def cmd_crd(args: argparse.Namespace) -> int:
+    from .crd import CRD_FILE, render_crd_yaml
+
+    text = render_crd_yaml()
+    if args.output_dir:
+        out = Path(args.output_dir) / CRD_FILE
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        print(f"wrote {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .validation import validate
+
+    failed = False
+    for doc in _artifacts(args.filename):
+        name = (doc.get("metadata") or {}).get("name", "<unnamed>") if isinstance(
+            doc.get("metadata"), dict) else "<unnamed>"
+        violations = validate(doc)
+        if violations:
+            failed = True
+            print(f"Artifact {name}: {len(violations)} violation(s)")
+            for v in violations:
+                print(f"  {v.path}: {v.message}")
+        else:
+            print(f"Artifact {name}: valid")
+    return 1 if failed else 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .render import render
+    from .settings import Settings
+    from .validation import InvalidArtifact, parse
+
+    settings = Settings()
+    objects: list[dict[str, Any]] = []
+    for doc in _artifacts(args.filename):
+        doc.setdefault("metadata", {}).setdefault("namespace", args.namespace)
+        try:
+            artifact = parse(doc)
+        except InvalidArtifact as exc:
+            print(f"error: Artifact {doc['metadata'].get('name')} is invalid:", file=sys.stderr)
+            for v in exc.violations:
+                print(f"  {v.path}: {v.message}", file=sys.stderr)
+            return 1
+        rendered = render(artifact, settings, elevated_approved=args.elevated_approved)
+        for group, container in rendered.waiting_for_image.items():
+            print(f"# group {group} not rendered: container {container} has no imageUri yet",
+                  file=sys.stderr)
+        for path in rendered.elevated_dropped:
+            print(f"# {path} dropped: elevated fields need admin approval", file=sys.stderr)
+        objects.extend(rendered.objects)
+    sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .operator import run
+
+    return run(namespaces=args.namespace, all_namespaces=args.all_namespaces,
+               verbose=args.verbose, extra=args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="artifact-operator", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("crd", help="print the Artifact CRD generated from the models")
+    p.add_argument("-o", "--output-dir", help="write the CRD file into this directory")
+    p.set_defaults(func=cmd_crd)
+
+    p = sub.add_parser("validate", help="check Artifacts in a file; no cluster needed")
+    p.add_argument("-f", "--filename", required=True, help="YAML file ('-' for stdin)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("render", help="print the objects Artifacts render to; no cluster needed")
+    p.add_argument("-f", "--filename", required=True, help="YAML file ('-' for stdin)")
+    p.add_argument("-n", "--namespace", default="default",
+                   help="namespace for Artifacts that do not name one")
+    p.add_argument("--elevated-approved", action="store_true",
+                   help="render elevated securityContext fields as if an admin approved them")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("run", help="run the operator against the cluster")
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", default=[],
+                       help="watch this namespace (repeatable)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true",
+                       help="watch all namespaces (the default without --namespace)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--liveness", default=None,
+                   help="serve liveness on this URL, e.g. http://0.0.0.0:8080/healthz")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

@@ -1,0 +1,162 @@
+"""kopf wiring. Handlers only route events to the reconciler; they hold no business logic.
+
+Only level-based kopf features are used (`on.event`, `index`), so kopf itself writes
+nothing to Artifacts: no finalizer, no progress or diff-base annotations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kopf
+
+from . import naming
+from .events import EventRecorder
+from .kube import Kube
+from .models import API_GROUP, API_VERSION, PLURAL
+from .reconcile import ClusterView, Reconciler, slim
+from .settings import Settings
+
+MANAGED = {naming.LABEL_MANAGED_BY: naming.MANAGER}
+CHILD_KINDS = {
+    "Deployment": ("apps", "v1", "deployments"),
+    "Service": ("", "v1", "services"),
+    "PersistentVolumeClaim": ("", "v1", "persistentvolumeclaims"),
+    "Secret": ("", "v1", "secrets"),
+}
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    # Watch only what we manage: the API server filters children by label.
+    for resource in (("apps", "v1", "deployments"), ("v1", "services"),
+                     ("v1", "persistentvolumeclaims"), ("v1", "secrets")):
+        settings.watching.label_selectors[resource] = \
+            f"{naming.LABEL_MANAGED_BY}={naming.MANAGER}"
+    # Our handlers are level-based and keep no state in objects; keep kopf's storage (unused
+    # by on.event/index) under our own prefix all the same, so nothing lands under kopf's.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=naming.PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=naming.PREFIX, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{naming.PREFIX}/finalizer"
+    # We post our own Events; kopf's own posting of handler logs stays off.
+    settings.posting.enabled = False
+    # Namespaces and CRDs are not discovered at runtime: the CRD is installed with the
+    # operator, which spares a cluster-wide watch on CRDs.
+    settings.scanning.disabled = True
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+
+
+def _reconciler(memo: Any) -> Reconciler:
+    reconciler: Reconciler = memo.reconciler
+    return reconciler
+
+
+@kopf.on.startup()
+async def startup(memo: Any, settings: kopf.OperatorSettings, **_: Any) -> None:
+    configure_kopf(settings)
+    kube = await Kube.connect()
+    op_settings: Settings = memo.settings
+    view = ClusterView()
+    memo.kube = kube
+    memo.reconciler = Reconciler(kube, op_settings, view, EventRecorder(kube, op_settings.events))
+    memo.resync = asyncio.get_running_loop().create_task(memo.reconciler.resync_forever())
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: Any, **_: Any) -> None:
+    memo.resync.cancel()
+    await memo.reconciler.events.drain()
+    await memo.kube.close()
+
+
+def _owner_key(namespace: str | None, labels: Any) -> tuple[str, str] | None:
+    artifact = labels.get(naming.LABEL_ARTIFACT)
+    return (namespace, artifact) if namespace and artifact else None
+
+
+def _child_index(body: Any, namespace: str | None, labels: Any) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
+    key = _owner_key(namespace, labels)
+    if key is not None:
+        out[key] = slim(body)
+    if body.get("kind") == "PersistentVolumeClaim" and naming.LABEL_CACHE in labels:
+        out[("claim", namespace, body["metadata"]["name"])] = slim(body)
+    return out
+
+
+# One index per child kind, keyed by (namespace, artifact). kopf fills every index before
+# any handler runs, which is what makes a restart write nothing.
+@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+async def deployments(body: Any, namespace: str | None, labels: Any, **_: Any) -> Any:
+    return _child_index(body, namespace, labels)
+
+
+@kopf.index("v1", "services", labels=MANAGED)
+async def services(body: Any, namespace: str | None, labels: Any, **_: Any) -> Any:
+    return _child_index(body, namespace, labels)
+
+
+@kopf.index("v1", "persistentvolumeclaims", labels=MANAGED)
+async def claims(body: Any, namespace: str | None, labels: Any, **_: Any) -> Any:
+    return _child_index(body, namespace, labels)
+
+
+@kopf.index("v1", "secrets", labels=MANAGED)
+async def secrets(body: Any, namespace: str | None, labels: Any, **_: Any) -> Any:
+    return _child_index(body, namespace, labels)
+
+
+def _bind(memo: Any, kwargs: dict[str, Any]) -> Reconciler:
+    reconciler = _reconciler(memo)
+    if not reconciler.view.indexes:
+        reconciler.view.bind({
+            "Deployment": kwargs["deployments"], "Service": kwargs["services"],
+            "PersistentVolumeClaim": kwargs["claims"], "Secret": kwargs["secrets"],
+        })
+    return reconciler
+
+
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
+async def artifact_event(type: str | None, body: Any, namespace: str, name: str, memo: Any,
+                         **kwargs: Any) -> None:
+    reconciler = _bind(memo, kwargs)
+    if type == "DELETED":
+        reconciler.view.forget_artifact((namespace, name))
+    else:
+        reconciler.view.note_artifact(body)
+    reconciler.enqueue((namespace, name))
+
+
+async def _child_event(body: Any, namespace: str | None, labels: Any, memo: Any,
+                       kwargs: dict[str, Any]) -> None:
+    reconciler = _bind(memo, kwargs)
+    key = _owner_key(namespace, labels)
+    if key is not None and key in reconciler.view.artifacts:
+        reconciler.enqueue(key)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+async def deployment_event(body: Any, namespace: str | None, labels: Any, memo: Any,
+                           **kwargs: Any) -> None:
+    await _child_event(body, namespace, labels, memo, kwargs)
+
+
+@kopf.on.event("v1", "services", labels=MANAGED)
+async def service_event(body: Any, namespace: str | None, labels: Any, memo: Any,
+                        **kwargs: Any) -> None:
+    await _child_event(body, namespace, labels, memo, kwargs)
+
+
+@kopf.on.event("v1", "persistentvolumeclaims", labels=MANAGED)
+async def claim_event(body: Any, namespace: str | None, labels: Any, memo: Any,
+                      **kwargs: Any) -> None:
+    await _child_event(body, namespace, labels, memo, kwargs)
+
+
+@kopf.on.event("v1", "secrets", labels=MANAGED)
+async def secret_event(body: Any, namespace: str | None, labels: Any, memo: Any,
+                       **kwargs: Any) -> None:
+    await _child_event(body, namespace, labels, memo, kwargs)

@@ -1,0 +1,32 @@
+"""`artifact-operator run`: run kopf with our handlers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def run(*, namespaces: list[str], all_namespaces: bool, verbose: bool,
+        extra: argparse.Namespace) -> int:
+    from . import handlers  # noqa: F401 - registers the handlers
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    settings = Settings()
+    memo: Any = kopf.Memo(settings=settings)
+
+    clusterwide = all_namespaces or not namespaces
+    asyncio.run(kopf.operator(
+        clusterwide=clusterwide, namespaces=[] if clusterwide else namespaces,
+        standalone=True, memo=memo, liveness_endpoint=extra.liveness,
+    ))
+    return 0

@@ -1,0 +1,368 @@
+"""One level-based reconcile per Artifact: validate, render, apply, prune, compute status.
+
+Every trigger (the Artifact changed, one of its children changed, a resync, a retry) only
+marks the artifact dirty; one worker per artifact runs the reconcile until nothing is dirty,
+so bursts of child events coalesce and an artifact is never reconciled twice at once.
+
+The reconcile reads the cluster from `ClusterView` (kopf's indexes plus our own latest writes),
+never by listing, and writes only what differs: an object is applied only when the live one
+does not already hold the rendered fields (`compare.covers`), and status is patched only when
+it changed. A restart or resync over unchanged artifacts therefore makes no writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import metrics, naming
+from .compare import covers
+from .events import EventRecorder, now
+from .kube import ApiError, Kube
+from .models import Artifact
+from .render import TOKEN_KEY, Rendered, render
+from .settings import Settings
+from .status import Observed, Reason, compute_status, invalid_status, status_patch
+from .validation import InvalidArtifact, parse
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, artifact name)
+Obj = dict[str, Any]
+Ref = tuple[str, str]  # (kind, name)
+
+
+def slim(body: Mapping[str, Any]) -> Obj:
+    """The parts of an object the operator reads; managedFields and Secret data stay out of
+    memory (and so out of any log line that might print an object)."""
+    meta = {k: v for k, v in body.get("metadata", {}).items() if k != "managedFields"}
+    out: Obj = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": meta}
+    if body.get("kind") == "Secret":
+        out["type"] = body.get("type")
+        out["dataKeys"] = sorted((body.get("data") or {}).keys())
+        return out
+    for key in ("spec", "status"):
+        if key in body:
+            out[key] = body[key]
+    return out
+
+
+def _rv(obj: Mapping[str, Any] | None) -> int:
+    try:
+        return int((obj or {}).get("metadata", {}).get("resourceVersion", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def controlled_by(obj: Mapping[str, Any], uid: str | None) -> bool:
+    return any(ref.get("controller") and ref.get("uid") == uid
+               for ref in obj.get("metadata", {}).get("ownerReferences", []))
+
+
+class ClusterView:
+    """The operator's picture of the cluster.
+
+    Children come from kopf indexes (keyed by (namespace, artifact)), which kopf fills
+    completely before any handler runs: after a restart the first reconcile already sees
+    every existing child and re-creates nothing. Our own writes are overlaid until the watch
+    catches up, so an echo of a write we just made is not mistaken for drift.
+    """
+
+    def __init__(self) -> None:
+        self.artifacts: dict[Key, Obj] = {}
+        self.indexes: dict[str, Any] = {}  # kind -> kopf.Index
+        self._written: dict[tuple[str, str, str], Obj | None] = {}
+
+    def bind(self, indexes: Mapping[str, Any]) -> None:
+        self.indexes.update(indexes)
+
+    def note_artifact(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        current = self.artifacts.get(key)
+        if current is not None and _rv(body) < _rv(current) and \
+                current["metadata"].get("uid") == meta.get("uid"):
+            return  # an older event overtaken by our own status write
+        self.artifacts[key] = slim(body)
+
+    def forget_artifact(self, key: Key) -> None:
+        self.artifacts.pop(key, None)
+
+    def note_written(self, obj: Mapping[str, Any]) -> None:
+        meta = obj["metadata"]
+        self._written[(obj["kind"], meta["namespace"], meta["name"])] = slim(obj)
+
+    def note_deleted(self, obj: Mapping[str, Any]) -> None:
+        meta = obj["metadata"]
+        self._written[(obj["kind"], meta["namespace"], meta["name"])] = None
+
+    def _indexed(self, kind: str, key: tuple[str, ...]) -> list[Obj]:
+        index = self.indexes.get(kind)
+        if index is None or key not in index:
+            return []
+        return list(index[key])
+
+    def _overlay(self, kind: str, namespace: str, name: str, seen: Obj | None) -> Obj | None:
+        wkey = (kind, namespace, name)
+        if wkey not in self._written:
+            return seen
+        written = self._written[wkey]
+        if written is None:
+            if seen is None:
+                del self._written[wkey]
+            # A deletion we made; the watch may still show the object for a moment.
+            return None
+        if seen is not None and _rv(seen) >= _rv(written):
+            del self._written[wkey]  # the watch has caught up
+            return seen
+        return written
+
+    def children(self, key: Key) -> dict[Ref, Obj]:
+        namespace, artifact = key
+        out: dict[Ref, Obj] = {}
+        for kind in self.indexes:
+            for obj in self._indexed(kind, key):
+                out[(obj["kind"], obj["metadata"]["name"])] = obj
+        for (kind, ns, name), _ in list(self._written.items()):
+            if ns == namespace and (kind, name) not in out:
+                written = self._written[(kind, ns, name)]
+                if written and written["metadata"].get("labels", {}).get(
+                        naming.LABEL_ARTIFACT) == artifact:
+                    out[(kind, name)] = written
+        for ref in list(out):
+            merged = self._overlay(ref[0], namespace, ref[1], out[ref])
+            if merged is None:
+                del out[ref]
+            else:
+                out[ref] = merged
+        return out
+
+    def claim(self, namespace: str, name: str) -> Obj | None:
+        found = self._indexed("PersistentVolumeClaim", ("claim", namespace, name))
+        return self._overlay("PersistentVolumeClaim", namespace, name,
+                             found[0] if found else None)
+
+
+@dataclass
+class _Work:
+    dirty: bool = False
+    running: bool = False
+    failures: int = 0
+    retry: asyncio.TimerHandle | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, settings: Settings, view: ClusterView,
+                 recorder: EventRecorder, concurrency: int = 64) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.view = view
+        self.events = recorder
+        self._work: dict[Key, _Work] = {}
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._phases: dict[Key, str] = {}
+
+    # -- scheduling ---------------------------------------------------------------------
+
+    def enqueue(self, key: Key) -> None:
+        work = self._work.setdefault(key, _Work())
+        work.dirty = True
+        if not work.running:
+            work.running = True
+            task = asyncio.get_running_loop().create_task(self._run(key, work))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def enqueue_all(self) -> None:
+        for key in list(self.view.artifacts):
+            self.enqueue(key)
+
+    async def _run(self, key: Key, work: _Work) -> None:
+        try:
+            while work.dirty:
+                work.dirty = False
+                async with self._slots:
+                    ok = await self._reconcile_once(key)
+                if ok:
+                    work.failures = 0
+                else:
+                    work.failures += 1
+                    delay = min(2.0 ** (work.failures - 1), self.settings.max_backoff_seconds)
+                    log.info("retrying %s/%s in %.0fs", *key, delay)
+                    if work.retry:
+                        work.retry.cancel()
+                    work.retry = asyncio.get_running_loop().call_later(
+                        delay, self.enqueue, key)
+        finally:
+            work.running = False
+            if key not in self.view.artifacts and not work.dirty:
+                self._work.pop(key, None)
+                self._set_phase(key, None)
+
+    async def _reconcile_once(self, key: Key) -> bool:
+        started = time.perf_counter()
+        try:
+            result = await self.reconcile(key)
+        except ApiError as exc:
+            log.warning("reconcile of %s/%s failed: %s", *key, exc)
+            metrics.RECONCILES.labels(result="error").inc()
+            return not exc.transient
+        except Exception:
+            log.exception("reconcile of %s/%s failed", *key)
+            metrics.RECONCILES.labels(result="error").inc()
+            return False
+        finally:
+            metrics.RECONCILE_DURATION.observe(time.perf_counter() - started)
+        metrics.RECONCILES.labels(result=result).inc()
+        return True
+
+    def _set_phase(self, key: Key, phase: str | None) -> None:
+        old = self._phases.pop(key, None)
+        if old is not None:
+            metrics.ARTIFACTS.labels(phase=old).dec()
+        if phase is not None:
+            self._phases[key] = phase
+            metrics.ARTIFACTS.labels(phase=phase).inc()
+
+    # -- the reconcile ------------------------------------------------------------------
+
+    async def reconcile(self, key: Key) -> str:
+        """One pass over one artifact. Returns the result label for metrics."""
+        body = self.view.artifacts.get(key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return "gone"
+        try:
+            artifact = parse(body)
+        except InvalidArtifact as exc:
+            # Nothing running is touched: no apply, no prune; just say why.
+            status = invalid_status(body, exc.violations, now())
+            if await self._write_status(body, status):
+                self.events.post(body, "Warning", Reason.invalid_spec.value, str(exc))
+            return "invalid"
+        rendered = render(artifact, self.settings, elevated_approved=False)
+        live = self.view.children(key)
+        obs = Observed(rendered=rendered, live=live)
+        for obj in rendered.objects:
+            await self._ensure(body, artifact, obj, live, obs)
+        await self._prune(body, artifact, rendered, live)
+        status = compute_status(artifact, obs, self.settings, body.get("status"), now())
+        await self._write_status(body, status)
+        return "error" if obs.errors else "ok"
+
+    async def _ensure(self, body: Obj, artifact: Artifact, obj: Obj, live: dict[Ref, Obj],
+                      obs: Observed) -> None:
+        ref: Ref = (obj["kind"], obj["metadata"]["name"])
+        current = live.get(ref)
+        if obj["kind"] == "PersistentVolumeClaim" and not obj["metadata"].get("ownerReferences"):
+            current = self.view.claim(artifact.namespace, ref[1])
+            if current is not None:
+                live[ref] = current
+        if obj["kind"] == "Secret":
+            if current is None:
+                await self._create_token_secret(body, obj, live)
+            return
+        if current is not None and covers(current, obj):
+            return
+        if current is None:
+            existing = await self.kube.get(obj["apiVersion"], obj["kind"], artifact.namespace,
+                                           ref[1])
+            if existing is not None and not self._may_take(existing, obj):
+                message = (f"{ref[0]} {ref[1]} already exists and is not managed by this "
+                           "artifact; refusing to take it over")
+                obs.errors.append((Reason.apply_failed, message))
+                return
+            if existing is not None:
+                current = slim(existing)
+                live[ref] = current
+                if covers(current, obj):
+                    return
+        try:
+            applied = await self.kube.apply(obj)
+        except ApiError as exc:
+            if exc.transient:
+                raise
+            message = f"{ref[0]} {ref[1]} was rejected by the API server: {exc.message}"
+            obs.errors.append((Reason.apply_failed, message))
+            self.events.post(body, "Warning", Reason.apply_failed.value, message)
+            return
+        metrics.WRITES.labels(verb="apply", kind=ref[0]).inc()
+        self.view.note_written(applied)
+        live[ref] = slim(applied)
+        verb = "Created" if current is None else "Updated"
+        self.events.post(body, "Normal", verb, f"{verb} {ref[0]} {ref[1]}")
+
+    @staticmethod
+    def _may_take(existing: Obj, desired: Obj) -> bool:
+        """An object we find by name is ours to apply over only if it is owned by the same
+        artifact, or is a shared cache claim we manage."""
+        owners = desired["metadata"].get("ownerReferences") or []
+        if owners:
+            return controlled_by(existing, owners[0]["uid"])
+        labels = existing.get("metadata", {}).get("labels", {})
+        return labels.get(naming.LABEL_MANAGED_BY) == naming.MANAGER
+
+    async def _create_token_secret(self, body: Obj, obj: Obj, live: dict[Ref, Obj]) -> None:
+        # Created once with a random token and never written again: not on resync, not on a
+        # spec change. The token is never logged, posted or put in status.
+        secret = {**obj, "stringData": {TOKEN_KEY: secrets.token_urlsafe(32)}}
+        try:
+            created = await self.kube.create(secret)
+        except ApiError as exc:
+            if exc.status == 409:
+                return  # it exists; the watch will show it
+            raise
+        metrics.WRITES.labels(verb="create", kind="Secret").inc()
+        self.view.note_written(created)
+        live[("Secret", obj["metadata"]["name"])] = slim(created)
+        self.events.post(body, "Normal", "Created", f"Created Secret {obj['metadata']['name']}")
+
+    async def _prune(self, body: Obj, artifact: Artifact, rendered: Rendered,
+                     live: Mapping[Ref, Obj]) -> None:
+        wanted = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects}
+        keep_groups = set(rendered.waiting_for_image)  # still running the last good image
+        uid = artifact.metadata.uid
+        for ref, obj in list(live.items()):
+            if ref in wanted or not controlled_by(obj, uid):
+                continue
+            group = obj["metadata"].get("labels", {}).get(naming.LABEL_GROUP)
+            if group in keep_groups:
+                continue
+            try:
+                await self.kube.delete(obj, uid=obj["metadata"].get("uid"))
+            except ApiError as exc:
+                if exc.transient:
+                    raise
+                if exc.status != 409:  # 409: the precondition failed, someone replaced it
+                    log.warning("could not delete %s %s: %s", *ref, exc)
+                continue
+            metrics.WRITES.labels(verb="delete", kind=ref[0]).inc()
+            self.view.note_deleted(obj)
+            self.events.post(body, "Normal", "Deleted", f"Deleted {ref[0]} {ref[1]}")
+
+    async def _write_status(self, body: Obj, status: Obj) -> bool:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        self._set_phase(key, status.get("phase"))
+        patch = status_patch(body.get("status"), status)
+        if patch is None:
+            return False
+        updated = await self.kube.patch(body, {"status": patch}, subresource="status")
+        metrics.WRITES.labels(verb="patch", kind="Artifact/status").inc()
+        self.view.note_artifact(updated)
+        return True
+
+    # -- periodic resync ----------------------------------------------------------------
+
+    async def resync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.resync_seconds)
+            self.enqueue_all()
+
+    def artifact_keys(self) -> Iterable[Key]:
+        return self.view.artifacts.keys()

@@ -1,0 +1,213 @@
+"""A real Kubernetes control plane on loopback, started from envtest-style assets.
+
+etcd, kube-apiserver and kube-controller-manager are started as child processes on free ports,
+with a token file for an admin user (and any extra users a test needs), and torn down on stop().
+The same class backs the pytest fixtures and the benchmark.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ADMIN_TOKEN = "admintoken"  # noqa: S105 - a loopback-only test credential
+
+# Users the tests authenticate as with their own tokens (token, user, groups).
+DEFAULT_USERS: tuple[tuple[str, str, str], ...] = (
+    (ADMIN_TOKEN, "admin", "system:masters"),
+)
+
+CONTROLLERS = (
+    "deployment,replicaset,garbagecollector,namespace,serviceaccount,"
+    "serviceaccount-token,persistentvolume-binder,persistentvolume-expander"
+)
+
+
+def default_assets() -> Path | None:
+    env = os.environ.get("KUBEBUILDER_ASSETS")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent.parent / "shared" / "k8s" / "bin"
+        if (candidate / "kube-apiserver").exists():
+            return candidate
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ControlPlaneError(RuntimeError):
+    pass
+
+
+@dataclass
+class ControlPlane:
+    assets: Path
+    users: tuple[tuple[str, str, str], ...] = DEFAULT_USERS
+    extra_apiserver_args: list[str] = field(default_factory=list)
+    extra_kcm_args: list[str] = field(default_factory=list)
+    audit: bool = False
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="artifact-cp-")))
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.workdir / "certs" / "apiserver.crt"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.log"
+
+    def kubeconfig_for(self, token: str, name: str) -> Path:
+        """A kubeconfig that authenticates with `token` (a user from `users`, or a SA token)."""
+        path = self.workdir / f"kubeconfig-{name}"
+        path.write_text(yaml.safe_dump(self._kubeconfig_doc(token)))
+        return path
+
+    def _kubeconfig_doc(self, token: str) -> dict[str, object]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "local", "cluster": {
+                "server": self.url, "certificate-authority": str(self.ca_file)}}],
+            "users": [{"name": "user", "user": {"token": token}}],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "user"}}],
+            "current-context": "local",
+        }
+
+    def start(self, timeout: float = 90.0) -> None:
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
+        self.processes[name] = subprocess.Popen(  # noqa: S603 - fixed binaries from the assets dir
+            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def _start(self, timeout: float) -> None:
+        for binary in ("etcd", "kube-apiserver", "kube-controller-manager"):
+            if not (self.assets / binary).exists():
+                raise ControlPlaneError(f"{binary} not found in {self.assets}")
+        d = self.workdir
+        (d / "certs").mkdir(exist_ok=True)
+        subprocess.run(["openssl", "genrsa", "-out", str(d / "sa.key"), "2048"],  # noqa: S603,S607
+                       check=True, capture_output=True)
+        subprocess.run(["openssl", "rsa", "-in", str(d / "sa.key"), "-pubout",  # noqa: S603,S607
+                        "-out", str(d / "sa.pub")], check=True, capture_output=True)
+        (d / "tokens.csv").write_text(
+            "".join(f'{tok},{user},{user},"{groups}"\n' for tok, user, groups in self.users)
+        )
+        etcd_client, etcd_peer = free_port(), free_port()
+        self._spawn("etcd", [
+            str(self.assets / "etcd"), "--data-dir", str(d / "etcd"),
+            "--listen-client-urls", f"http://127.0.0.1:{etcd_client}",
+            "--advertise-client-urls", f"http://127.0.0.1:{etcd_client}",
+            "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+            "--initial-cluster", f"default=http://127.0.0.1:{etcd_peer}",
+            "--unsafe-no-fsync",
+        ])
+        self.port = free_port()
+        args = [
+            str(self.assets / "kube-apiserver"),
+            "--etcd-servers", f"http://127.0.0.1:{etcd_client}",
+            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+            "--endpoint-reconciler-type", "none", "--secure-port", str(self.port),
+            "--cert-dir", str(d / "certs"), "--token-auth-file", str(d / "tokens.csv"),
+            "--authorization-mode", "RBAC",
+            "--service-account-key-file", str(d / "sa.pub"),
+            "--service-account-signing-key-file", str(d / "sa.key"),
+            "--service-account-issuer", "https://kubernetes.default.svc",
+            "--service-cluster-ip-range", "10.96.0.0/16",
+            "--allow-privileged", "--disable-admission-plugins", "ServiceAccount",
+        ]
+        if self.audit:
+            policy = d / "audit-policy.yaml"
+            # Metadata level for writes is enough to count them by user, verb and resource.
+            policy.write_text(yaml.safe_dump({
+                "apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+                "omitStages": ["RequestReceived"],
+                "rules": [
+                    {"level": "Metadata",
+                     "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
+                    {"level": "None"},
+                ],
+            }))
+            args += ["--audit-policy-file", str(policy), "--audit-log-path", str(self.audit_log),
+                     "--audit-log-mode", "blocking", "--audit-log-format", "json"]
+        self._spawn("kube-apiserver", args + self.extra_apiserver_args)
+        self._wait_ready(timeout)
+        self.kubeconfig.write_text(yaml.safe_dump(self._kubeconfig_doc(ADMIN_TOKEN)))
+        self._spawn("kube-controller-manager", [
+            str(self.assets / "kube-controller-manager"),
+            "--kubeconfig", str(self.kubeconfig), "--bind-address", "127.0.0.1",
+            "--secure-port", "0", "--port", "0", "--leader-elect=false",
+            "--use-service-account-credentials=false", "--controllers", CONTROLLERS,
+            "--service-account-private-key-file", str(d / "sa.key"),
+            "--root-ca-file", str(self.ca_file),
+            *self.extra_kcm_args,
+        ])
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            for name, proc in self.processes.items():
+                if proc.poll() is not None:
+                    tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-2000:]
+                    raise ControlPlaneError(f"{name} exited with {proc.returncode}:\n{tail}")
+            if self.ca_file.exists():
+                ctx = ssl.create_default_context(cafile=str(self.ca_file))
+                req = urllib.request.Request(
+                    f"{self.url}/readyz", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+                try:
+                    with urllib.request.urlopen(req, context=ctx, timeout=2) as resp:  # noqa: S310
+                        if resp.status == 200:
+                            return
+                except (urllib.error.URLError, OSError) as exc:
+                    last = str(exc)
+            time.sleep(0.2)
+        raise ControlPlaneError(f"kube-apiserver not ready after {timeout}s: {last}")
+
+    def stop(self) -> None:
+        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
+            proc = self.processes.pop(name, None)
+            if proc is None or proc.poll() is not None:
+                continue
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)

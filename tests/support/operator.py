@@ -1,0 +1,83 @@
+"""Run `artifact-operator run` as users run it: a separate process with a kubeconfig."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from .controlplane import free_port
+from .wait import wait_for
+
+
+class OperatorProcess:
+    def __init__(self, kubeconfig: Path, namespaces: list[str] | None, log_path: Path,
+                 env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+        self.kubeconfig = kubeconfig
+        self.namespaces = namespaces
+        self.log_path = log_path
+        self.env = env or {}
+        self.args = args or []
+        self.health_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> OperatorProcess:
+        cmd = [sys.executable, "-m", "artifact_operator", "run",
+               "--liveness", f"http://127.0.0.1:{self.health_port}/healthz", *self.args]
+        for ns in self.namespaces or []:
+            cmd += ["--namespace", ns]
+        if not self.namespaces:
+            cmd.append("--all-namespaces")
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,  # noqa: S603
+                                     start_new_session=True)
+        wait_for(self._healthy, timeout=timeout, what="operator liveness endpoint")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
+        try:
+            with urllib.request.urlopen(  # noqa: S310 - loopback
+                    f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_stopped(self) -> None:
+        if self.proc is not None:
+            self.proc.wait(30)
+
+    def __enter__(self) -> OperatorProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def pause(seconds: float) -> None:
+    """Only for tests that must show that nothing happens over a stretch of time."""
+    time.sleep(seconds)
