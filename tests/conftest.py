@@ -8,6 +8,7 @@ fails the run; it is never skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -110,10 +111,8 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     name = f"{base}-{uuid.uuid4().hex[:6]}"
     cluster.core.create_namespace({"metadata": {"name": name}})
     yield name
-    try:
+    with contextlib.suppress(client.ApiException):
         cluster.core.delete_namespace(name)
-    except client.ApiException:
-        pass
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from kubernetes.utils.quantity import parse_quantity
 
 def _quantity_equal(a: Any, b: Any) -> bool:
     try:
-        return bool(parse_quantity(a) == parse_quantity(b))
+        return bool(parse_quantity(a) == parse_quantity(b))  # type: ignore[no-untyped-call]
     except (ValueError, TypeError, ArithmeticError):
         return False
 

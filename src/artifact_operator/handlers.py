@@ -120,8 +120,9 @@ def _bind(memo: Any, kwargs: dict[str, Any]) -> Reconciler:
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
-async def artifact_event(type: str | None, body: Any, namespace: str, name: str, memo: Any,
+async def artifact_event(type: str, body: Any, namespace: str | None, name: str, memo: Any,
                          **kwargs: Any) -> None:
+    assert namespace is not None  # Artifacts are namespaced
     reconciler = _bind(memo, kwargs)
     if type == "DELETED":
         reconciler.view.forget_artifact((namespace, name))

@@ -83,7 +83,7 @@ class Kube:
     async def connect(cls) -> Kube:
         """In-cluster config when running in a pod, else KUBECONFIG / ~/.kube/config."""
         try:
-            config.load_incluster_config()
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
         except config.ConfigException:
             await config.load_kube_config()
         api = client.ApiClient()

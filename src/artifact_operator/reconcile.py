@@ -16,7 +16,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -306,7 +306,7 @@ class Reconciler:
         if owners:
             return controlled_by(existing, owners[0]["uid"])
         labels = existing.get("metadata", {}).get("labels", {})
-        return labels.get(naming.LABEL_MANAGED_BY) == naming.MANAGER
+        return bool(labels.get(naming.LABEL_MANAGED_BY) == naming.MANAGER)
 
     async def _create_token_secret(self, body: Obj, obj: Obj, live: dict[Ref, Obj]) -> None:
         # Created once with a random token and never written again: not on resync, not on a
@@ -364,5 +364,3 @@ class Reconciler:
             await asyncio.sleep(self.settings.resync_seconds)
             self.enqueue_all()
 
-    def artifact_keys(self) -> Iterable[Key]:
-        return self.view.artifacts.keys()

@@ -175,7 +175,7 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
                   f"group {g.name}: rollout exceeded its progress deadline") for g in deadline]
     degraded += [(Reason.replicas_unavailable,
                   f"group {g.name}: {g.ready}/{g.desired} replicas ready") for g in unavailable]
-    if claim_phase == "Lost":
+    if storage and claim_phase == "Lost":
         degraded.append((Reason.claim_lost, f"claim {storage['claimName']} lost its volume"))
 
     not_ready: list[tuple[Reason, str]] = []

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-ADMIN_TOKEN = "admintoken"  # noqa: S105 - a loopback-only test credential
+ADMIN_TOKEN = "admintoken"
 
 # Users the tests authenticate as with their own tokens (token, user, groups).
 DEFAULT_USERS: tuple[tuple[str, str, str], ...] = (
@@ -110,7 +110,7 @@ class ControlPlane:
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
-        self.processes[name] = subprocess.Popen(  # noqa: S603 - fixed binaries from the assets dir
+        self.processes[name] = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
@@ -120,9 +120,9 @@ class ControlPlane:
                 raise ControlPlaneError(f"{binary} not found in {self.assets}")
         d = self.workdir
         (d / "certs").mkdir(exist_ok=True)
-        subprocess.run(["openssl", "genrsa", "-out", str(d / "sa.key"), "2048"],  # noqa: S603,S607
+        subprocess.run(["openssl", "genrsa", "-out", str(d / "sa.key"), "2048"],
                        check=True, capture_output=True)
-        subprocess.run(["openssl", "rsa", "-in", str(d / "sa.key"), "-pubout",  # noqa: S603,S607
+        subprocess.run(["openssl", "rsa", "-in", str(d / "sa.key"), "-pubout",
                         "-out", str(d / "sa.pub")], check=True, capture_output=True)
         (d / "tokens.csv").write_text(
             "".join(f'{tok},{user},{user},"{groups}"\n' for tok, user, groups in self.users)
@@ -191,7 +191,7 @@ class ControlPlane:
                 req = urllib.request.Request(
                     f"{self.url}/readyz", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
                 try:
-                    with urllib.request.urlopen(req, context=ctx, timeout=2) as resp:  # noqa: S310
+                    with urllib.request.urlopen(req, context=ctx, timeout=2) as resp:
                         if resp.status == 200:
                             return
                 except (urllib.error.URLError, OSError) as exc:

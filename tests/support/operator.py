@@ -34,7 +34,7 @@ class OperatorProcess:
             cmd.append("--all-namespaces")
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,  # noqa: S603
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
         wait_for(self._healthy, timeout=timeout, what="operator liveness endpoint")
         return self
@@ -42,9 +42,10 @@ class OperatorProcess:
     def _healthy(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
+            raise RuntimeError(
+                f"operator exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
         try:
-            with urllib.request.urlopen(  # noqa: S310 - loopback
+            with urllib.request.urlopen(
                     f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as resp:
                 return bool(resp.status == 200)
         except OSError:
