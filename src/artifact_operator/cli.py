@@ -50,10 +50,19 @@ def cmd_crd(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from .validation import validate
 
+    try:
+        docs = list(_artifacts(args.filename))
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"error: cannot read {args.filename}: {exc}", file=sys.stderr)
+        return 2
+    if not docs:
+        # Most likely the wrong file: saying "valid" about nothing would mislead.
+        print(f"error: no Artifact in {args.filename}", file=sys.stderr)
+        return 2
     failed = False
-    for doc in _artifacts(args.filename):
-        name = (doc.get("metadata") or {}).get("name", "<unnamed>") if isinstance(
-            doc.get("metadata"), dict) else "<unnamed>"
+    for doc in docs:
+        meta = doc.get("metadata")
+        name = meta.get("name", "<unnamed>") if isinstance(meta, dict) else "<unnamed>"
         violations = validate(doc)
         if violations:
             failed = True
@@ -107,8 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output-dir", help="write the CRD file into this directory")
     p.set_defaults(func=cmd_crd)
 
-    p = sub.add_parser("validate", help="check Artifacts in a file; no cluster needed")
-    p.add_argument("-f", "--filename", required=True, help="YAML file ('-' for stdin)")
+    p = sub.add_parser("validate", help="check Artifacts in a file; no cluster needed",
+                       description="Print every violation of every Artifact in FILE with its "
+                       "field path. Exit 0 when all are valid, 1 on violations, 2 when FILE "
+                       "cannot be read or holds no Artifact.")
+    p.add_argument("-f", "--filename", required=True,
+                   help="YAML file, directory of YAML files, or '-' for stdin")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("render", help="print the objects Artifacts render to; no cluster needed")

@@ -28,8 +28,11 @@ SHORT_NAMES = ["art"]
 DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
-ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"  # what a 1.20 API server accepts for env names
-SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
+# What the API server accepts for env var names and Secret keys (IsEnvVarName, IsConfigMapKey):
+# the character class, and neither "." nor a name starting with "..". Written without
+# lookahead, which the API server's regexp engine lacks.
+ENV_NAME = r"^([-_a-zA-Z][-._a-zA-Z0-9]*|\.[-_a-zA-Z0-9][-._a-zA-Z0-9]*)$"
+SECRET_KEY = r"^([-_a-zA-Z0-9][-._a-zA-Z0-9]*|\.[-_a-zA-Z0-9][-._a-zA-Z0-9]*)$"
 PVC_SIZE = r"^\d+(\.\d+)?(Gi|Mi|Ti)$"
 
 
@@ -77,18 +80,25 @@ class Probe(Model):
     path: str = Field(description="URL path to query for the health check.")
     port: int | None = Field(
         None, ge=1, le=65535,
-        description="Port to probe. Defaults to the container's port, else 8080.",
+        description="Port to probe, 1..65535. When omitted: the container's port, else 8080 "
+        "(the seed's default).",
     )
     scheme: Scheme = Field(Scheme.http, description="Scheme to use for connecting to the host.")
     host: str | None = Field(None, description="Host name to connect to; defaults to the pod IP.")
     http_headers: dict[str, str] | None = Field(None, description="HTTP headers for the probe.")
+    # The minimums are Kubernetes': it rejects negative values, and silently replaces a 0
+    # period, timeout or threshold with its own default (10s, 1s, 3), which is not what was asked.
     initial_delay_seconds: int = Field(
-        30, ge=0, description="Seconds to wait before the first probe is executed.")
-    period_seconds: int = Field(30, ge=1, description="How often (in seconds) to probe.")
+        30, ge=0, description="Seconds to wait before the first probe is executed (>= 0, as "
+        "Kubernetes requires).")
+    period_seconds: int = Field(
+        30, ge=1, description="How often (in seconds) to probe (>= 1: Kubernetes replaces 0).")
     timeout_seconds: int = Field(
-        30, ge=1, description="Seconds after which the probe times out.")
+        30, ge=1, description="Seconds after which the probe times out (>= 1: Kubernetes "
+        "replaces 0).")
     failure_threshold: int = Field(
-        3, ge=1, description="Consecutive failures for the probe to be considered failed.")
+        3, ge=1, description="Consecutive failures for the probe to be considered failed "
+        "(>= 1: Kubernetes replaces 0).")
 
 
 class Capabilities(Model):
@@ -120,24 +130,39 @@ class SecurityContext(Model):
 
 class StringEnvVar(Model):
     source: Literal["string"] = "string"
-    name: str = Field(pattern=ENV_NAME, min_length=1, max_length=256)
-    value: str
+    name: str = Field(
+        pattern=ENV_NAME,
+        description="Name of the environment variable; letters, digits, '_', '-' and '.', not "
+        "starting with a digit or '..' (what Kubernetes accepts).")
+    value: str = Field(description="Value of the environment variable.")
 
 
 class CredentialEnvVar(Model):
     """A key of a Secret in the artifact's namespace (`drCredentialId` is the Secret's name)."""
 
     source: Literal["dr-credential"]
-    name: str = Field(pattern=ENV_NAME, min_length=1, max_length=256)
-    dr_credential_id: str = Field(pattern=DNS_SUBDOMAIN, min_length=1, max_length=253)
-    key: str = Field(pattern=SECRET_KEY, min_length=1, max_length=253)
+    name: str = Field(
+        pattern=ENV_NAME,
+        description="Name of the environment variable; letters, digits, '_', '-' and '.', not "
+        "starting with a digit or '..' (what Kubernetes accepts).")
+    dr_credential_id: str = Field(
+        pattern=DNS_SUBDOMAIN, max_length=253,
+        description="Name of a Secret in the artifact's namespace (a DNS subdomain, as "
+        "Kubernetes requires of Secret names).")
+    key: str = Field(
+        pattern=SECRET_KEY, max_length=253,
+        description="Key within the Secret (letters, digits, '_', '-', '.'; at most 253, as "
+        "Kubernetes requires of Secret keys).")
 
 
 class ApiTokenEnvVar(Model):
     """A platform-managed API token, from the artifact's own token Secret."""
 
     source: Literal["dr-api-token"]
-    name: str = Field(pattern=ENV_NAME, min_length=1, max_length=256)
+    name: str = Field(
+        pattern=ENV_NAME,
+        description="Name of the environment variable; letters, digits, '_', '-' and '.', not "
+        "starting with a digit or '..' (what Kubernetes accepts).")
 
 
 def _env_source(value: Any) -> str:
@@ -206,18 +231,25 @@ class Container(Model):
     name: str | None = Field(
         None, pattern=DNS_LABEL, max_length=63,
         description="Lowercase letters, digits and hyphens; starts with a letter, ends with a "
-        "letter or digit; at most 63 characters. Defaults to container-<index>.",
+        "letter or digit; at most 63 characters (a Kubernetes container name). Defaults to "
+        "container-<index>.",
     )
-    description: str = ""
+    description: str = Field("", description="Description of the container.")
     image_uri: str | None = Field(
         None, min_length=1,
-        description="Image to run. Required unless imageBuildConfig is set.")
+        description="Image to run. Required unless imageBuildConfig is set (Kubernetes "
+        "refuses a container without an image).")
     image_build_config: ImageBuildConfig | None = None
     entrypoint: list[str] | None = Field(None, description="Overrides the image's command.")
-    environment_vars: list[EnvVar] = Field(default_factory=list)
+    # `default=[]` (pydantic copies it per instance) rather than a factory, so that the CRD
+    # carries the seed's default and CEL rules can read the list when it is omitted.
+    environment_vars: list[EnvVar] = Field(
+        default=[], description="Environment variables: source string (default), "
+        "dr-credential or dr-api-token.")
     port: int | None = Field(
         None, ge=1024, le=65535,
-        description="Container port. Primary containers must set it; others must not.")
+        description="Container port, 1024..65535. Primary containers must set it; others must "
+        "not.")
     primary: bool = Field(False, description="Whether this is the group's primary container.")
     liveness_probe: Probe | None = None
     readiness_probe: Probe | None = None
@@ -228,8 +260,11 @@ class Container(Model):
 class ContainerGroup(Model):
     name: str = Field(
         "default", pattern=DNS_LABEL, max_length=63,
-        description="Group name; also the key of its runtime overrides.")
-    containers: list[Container] = Field(default_factory=list)
+        description="Group name; also the key of its runtime overrides. Lowercase letters, "
+        "digits and hyphens; starts with a letter, ends with a letter or digit; at most 63 "
+        "characters (it names Kubernetes objects and is a label value).")
+    containers: list[Container] = Field(
+        default=[], description="The containers of the group's pods, in order.")
 
 
 class StorageConfig(Model):
@@ -240,7 +275,8 @@ class StorageConfig(Model):
         description="dedicatedPvc: a claim of its own; nimCache: one claim per model image.")
     pvc_size: str | None = Field(
         None, pattern=PVC_SIZE,
-        description="Size of the dedicated claim (e.g. 150Gi); only with dedicatedPvc.")
+        description="Size of the dedicated claim (e.g. 150Gi); only with dedicatedPvc. When "
+        "omitted, the operator's configured default.")
 
 
 class Toleration(Model):
@@ -273,16 +309,22 @@ class RuntimeOverride(Model):
 class ArtifactSpec(Model):
     display_name: str | None = Field(
         None, min_length=1, max_length=5000, description="Defaults to metadata.name.")
-    description: str = ""
-    type: ArtifactType = ArtifactType.service
+    description: str = Field("", description="Description of the artifact.")
+    type: ArtifactType = Field(
+        ArtifactType.service, description="service (default) or nim (an NVIDIA NIM model).")
     lifecycle: Lifecycle = Field(
         Lifecycle.draft, description="draft is editable; locked freezes the spec.")
     repository: str | None = Field(
         None, max_length=63, pattern=LABEL_VALUE,
-        description="Groups the versions of one artifact (becomes a label value).")
-    container_groups: list[ContainerGroup] = Field(default_factory=list)
-    storage: StorageConfig | None = Field(None, description="nim only.")
-    template_id: str | None = Field(None, description="nim only.")
+        description="Groups the versions of one artifact. It becomes the value of the label "
+        "workload.dev/repository, so it must be a Kubernetes label value: at most 63 "
+        "letters, digits, '-', '_' or '.', starting and ending with a letter or digit.")
+    container_groups: list[ContainerGroup] = Field(
+        default=[], description="Each group runs as one Deployment.")
+    storage: StorageConfig | None = Field(
+        None, description="Model weight storage; nim only. Defaults to a dedicated claim.")
+    template_id: str | None = Field(
+        None, description="Id of the template this nim artifact was made from; nim only.")
     runtime: dict[str, RuntimeOverride] | None = Field(
         None, description="Runtime overrides keyed by container group name.")
 

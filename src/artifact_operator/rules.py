@@ -54,6 +54,21 @@ CEL_RULES: tuple[CelRule, ...] = (
     CelRule((*CONTAINERS, "environmentVars", "[]"),
             "self.source == 'string' || !has(self.value)",
             "value is only allowed with source string"),
+    # The CRD merges the two dockerfile kinds into one object (see crd.py), so the per-kind
+    # required and forbidden fields the models enforce come back here.
+    CelRule((*CONTAINERS, "imageBuildConfig", "dockerfile"),
+            "self.source != 'generated' || (has(self.executionEnvironmentId) && "
+            "has(self.executionEnvironmentVersionId) && has(self.entrypoint))",
+            "executionEnvironmentId, executionEnvironmentVersionId and entrypoint are required "
+            "with source generated"),
+    CelRule((*CONTAINERS, "imageBuildConfig", "dockerfile"),
+            "self.source == 'generated' || (!has(self.executionEnvironmentId) && "
+            "!has(self.executionEnvironmentVersionId) && !has(self.entrypoint))",
+            "executionEnvironmentId, executionEnvironmentVersionId and entrypoint are only "
+            "allowed with source generated"),
+    CelRule((*CONTAINERS, "imageBuildConfig", "dockerfile"),
+            "self.source == 'provided' || !has(self.path)",
+            "path is only allowed with source provided"),
     CelRule((*CONTAINERS, "securityContext", "seccompProfile"),
             "self.type == 'Localhost' ? has(self.localhostProfile) : !has(self.localhostProfile)",
             "localhostProfile is required with, and only with, type Localhost"),

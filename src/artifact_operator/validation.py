@@ -13,12 +13,35 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .models import DNS_LABEL, Artifact
+from .models import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    ENV_NAME,
+    LABEL_VALUE,
+    PVC_SIZE,
+    SECRET_KEY,
+    Artifact,
+)
 from .rules import Violation, check_spec, order
 
 # Discriminated-union tags pydantic puts in error locations; they are not field names.
 _UNION_TAGS = {"string", "dr-credential", "dr-api-token", "provided", "generated"}
 _PLATFORM_FIELDS = {"runAsUser", "runAsNonRoot", "runAsGroup", "fsGroup"}
+
+# Plain words for the patterns of models.py, instead of the regular expression.
+_PATTERN_MESSAGES = {
+    DNS_LABEL: "must consist of lowercase letters, digits and '-', start with a letter and end "
+               "with a letter or digit",
+    DNS_SUBDOMAIN: "must be a Secret name: lowercase letters, digits, '-' and '.', starting and "
+                   "ending with a letter or digit",
+    ENV_NAME: "must be an environment variable name: letters, digits, '_', '-' and '.', not "
+              "starting with a digit or '..'",
+    SECRET_KEY: "must be a Secret key: letters, digits, '_', '-' and '.', not '.' and not "
+                "starting with '..'",
+    LABEL_VALUE: "must be a label value: letters, digits, '-', '_' and '.', starting and ending "
+                 "with a letter or digit",
+    PVC_SIZE: "must be a size such as 150Gi: a number followed by Mi, Gi or Ti",
+}
 
 
 class InvalidArtifact(ValueError):
@@ -57,16 +80,20 @@ def _message(error: dict[str, Any]) -> str:
         return "field required"
     if error["type"] == "literal_error" and field in ("apiVersion", "kind"):
         return f"must be {error['ctx']['expected']}"
-    if error["type"] == "string_pattern_mismatch" and error["ctx"]["pattern"] == DNS_LABEL:
-        return ("must consist of lowercase letters, digits and '-', start with a letter and "
-                "end with a letter or digit")
+    if error["type"] == "string_pattern_mismatch" and error["ctx"]["pattern"] in _PATTERN_MESSAGES:
+        return _PATTERN_MESSAGES[error["ctx"]["pattern"]]
+    if error["type"] == "union_tag_invalid":
+        return f"Input should be one of {error['ctx']['expected_tags']}"
     return str(error["msg"])
 
 
 def schema_violations(error: ValidationError) -> list[Violation]:
     seen: dict[str, Violation] = {}
     for e in error.errors(include_url=False):
-        v = Violation(_path(e["loc"]), _message(dict(e)))
+        loc = tuple(e["loc"])
+        if e["type"] == "union_tag_invalid":
+            loc += ("source",)  # the discriminator is the field in error
+        v = Violation(_path(loc), _message(dict(e)))
         seen.setdefault(str(v), v)
     return list(seen.values())
 
