@@ -95,6 +95,9 @@ def cluster() -> Iterator[Cluster]:
             _unavailable(str(exc))
         kubeconfig = cp.kubeconfig
     api = config.new_client_from_config(str(kubeconfig))
+    version = client.VersionApi(api).get_code()
+    _SERVER.append(f"kube-apiserver {version.git_version} at {api.configuration.host}"
+                   + (f" (started from {cp.assets})" if cp is not None else " (KUBECONFIG)"))
     install_crd(api)
     try:
         yield Cluster(kubeconfig, api, cp)
@@ -102,6 +105,18 @@ def cluster() -> Iterator[Cluster]:
         api.close()
         if cp is not None:
             cp.stop()
+
+
+# The server the cluster tests ran against, for the summary line below.
+_SERVER: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say where the cluster tests ran, so a CI log shows they met a real API server."""
+    ran = [r for key in ("passed", "failed", "error") for r in terminalreporter.stats.get(key, [])
+           if "cluster" in getattr(r, "keywords", {}) and getattr(r, "when", "") == "call"]
+    if _SERVER:
+        terminalreporter.write_line(f"{len(ran)} cluster tests ran against {_SERVER[0]}")
 
 
 @pytest.fixture
