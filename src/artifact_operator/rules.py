@@ -74,6 +74,8 @@ CEL_RULES: tuple[CelRule, ...] = (
             "localhostProfile is required with, and only with, type Localhost"),
     CelRule(GROUPS, "self.containers.filter(c, c.primary).size() <= 1",
             "a container group has at most one primary container"),
+    # Unnamed containers run as container-<index>; CEL cannot see the index, so a clash
+    # between such a name and an explicit "container-1" is caught by check_spec only.
     CelRule(GROUPS,
             "self.containers.all(c, !has(c.name) || "
             "self.containers.exists_one(d, has(d.name) && d.name == c.name))",
