@@ -31,7 +31,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .approval import ANNOTATION, Approver, elevated_content, elevated_paths
 from .kube import ApiError, Kube
 from .models import API_GROUP, API_VERSION, PLURAL
-from .rules import Violation
+from .rules import Violation, order
 from .validation import format_violations, validate
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,7 @@ def review(operation: str, old: Mapping[str, Any] | None,
             if key != "lifecycle" and old_spec.get(key) != new_spec.get(key):
                 out.violations.append(Violation(
                     f"spec.{key}", "the spec of a locked artifact cannot change"))
+        out.violations.sort(key=order)
     content = elevated_content(new_spec)
     if content and content != elevated_content(old_spec):
         out.admin_only += [Violation(path, f"an elevated securityContext field: {ADMIN_HINT} "
