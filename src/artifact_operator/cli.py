@@ -109,6 +109,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import admission
+
     parser = argparse.ArgumentParser(prog="artifact-operator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -141,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--liveness", default=None,
                    help="serve liveness on this URL, e.g. http://0.0.0.0:8080/healthz")
+    admission.add_arguments(p)
     p.set_defaults(func=cmd_run)
     return parser
 

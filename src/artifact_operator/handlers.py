@@ -61,7 +61,8 @@ async def startup(memo: Any, settings: kopf.OperatorSettings, **_: Any) -> None:
     op_settings: Settings = memo.settings
     view = ClusterView()
     memo.kube = kube
-    memo.reconciler = Reconciler(kube, op_settings, view, EventRecorder(kube, op_settings.events))
+    memo.reconciler = Reconciler(kube, op_settings, view, EventRecorder(kube, op_settings.events),
+                                 approver=memo.approver)
     memo.resync = asyncio.get_running_loop().create_task(memo.reconciler.resync_forever())
 
 

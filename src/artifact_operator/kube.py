@@ -49,6 +49,7 @@ KINDS: dict[tuple[str, str], Kind] = {
         Kind("v1", "Service", "services"),
         Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
         Kind("v1", "Secret", "secrets"),
+        Kind("v1", "Namespace", "namespaces", namespaced=False),
         Kind("v1", "Event", "events"),
         Kind("workload.dev/v1alpha1", "Artifact", "artifacts"),
         Kind("coordination.k8s.io/v1", "Lease", "leases"),

@@ -9,6 +9,8 @@ from typing import Any
 
 import kopf
 
+from . import admission
+from .approval import Approver
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,7 +24,10 @@ def run(*, namespaces: list[str], all_namespaces: bool, verbose: bool,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     settings = Settings()
-    memo: Any = kopf.Memo(settings=settings)
+    # One approval key for the webhook (signing) and the reconciler (verifying).
+    approver = Approver.from_settings()
+    admission.register(admission.settings_from_args(extra), approver)
+    memo: Any = kopf.Memo(settings=settings, approver=approver)
 
     clusterwide = all_namespaces or not namespaces
     asyncio.run(kopf.operator(

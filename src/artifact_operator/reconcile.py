@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import metrics, naming
+from .approval import Approver
 from .compare import covers
 from .events import EventRecorder, now
 from .kube import ApiError, Kube
-from .models import Artifact
+from .locking import Versions, repository_label_patch
+from .models import Artifact, CredentialEnvVar, Lifecycle, Phase
 from .render import TOKEN_KEY, Rendered, render
 from .settings import Settings
 from .status import Observed, Reason, compute_status, invalid_status, status_patch
@@ -159,8 +161,11 @@ class _Work:
 
 class Reconciler:
     def __init__(self, kube: Kube, settings: Settings, view: ClusterView,
-                 recorder: EventRecorder, concurrency: int = 64) -> None:
+                 recorder: EventRecorder, concurrency: int = 64,
+                 approver: Approver | None = None) -> None:
         self.kube = kube
+        self.approver = approver or Approver(None)
+        self.versions = Versions(kube)
         self.settings = settings
         self.view = view
         self.events = recorder
@@ -246,15 +251,68 @@ class Reconciler:
             if await self._write_status(body, status):
                 self.events.post(body, "Warning", Reason.invalid_spec.value, str(exc))
             return "invalid"
-        rendered = render(artifact, self.settings, elevated_approved=False)
+        await self._label_repository(body, artifact)
+        rendered = render(artifact, self.settings,
+                          elevated_approved=self.approver.verify(body))
         live = self.view.children(key)
         obs = Observed(rendered=rendered, live=live)
         for obj in rendered.objects:
             await self._ensure(body, artifact, obj, live, obs)
         await self._prune(body, artifact, rendered, live)
         status = compute_status(artifact, obs, self.settings, body.get("status"), now())
+        if status.get("phase") != Phase.ready.value:
+            missing = await self._missing_secrets(artifact)
+            if missing:
+                obs.blockers.extend(missing)
+                status = compute_status(artifact, obs, self.settings, body.get("status"), now())
+        if artifact.spec.lifecycle == Lifecycle.locked and status.get("version") is None:
+            status["version"] = await self.versions.assign(body)
         await self._write_status(body, status)
         return "error" if obs.errors else "ok"
+
+    async def _label_repository(self, body: Obj, artifact: Artifact) -> None:
+        patch = repository_label_patch(body, artifact)
+        if patch is None:
+            return
+        updated = await self.kube.patch(body, patch)
+        metrics.WRITES.labels(verb="patch", kind="Artifact").inc()
+        self.view.note_artifact(updated)
+
+    async def _missing_secrets(self, artifact: Artifact) -> list[tuple[Reason, str]]:
+        """Credential Secrets or keys that do not exist, named (never a value).
+
+        Asked only while the artifact is not Ready: a GET per referenced Secret then, none
+        once it runs. Watching Secrets instead would mean a label-less watch holding every
+        Secret of the namespace in memory, for a check that matters only until pods start.
+        """
+        wanted: dict[tuple[str, str], str] = {}
+        for group in artifact.spec.container_groups:
+            for ci, container in enumerate(group.containers):
+                for env in container.environment_vars:
+                    if isinstance(env, CredentialEnvVar):
+                        wanted.setdefault(
+                            (env.dr_credential_id, env.key),
+                            f"env {env.name} of container {container.name or f'container-{ci}'}"
+                            f" in group {group.name}")
+        found: dict[str, list[str] | None] = {}
+        out: list[tuple[Reason, str]] = []
+        for (name, key), user in wanted.items():
+            if name not in found:
+                try:
+                    secret = await self.kube.get("v1", "Secret", artifact.namespace, name)
+                except ApiError as exc:
+                    if exc.transient:
+                        raise
+                    log.info("cannot check Secret %s/%s: %s", artifact.namespace, name, exc)
+                    return out
+                # Only the key names are kept; the values are dropped right here.
+                found[name] = None if secret is None else sorted(secret.get("data") or {})
+            keys = found[name]
+            if keys is None:
+                out.append((Reason.secret_missing, f"Secret {name} ({user}) does not exist"))
+            elif key not in keys:
+                out.append((Reason.secret_missing, f"Secret {name} has no key {key} ({user})"))
+        return out
 
     async def _ensure(self, body: Obj, artifact: Artifact, obj: Obj, live: dict[Ref, Obj],
                       obs: Observed) -> None:

@@ -1,0 +1,219 @@
+"""The admission webhooks as users meet them: kubectl and API calls as editors and admins,
+against the real control plane, with the operator serving the webhooks on loopback."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from ..conftest import REPO, Cluster, create_artifact, get_artifact
+from ..support.operator import OperatorProcess
+from ..support.wait import wait_for
+from ..support.webhook import (
+    bind,
+    make_serving_cert,
+    registered_webhooks,
+    user_api,
+    user_kubeconfig,
+    webhook_operator,
+)
+
+pytestmark = pytest.mark.cluster
+
+EDITOR, ADMIN = "erin-editor", "ada-admin"
+ANNOTATION = "workload.dev/elevated-approval"
+GROUP, VERSION, PLURAL = "workload.dev", "v1alpha1", "artifacts"
+
+
+def install_roles(cluster: Cluster) -> None:
+    """The shipped ClusterRoles of deploy/rbac, as they are."""
+    for name in ("artifact_admin_role", "artifact_editor_role", "artifact_viewer_role"):
+        role = yaml.safe_load((REPO / "deploy" / "rbac" / f"{name}.yaml").read_text())
+        try:
+            cluster.rbac.create_cluster_role(role)
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+            cluster.rbac.replace_cluster_role(role["metadata"]["name"], role)
+
+
+@pytest.fixture
+def webhooks(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    """The operator serving its webhooks, registered for this namespace; an editor and an
+    admin bound to the shipped roles."""
+    install_roles(cluster)
+    bind(cluster.rbac, namespace, EDITOR, "artifact-editor")
+    bind(cluster.rbac, namespace, ADMIN, "artifact-admin")
+    cert = make_serving_cert(tmp_path / "certs")
+    proc = webhook_operator(cluster.kubeconfig, namespace, tmp_path / "operator.log", cert)
+    proc.start()
+    try:
+        with registered_webhooks(cluster.api, namespace, proc.webhook_port,  # type: ignore[attr-defined]
+                                 cert.ca):
+            yield proc
+    finally:
+        proc.stop()
+        print("---- operator log ----\n" + proc.logs()[-20000:])
+
+
+def as_user(cluster: Cluster, user: str) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(user_api(cluster.kubeconfig, user))
+
+
+def artifact(name: str, security: dict[str, Any] | None = None,
+             image: str = "nginx:1.27") -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "app", "imageUri": image, "primary": True,
+                                 "port": 8080}
+    if security:
+        container["securityContext"] = security
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Artifact", "metadata": {"name": name},
+            "spec": {"containerGroups": [{"name": "api", "containers": [container]}]}}
+
+
+def create_as(cluster: Cluster, user: str, namespace: str, body: dict[str, Any]) -> Any:
+    body = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
+    return as_user(cluster, user).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, body)
+
+
+def refused(call: Any) -> client.ApiException:
+    with pytest.raises(client.ApiException) as info:
+        call()
+    return info.value
+
+
+def capabilities(cluster: Cluster, namespace: str, deployment: str) -> dict[str, Any]:
+    """The first container's capabilities; empty while the Deployment does not exist."""
+    try:
+        d = cluster.apps.read_namespaced_deployment(deployment, namespace)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return {}
+        raise
+    caps = d.spec.template.spec.containers[0].security_context.capabilities
+    return {"add": caps.add, "drop": caps.drop}
+
+
+NET_ADMIN = {"capabilities": {"add": ["NET_ADMIN"]}}
+
+
+def test_editor_gets_every_violation_from_kubectl_apply(
+        cluster: Cluster, namespace: str, webhooks: OperatorProcess, tmp_path: Path) -> None:
+    manifest = {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "Artifact",
+        "metadata": {"name": "broken", "namespace": namespace},
+        "spec": {
+            "type": "service",
+            "storage": {"mode": "dedicatedPvc"},
+            "runtime": {"nope": {"replicas": 1}},
+            "containerGroups": [
+                {"name": "api", "containers": [
+                    {"name": "app", "imageUri": "nginx", "primary": True},
+                    {"name": "side", "imageUri": "busybox", "port": 9000}]},
+                {"name": "api", "containers": [{"name": "x", "imageUri": "nginx"}]},
+            ],
+        },
+    }
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    kubeconfig = user_kubeconfig(cluster.kubeconfig, tmp_path, EDITOR)
+    result = subprocess.run(
+        ["kubectl", "--kubeconfig", str(kubeconfig), "apply", "--validate=false", "-f",
+         str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0, result.stdout
+    for expected in (
+        "spec.containerGroups[0].containers[0].port: a primary container must set port",
+        "spec.containerGroups[0].containers[1].port: a non-primary container must not set",
+        "spec.containerGroups[1].name: duplicate container group name 'api'",
+        "spec.storage: storage is only allowed with type nim",
+        "spec.runtime.nope: runtime key 'nope' does not name a container group",
+    ):
+        assert expected in result.stderr, result.stderr
+    assert "5 violation(s)" in result.stderr, result.stderr
+    assert refused(lambda: get_artifact(cluster, namespace, "broken")).status == 404
+
+
+def test_capabilities_add_only_from_admins(cluster: Cluster, namespace: str,
+                                           webhooks: OperatorProcess) -> None:
+    error = refused(lambda: create_as(cluster, EDITOR, namespace,
+                                      artifact("by-editor", NET_ADMIN)))
+    assert error.status == 403
+    assert "spec.containerGroups[0].containers[0].securityContext.capabilities.add" in \
+        error.body
+    assert "only an admin" in error.body
+    # The same artifact without the elevated field is fine for the editor ...
+    create_as(cluster, EDITOR, namespace, artifact("by-editor"))
+    # ... and with it, for the admin.
+    created = create_as(cluster, ADMIN, namespace, artifact("by-admin", NET_ADMIN))
+    assert created["metadata"]["annotations"][ANNOTATION].startswith("hmac-sha256:")
+
+    admin_caps = wait_for(
+        lambda: capabilities(cluster, namespace, "by-admin-api").get("add"),
+        timeout=30, what="the admin's Deployment with its capability")
+    assert admin_caps == ["NET_ADMIN"]
+    wait_for(lambda: cluster.apps.read_namespaced_deployment("by-editor-api", namespace),
+             timeout=30, what="the editor's Deployment")
+    assert capabilities(cluster, namespace, "by-editor-api") == {"add": None, "drop": ["ALL"]}
+
+
+def test_editor_edits_keep_an_admins_approval_but_cannot_change_elevated_fields(
+        cluster: Cluster, namespace: str, webhooks: OperatorProcess) -> None:
+    create_as(cluster, ADMIN, namespace, artifact("shared", NET_ADMIN))
+    wait_for(lambda: capabilities(cluster, namespace, "shared-api").get("add") == ["NET_ADMIN"],
+             timeout=30, what="the approved capability")
+    editor = as_user(cluster, EDITOR)
+    # An unrelated change by an editor: accepted, and the approval stands.
+    editor.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "shared",
+                                          {"spec": {"description": "edited"}})
+    # Forging or dropping the approval does nothing: only an admin's writes set it.
+    editor.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "shared", {
+        "metadata": {"annotations": {ANNOTATION: "hmac-sha256:forged"}}})
+    stored = get_artifact(cluster, namespace, "shared")
+    assert stored["metadata"]["annotations"][ANNOTATION] != "hmac-sha256:forged"
+    # Swapping the image of the elevated container is a new elevation: refused.
+    swap = {"spec": {"containerGroups": [{"name": "api", "containers": [{
+        "name": "app", "imageUri": "evil:1", "primary": True, "port": 8080,
+        "securityContext": NET_ADMIN}]}]}}
+    error = refused(lambda: editor.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "shared", swap))
+    assert error.status == 403
+    wait_for(lambda: get_artifact(cluster, namespace, "shared").get("status", {})
+             .get("observedGeneration") == 2, timeout=30, what="the editor's edit reconciled")
+    assert capabilities(cluster, namespace, "shared-api")["add"] == ["NET_ADMIN"]
+
+
+def test_without_the_webhook_elevated_fields_are_stored_but_not_rendered(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    # No webhook registered; the operator even holds an approval key, and the artifact
+    # carries a made-up approval: neither makes the capability run.
+    proc = OperatorProcess(cluster.kubeconfig, [namespace], tmp_path / "operator.log",
+                           env={"ARTIFACT_OPERATOR_APPROVAL_KEY": "some-key"})
+    with proc:
+        body = artifact("elevated", {**NET_ADMIN, "allowPrivilegeEscalation": True})
+        body["metadata"]["annotations"] = {ANNOTATION: "hmac-sha256:" + "0" * 64}
+        create_artifact(cluster, namespace, body)
+
+        def ready_condition() -> dict[str, Any] | None:
+            status = get_artifact(cluster, namespace, "elevated").get("status", {})
+            return next((c for c in status.get("conditions", []) if c["type"] == "Ready"),
+                        None)
+
+        cond = wait_for(ready_condition, timeout=30, what="a Ready condition")
+        assert cond["status"] == "False"
+        assert cond["reason"] == "ElevatedNotApproved"
+        assert "securityContext.capabilities.add" in cond["message"]
+        assert "securityContext.allowPrivilegeEscalation" in cond["message"]
+        d = cluster.apps.read_namespaced_deployment("elevated-api", namespace)
+        sc = d.spec.template.spec.containers[0].security_context
+        assert sc.capabilities.add is None
+        assert sc.allow_privilege_escalation is False
+        # Stored as written: nothing the user sent is lost.
+        stored = get_artifact(cluster, namespace, "elevated")
+        assert stored["spec"]["containerGroups"][0]["containers"][0]["securityContext"][
+            "capabilities"] == {"add": ["NET_ADMIN"]}

@@ -1,0 +1,152 @@
+"""Locked artifacts: versions within a repository, the repository label, the frozen spec and
+who may delete them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from ..conftest import Cluster, create_artifact, get_artifact, patch_artifact
+from ..support.operator import OperatorProcess
+from ..support.wait import wait_for
+from .test_admission import ADMIN, EDITOR, as_user, refused, webhooks  # noqa: F401
+
+pytestmark = pytest.mark.cluster
+
+GROUP, VERSION, PLURAL = "workload.dev", "v1alpha1", "artifacts"
+LABEL = "workload.dev/repository"
+
+
+def manifest(name: str, repository: str | None, lifecycle: str = "draft") -> dict[str, Any]:
+    spec: dict[str, Any] = {"lifecycle": lifecycle, "containerGroups": [{"name": "api",
+                            "containers": [{"name": "app", "imageUri": f"img/{name}:1",
+                                            "primary": True, "port": 8080}]}]}
+    if repository:
+        spec["repository"] = repository
+    return {"metadata": {"name": name}, "spec": spec}
+
+
+def versions(cluster: Cluster, namespace: str, names: list[str]) -> dict[str, int]:
+    got = {n: get_artifact(cluster, namespace, n).get("status", {}).get("version")
+           for n in names}
+    assert all(got.values()), got
+    return got
+
+
+def lock(cluster: Cluster, namespace: str, name: str) -> None:
+    patch_artifact(cluster, namespace, name, {"spec": {"lifecycle": "locked"}})
+
+
+def artifact_writes(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
+    assert cluster.control_plane is not None
+    out = []
+    for line in cluster.control_plane.audit_log.read_text().splitlines():
+        event = json.loads(line)
+        ref = event.get("objectRef", {})
+        if ref.get("namespace") == namespace and ref.get("resource") == "artifacts" and \
+                event.get("user", {}).get("username") == "admin" and \
+                event.get("userAgent", "").startswith("artifact-operator"):
+            out.append(event)
+    return out
+
+
+def test_versions_count_up_per_repository_also_when_locked_at_once(
+        cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    # One locked one after another, then three locked in one burst, one created locked,
+    # and another repository and the no-repository group numbered on their own.
+    create_artifact(cluster, namespace, manifest("v-a", "shop"))
+    lock(cluster, namespace, "v-a")
+    wait_for(lambda: versions(cluster, namespace, ["v-a"]), timeout=30, what="version of v-a")
+    for name in ("v-b", "v-c", "v-d"):
+        create_artifact(cluster, namespace, manifest(name, "shop"))
+    for name in ("v-b", "v-c", "v-d"):
+        lock(cluster, namespace, name)
+    create_artifact(cluster, namespace, manifest("v-e", "shop", lifecycle="locked"))
+    create_artifact(cluster, namespace, manifest("other", "blog", lifecycle="locked"))
+    create_artifact(cluster, namespace, manifest("loose", None, lifecycle="locked"))
+    create_artifact(cluster, namespace, manifest("draft", "shop"))
+    names = ["v-a", "v-b", "v-c", "v-d", "v-e"]
+    got = wait_for(lambda: versions(cluster, namespace, names), timeout=30,
+                   what="versions of the shop artifacts")
+    assert got["v-a"] == 1
+    assert sorted(got.values()) == [1, 2, 3, 4, 5]
+    assert wait_for(lambda: versions(cluster, namespace, ["other", "loose"]), timeout=30,
+                    what="versions of the others") == {"other": 1, "loose": 1}
+    assert "version" not in get_artifact(cluster, namespace, "draft").get("status", {})
+
+    # The label lists the versions of a repository.
+    def shop() -> set[str]:
+        items = cluster.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, label_selector=f"{LABEL}=shop")["items"]
+        return {o["metadata"]["name"] for o in items}
+
+    wait_for(lambda: shop() == {*names, "draft"}, timeout=30, what="the shop label on six")
+    assert LABEL not in (get_artifact(cluster, namespace, "loose")["metadata"].get("labels")
+                         or {})
+
+    # Locked while the operator is down, three wait for it and are numbered together when
+    # it starts; the versions already given never change.
+    operator.stop()
+    later = ["v-f", "v-g", "v-h"]
+    for name in later:
+        create_artifact(cluster, namespace, manifest(name, "shop", lifecycle="locked"))
+    operator.start()
+    assert sorted(wait_for(lambda: versions(cluster, namespace, later), timeout=30,
+                           what="versions of the late ones").values()) == [6, 7, 8]
+    assert versions(cluster, namespace, names) == got
+
+
+def test_the_repository_label_is_written_once(cluster: Cluster, namespace: str,
+                                              operator: OperatorProcess) -> None:
+    create_artifact(cluster, namespace, manifest("labelled", "shop"))
+    wait_for(lambda: get_artifact(cluster, namespace, "labelled")["metadata"].get("labels", {})
+             .get(LABEL) == "shop", timeout=30, what="the repository label")
+    wait_for(lambda: get_artifact(cluster, namespace, "labelled").get("status", {})
+             .get("observedGeneration") == 1, timeout=30, what="a status")
+    label_patches = [e for e in artifact_writes(cluster, namespace)
+                     if e["verb"] == "patch" and e["objectRef"].get("subresource") is None]
+    assert len(label_patches) == 1, label_patches
+    # Restarted, the operator finds the label right and writes nothing to the artifact.
+    operator.stop()
+    before = len(artifact_writes(cluster, namespace))
+    operator.start()
+    patch_artifact(cluster, namespace, "labelled", {"spec": {"description": "touch"}})
+    wait_for(lambda: get_artifact(cluster, namespace, "labelled").get("status", {})
+             .get("observedGeneration") == 2, timeout=30, what="the change reconciled")
+    writes = artifact_writes(cluster, namespace)[before:]
+    assert [e["objectRef"].get("subresource") for e in writes] == ["status"], writes
+
+
+def test_a_locked_artifact_is_frozen_and_only_an_admin_deletes_it(
+        cluster: Cluster, namespace: str, webhooks: OperatorProcess) -> None:  # noqa: F811
+    editor = as_user(cluster, EDITOR)
+    editor.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "Artifact",
+        **manifest("frozen", "shop"), "metadata": {"name": "frozen", "namespace": namespace}})
+    editor.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "frozen",
+                                          {"spec": {"lifecycle": "locked"}})
+    wait_for(lambda: versions(cluster, namespace, ["frozen"]), timeout=30, what="a version")
+
+    for change, path in (
+        ({"spec": {"description": "changed"}}, "spec.description"),
+        ({"spec": {"lifecycle": "draft"}}, "spec.lifecycle: a locked artifact cannot go back"),
+    ):
+        # Refused for everyone, admins included: a locked spec is a released version.
+        for user in (EDITOR, ADMIN):
+            error = refused(lambda c=change, u=user: as_user(
+                cluster, u).patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, "frozen", c))
+            assert error.status == 422 and path in error.body, error.body
+    # Metadata stays editable: labels are not the spec.
+    editor.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "frozen",
+                                          {"metadata": {"labels": {"team": "a"}}})
+
+    error = refused(lambda: editor.delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "frozen"))
+    assert error.status == 403 and "the artifact is locked" in error.body, error.body
+    assert get_artifact(cluster, namespace, "frozen")["spec"]["lifecycle"] == "locked"
+    as_user(cluster, ADMIN).delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                                                            "frozen")
+    assert refused(lambda: get_artifact(cluster, namespace, "frozen")).status == 404

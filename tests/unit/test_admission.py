@@ -1,0 +1,262 @@
+"""The webhook's decisions, the approval signature and the shipped webhook/RBAC manifests.
+No cluster: these are the pure parts; tests/integration/test_admission.py runs them for real."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from artifact_operator.admission import (
+    DEFAULT_CERT_DIR,
+    MUTATE_ID,
+    VALIDATE_ID,
+    WebhookSettings,
+    register,
+    review,
+)
+from artifact_operator.approval import ANNOTATION, Approver, elevated_paths
+from artifact_operator.locking import repository_label_patch
+from artifact_operator.validation import parse
+
+REPO = Path(__file__).resolve().parents[2]
+WEBHOOK = REPO / "deploy" / "webhook"
+
+
+def art(name: str = "a", *, lifecycle: str = "draft", security: dict[str, Any] | None = None,
+        image: str = "nginx:1", **spec: Any) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "app", "imageUri": image, "primary": True,
+                                 "port": 8080}
+    if security is not None:
+        container["securityContext"] = security
+    return {"apiVersion": "workload.dev/v1alpha1", "kind": "Artifact",
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"lifecycle": lifecycle, **spec,
+                     "containerGroups": [{"name": "api", "containers": [container]}]}}
+
+
+CAPS = {"capabilities": {"add": ["NET_ADMIN"]}}
+
+
+def paths(violations: list[Any]) -> list[str]:
+    return [v.path for v in violations]
+
+
+class TestReview:
+    def test_every_violation_at_once_on_create(self) -> None:
+        bad = art(storage={"mode": "nimCache"}, runtime={"x": {}})
+        bad["spec"]["containerGroups"][0]["containers"][0].pop("port")
+        found = review("CREATE", None, bad)
+        assert paths(found.violations) == [
+            "spec.containerGroups[0].containers[0].port", "spec.runtime.x", "spec.storage"]
+        assert found.admin_only == []
+
+    def test_a_valid_draft_passes(self) -> None:
+        found = review("CREATE", None, art())
+        assert found.violations == [] and found.admin_only == []
+
+    def test_metadata_writes_to_an_already_invalid_artifact_pass(self) -> None:
+        old = art(storage={"mode": "nimCache"})
+        new = copy.deepcopy(old)
+        new["metadata"]["labels"] = {"workload.dev/repository": "r"}
+        assert review("UPDATE", old, new).violations == []
+        new["spec"]["description"] = "changed"
+        assert paths(review("UPDATE", old, new).violations) == ["spec.storage"]
+
+    def test_a_locked_spec_cannot_change_nor_go_back_to_draft(self) -> None:
+        old = art(lifecycle="locked")
+        new = art(lifecycle="draft", image="nginx:2", description="x")
+        found = review("UPDATE", old, new)
+        assert [str(v) for v in found.violations] == [
+            "spec.containerGroups: the spec of a locked artifact cannot change",
+            "spec.description: the spec of a locked artifact cannot change",
+            "spec.lifecycle: a locked artifact cannot go back to draft",
+        ]
+
+    def test_locking_a_draft_and_labelling_a_locked_artifact_pass(self) -> None:
+        assert review("UPDATE", art(), art(lifecycle="locked")).violations == []
+        locked = art(lifecycle="locked")
+        labelled = copy.deepcopy(locked)
+        labelled["metadata"]["labels"] = {"team": "a"}
+        assert review("UPDATE", locked, labelled).violations == []
+
+    def test_only_an_admin_deletes_a_locked_artifact(self) -> None:
+        assert paths(review("DELETE", art(lifecycle="locked"), None).admin_only) == \
+            ["spec.lifecycle"]
+        found = review("DELETE", art(), None)
+        assert found.violations == [] and found.admin_only == []
+
+    @pytest.mark.parametrize("security", [
+        {"capabilities": {"add": ["NET_ADMIN"], "drop": ["MKNOD"]}},
+        {"allowPrivilegeEscalation": True},
+        {"seccompProfile": {"type": "Unconfined"}},
+    ])
+    def test_elevated_fields_need_an_admin(self, security: dict[str, Any]) -> None:
+        found = review("CREATE", None, art(security=security))
+        assert found.violations == []
+        assert len(found.admin_only) == 1
+        assert "only an admin (verb elevate on artifacts.workload.dev)" in \
+            found.admin_only[0].message
+
+    @pytest.mark.parametrize("security", [
+        {"capabilities": {"drop": ["NET_RAW"]}},
+        {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
+        {"seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}},
+    ])
+    def test_tightening_is_open_to_everyone(self, security: dict[str, Any]) -> None:
+        assert review("CREATE", None, art(security=security)).admin_only == []
+
+    def test_unchanged_elevated_fields_need_no_admin_but_a_new_image_does(self) -> None:
+        old = art(security=CAPS)
+        assert review("UPDATE", old, art(security=CAPS, description="x")).admin_only == []
+        assert paths(review("UPDATE", old, art(security=CAPS, image="other:1")).admin_only) \
+            == ["spec.containerGroups[0].containers[0].securityContext.capabilities.add"]
+
+    def test_paths_agree_with_the_renderer(self) -> None:
+        from artifact_operator.render import elevated_fields
+
+        security = {"capabilities": {"add": ["X"]}, "allowPrivilegeEscalation": True,
+                    "seccompProfile": {"type": "Unconfined"}}
+        doc = art(security=security)
+        assert elevated_paths(doc["spec"]) == elevated_fields(parse(doc))
+
+
+class TestApproval:
+    approver = Approver(b"k" * 32)
+
+    def signed(self, doc: dict[str, Any]) -> dict[str, Any]:
+        value = self.approver.sign("ns", doc["metadata"]["name"], doc["spec"])
+        assert value is not None
+        doc["metadata"]["annotations"] = {ANNOTATION: value}
+        return doc
+
+    def test_an_approval_verifies_for_what_was_approved(self) -> None:
+        doc = self.signed(art(security=CAPS))
+        assert self.approver.verify(doc)
+        doc["spec"]["description"] = "not elevated, not covered"
+        assert self.approver.verify(doc)
+
+    @pytest.mark.parametrize("change", [
+        lambda d: d["spec"]["containerGroups"][0]["containers"][0].update(imageUri="evil:1"),
+        lambda d: d["spec"]["containerGroups"][0]["containers"][0].update(name="other"),
+        lambda d: d["spec"]["containerGroups"][0]["containers"][0]["securityContext"][
+            "capabilities"]["add"].append("SYS_ADMIN"),
+        lambda d: d["metadata"].update(name="copy"),
+        lambda d: d["metadata"].update(namespace="elsewhere"),
+    ])
+    def test_it_does_not_cover_anything_else(self, change: Any) -> None:
+        doc = self.signed(art(security=CAPS))
+        change(doc)
+        assert not self.approver.verify(doc)
+
+    def test_another_key_or_no_key_approves_nothing(self) -> None:
+        doc = self.signed(art(security=CAPS))
+        assert not Approver(b"other").verify(doc)
+        assert not Approver(None).verify(doc)
+        assert Approver(None).sign("ns", "a", doc["spec"]) is None
+
+    def test_nothing_elevated_needs_no_approval(self) -> None:
+        assert self.approver.sign("ns", "a", art()["spec"]) is None
+
+    def test_the_key_comes_from_the_environment_or_a_file(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        doc = self.signed(art(security=CAPS))
+        monkeypatch.setenv("ARTIFACT_OPERATOR_APPROVAL_KEY", "k" * 32)
+        assert Approver.from_settings().verify(doc)
+        monkeypatch.delenv("ARTIFACT_OPERATOR_APPROVAL_KEY")
+        (tmp_path / "key").write_text("k" * 32 + "\n")
+        monkeypatch.setenv("ARTIFACT_OPERATOR_APPROVAL_KEY_FILE", str(tmp_path / "key"))
+        assert Approver.from_settings().verify(doc)
+        monkeypatch.setenv("ARTIFACT_OPERATOR_APPROVAL_KEY_FILE", str(tmp_path / "missing"))
+        assert not Approver.from_settings().configured
+
+
+def test_repository_label_is_patched_only_when_missing_or_wrong() -> None:
+    doc = art(repository="shop")
+    assert repository_label_patch(doc, parse(doc)) == \
+        {"metadata": {"labels": {"workload.dev/repository": "shop"}}}
+    doc["metadata"]["labels"] = {"workload.dev/repository": "shop"}
+    assert repository_label_patch(doc, parse(doc)) is None
+    doc["spec"].pop("repository")
+    assert repository_label_patch(doc, parse(doc)) == \
+        {"metadata": {"labels": {"workload.dev/repository": None}}}
+
+
+class TestServing:
+    def test_off_with_port_zero_or_without_a_default_certificate(self) -> None:
+        assert register(WebhookSettings(webhook_port=0), Approver(None)) is False
+        if not (DEFAULT_CERT_DIR / "tls.crt").exists():
+            assert register(WebhookSettings(), Approver(None)) is False
+
+    def test_a_named_certificate_that_is_missing_is_an_error(self, tmp_path: Path) -> None:
+        with pytest.raises(SystemExit, match="not found"):
+            register(WebhookSettings(webhook_cert=tmp_path / "tls.crt",
+                                     webhook_key=tmp_path / "tls.key"), Approver(None))
+
+
+def _docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+class TestShippedManifests:
+    def test_webhook_configurations_call_the_handlers_through_the_service(self) -> None:
+        configs = {d["kind"]: d for d in _docs(WEBHOOK / "manifests.yaml")}
+        service = _docs(WEBHOOK / "service.yaml")[0]
+        expected = {"ValidatingWebhookConfiguration": (VALIDATE_ID, {"CREATE", "UPDATE",
+                                                                      "DELETE"}),
+                    "MutatingWebhookConfiguration": (MUTATE_ID, {"CREATE", "UPDATE"})}
+        for kind, (handler_id, operations) in expected.items():
+            config = configs[kind]
+            assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == \
+                "artifact-operator-system/artifact-operator-serving-cert"
+            (hook,) = config["webhooks"]
+            ref = hook["clientConfig"]["service"]
+            assert ref["path"] == f"/{handler_id}"
+            assert (ref["name"], ref["namespace"]) == (service["metadata"]["name"],
+                                                      service["metadata"]["namespace"])
+            assert hook["failurePolicy"] == "Fail"
+            assert set(hook["rules"][0]["operations"]) == operations
+        (port,) = service["spec"]["ports"]
+        assert (port["port"], port["targetPort"]) == (443, WebhookSettings().webhook_port)
+
+    def test_the_certificate_lands_where_the_operator_reads_it(self) -> None:
+        cert = next(d for d in _docs(WEBHOOK / "certificate.yaml") if d["kind"] == "Certificate")
+        patch = _docs(WEBHOOK / "manager_webhook_patch.yaml")[0]["spec"]["template"]["spec"]
+        volume = next(v for v in patch["volumes"] if v["name"] == "webhook-cert")
+        mount = next(m for m in patch["containers"][0]["volumeMounts"]
+                     if m["name"] == "webhook-cert")
+        assert volume["secret"]["secretName"] == cert["spec"]["secretName"]
+        assert Path(mount["mountPath"]) == DEFAULT_CERT_DIR
+
+    def test_selfsigned_script_makes_a_certificate_for_the_service(self, tmp_path: Path) -> None:
+        subprocess.run([str(WEBHOOK / "selfsigned.sh"), "--certs-only", str(tmp_path)],
+                       check=True, capture_output=True)
+        subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "ca.crt"),
+                        str(tmp_path / "tls.crt")], check=True, capture_output=True)
+        sans = subprocess.run(["openssl", "x509", "-in", str(tmp_path / "tls.crt"), "-noout",
+                               "-ext", "subjectAltName"], check=True, capture_output=True,
+                              text=True).stdout
+        assert "DNS:artifact-operator-webhook-service.artifact-operator-system.svc" in sans
+
+    def test_roles(self) -> None:
+        rbac = REPO / "deploy" / "rbac"
+        roles = {d["metadata"]["name"]: d for name in ("admin", "editor", "viewer")
+                 for d in _docs(rbac / f"artifact_{name}_role.yaml")}
+
+        def verbs(role: str) -> set[str]:
+            return {v for rule in roles[role]["rules"] if "artifacts" in rule["resources"]
+                    for v in rule["verbs"]}
+
+        assert "elevate" in verbs("artifact-admin")
+        assert "elevate" not in verbs("artifact-editor")
+        assert {"create", "update", "patch", "delete"} <= verbs("artifact-editor")
+        assert verbs("artifact-viewer") == {"get", "list", "watch"}
+        labels = {n: r["metadata"].get("labels", {}) for n, r in roles.items()}
+        assert labels["artifact-editor"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+        assert labels["artifact-viewer"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+        assert not any(k.startswith("rbac.authorization.k8s.io/aggregate")
+                       for k in labels["artifact-admin"])
