@@ -40,7 +40,8 @@ PRINTER_COLUMNS = [
 # (a `path` default would land on generated dockerfiles too).
 _KEEP_KEYS = {"type", "description", "properties", "items", "required", "enum", "default",
               "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "pattern",
-              "format", "additionalProperties", "x-kubernetes-int-or-string"}
+              "format", "additionalProperties", "maxProperties", "x-kubernetes-int-or-string",
+              "x-kubernetes-list-type", "x-kubernetes-list-map-keys"}
 
 
 def _resolve(node: Any, defs: dict[str, Any]) -> Any:

@@ -35,6 +35,14 @@ ENV_NAME = r"^([-_a-zA-Z][-._a-zA-Z0-9]*|\.[-_a-zA-Z0-9][-._a-zA-Z0-9]*)$"
 SECRET_KEY = r"^([-_a-zA-Z0-9][-._a-zA-Z0-9]*|\.[-_a-zA-Z0-9][-._a-zA-Z0-9]*)$"
 PVC_SIZE = r"^\d+(\.\d+)?(Gi|Mi|Ti)$"
 
+# Lists keyed by name: the API server itself refuses duplicate names (also on 1.20, where CEL
+# is ignored), and server-side apply of Artifacts merges them by name.
+UNIQUE_BY_NAME: dict[str, Any] = {
+    "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+# Bounds the seed does not have: a 1.25+ API server estimates the cost of the CRD's CEL rules
+# from maxItems, and refuses a CRD whose rules iterate unbounded lists.
+MAX_LIST = 64
+
 
 class Model(BaseModel):
     """camelCase on the wire, unknown fields refused (the seed's `additionalProperties: false`)."""
@@ -244,8 +252,9 @@ class Container(Model):
     # `default=[]` (pydantic copies it per instance) rather than a factory, so that the CRD
     # carries the seed's default and CEL rules can read the list when it is omitted.
     environment_vars: list[EnvVar] = Field(
-        default=[], description="Environment variables: source string (default), "
-        "dr-credential or dr-api-token.")
+        default=[], json_schema_extra=UNIQUE_BY_NAME,
+        description="Environment variables: source string (default), dr-credential or "
+        "dr-api-token. Names are unique in a container.")
     port: int | None = Field(
         None, ge=1024, le=65535,
         description="Container port, 1024..65535. Primary containers must set it; others must "
@@ -264,7 +273,8 @@ class ContainerGroup(Model):
         "digits and hyphens; starts with a letter, ends with a letter or digit; at most 63 "
         "characters (it names Kubernetes objects and is a label value).")
     containers: list[Container] = Field(
-        default=[], description="The containers of the group's pods, in order.")
+        default=[], max_length=MAX_LIST,
+        description=f"The containers of the group's pods, in order (at most {MAX_LIST}).")
 
 
 class StorageConfig(Model):
@@ -320,13 +330,14 @@ class ArtifactSpec(Model):
         "workload.dev/repository, so it must be a Kubernetes label value: at most 63 "
         "letters, digits, '-', '_' or '.', starting and ending with a letter or digit.")
     container_groups: list[ContainerGroup] = Field(
-        default=[], description="Each group runs as one Deployment.")
+        default=[], max_length=MAX_LIST, json_schema_extra=UNIQUE_BY_NAME,
+        description=f"Each group runs as one Deployment (at most {MAX_LIST}; names unique).")
     storage: StorageConfig | None = Field(
         None, description="Model weight storage; nim only. Defaults to a dedicated claim.")
     template_id: str | None = Field(
         None, description="Id of the template this nim artifact was made from; nim only.")
     runtime: dict[str, RuntimeOverride] | None = Field(
-        None, description="Runtime overrides keyed by container group name.")
+        None, max_length=MAX_LIST, description="Runtime overrides keyed by container group name.")
 
 
 class Condition(Model):

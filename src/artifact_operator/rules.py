@@ -3,7 +3,9 @@
 `check_spec` walks the raw spec (defensively: it also runs when the schema check failed, so
 that every violation is reported at once) and yields `Violation`s with field paths.
 `CEL_RULES` are the same rules as `x-kubernetes-validations`, placed in the CRD by `crd.py`, for
-API servers that evaluate CEL (1.25+). Older servers drop them; the webhook and the operator
+API servers that evaluate CEL (1.25+). Unique group and env names need no CEL: those lists are
+`x-kubernetes-list-type: map` keyed by name (models.UNIQUE_BY_NAME), which every API server
+enforces. Older servers drop them; the webhook and the operator
 still enforce `check_spec` everywhere.
 """
 
@@ -41,9 +43,6 @@ CEL_RULES: tuple[CelRule, ...] = (
             "a primary container must set port; a non-primary container must not"),
     CelRule(CONTAINERS, "has(self.imageUri) || has(self.imageBuildConfig)",
             "imageUri is required unless imageBuildConfig is set"),
-    CelRule(CONTAINERS,
-            "self.environmentVars.all(e, self.environmentVars.exists_one(f, f.name == e.name))",
-            "environment variable names must be unique in a container"),
     CelRule((*CONTAINERS, "environmentVars", "[]"),
             "self.source != 'string' || has(self.value)",
             "value is required for source string"),
@@ -80,9 +79,6 @@ CEL_RULES: tuple[CelRule, ...] = (
             "self.containers.all(c, !has(c.name) || "
             "self.containers.exists_one(d, has(d.name) && d.name == c.name))",
             "container names must be unique in a group"),
-    CelRule(("spec",),
-            "self.containerGroups.all(g, self.containerGroups.exists_one(h, h.name == g.name))",
-            "container group names must be unique"),
     CelRule(("spec",), "self.type == 'nim' || (!has(self.storage) && !has(self.templateId))",
             "storage and templateId are only allowed with type nim"),
     CelRule(("spec",),

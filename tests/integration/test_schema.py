@@ -147,6 +147,14 @@ REJECTED: list[tuple[str, dict[str, Any], str]] = [
         "source": "inline"}}), "imageBuildConfig.dockerfile.source"),
     ("code-ref-datarobot-required", _set(f"{C0}.imageBuildConfig", {"codeRef": {}}),
      "imageBuildConfig.codeRef.datarobot"),
+    # List-map keys: refused by every API server, CEL or not.
+    ("duplicate-group-name", {"containerGroups": _valid()["containerGroups"] * 2},
+     "spec.containerGroups[1]"),
+    ("duplicate-env-name", _set(f"{C0}.environmentVars", [
+        {"name": "A", "value": "1"}, {"name": "A", "value": "2"}]), "environmentVars[1]"),
+    ("too-many-groups", {"containerGroups": [
+        {**_valid()["containerGroups"][0], "name": f"g{i}"} for i in range(65)]},
+     "spec.containerGroups"),
 ]
 
 

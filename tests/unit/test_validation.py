@@ -91,6 +91,12 @@ def _default(value: Any, schema: dict[str, Any]) -> Any:
 def _cel_failures(value: Any, schema: dict[str, Any], path: str) -> list[tuple[str, str]]:
     failures = [(path, rule["message"]) for rule in schema.get("x-kubernetes-validations", [])
                 if cel.evaluate(rule["rule"], {"self": value}) is not True]
+    if isinstance(value, list) and schema.get("x-kubernetes-list-type") == "map":
+        # The API server's structural check of list-map keys (duplicates are refused).
+        keys = [tuple(item.get(k) for k in schema["x-kubernetes-list-map-keys"])
+                for item in value]
+        failures += [(f"{path}[{i}]", "duplicate list-map key") for i, key in enumerate(keys)
+                     if key in keys[:i]]
     if isinstance(value, dict) and "properties" in schema:
         for key, sub in schema["properties"].items():
             if key in value:
