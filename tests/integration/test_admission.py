@@ -116,7 +116,8 @@ def test_editor_gets_every_violation_from_kubectl_apply(
                 {"name": "api", "containers": [
                     {"name": "app", "imageUri": "nginx", "primary": True},
                     {"name": "side", "imageUri": "busybox", "port": 9000}]},
-                {"name": "api", "containers": [{"name": "x", "imageUri": "nginx"}]},
+                {"name": "worker", "containers": [{"name": "x", "imageUri": "nginx"},
+                                                  {"name": "x", "imageUri": "busybox"}]},
             ],
         },
     }
@@ -130,7 +131,7 @@ def test_editor_gets_every_violation_from_kubectl_apply(
     for expected in (
         "spec.containerGroups[0].containers[0].port: a primary container must set port",
         "spec.containerGroups[0].containers[1].port: a non-primary container must not set",
-        "spec.containerGroups[1].name: duplicate container group name 'api'",
+        "spec.containerGroups[1].containers[1].name: duplicate container name 'x'",
         "spec.storage: storage is only allowed with type nim",
         "spec.runtime.nope: runtime key 'nope' does not name a container group",
     ):
