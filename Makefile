@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export KUBEBUILDER_ASSETS ?= $(abspath ../shared/k8s/bin)
 
-.PHONY: help install test unit integration lint crd crd-check run render bench e2e clean
+.PHONY: help install test unit integration lint crd crd-check settings-doc run render bench e2e clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -31,6 +31,11 @@ lint: ## ruff and mypy
 
 crd: ## regenerate crds/ (and the copies under deploy/) from the models
 	$(BIN)/artifact-operator crd -o crds
+	cp crds/workload.dev_artifacts.yaml deploy/crd/bases/
+	cp crds/workload.dev_artifacts.yaml deploy/helm/artifact-operator/crds/
+
+settings-doc: ## print the configuration reference table of README.md from Settings
+	@$(BIN)/python -m artifact_operator.settings_doc
 
 run: ## run the operator against the cluster in KUBECONFIG, all namespaces
 	$(BIN)/artifact-operator run --all-namespaces

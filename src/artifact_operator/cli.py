@@ -142,7 +142,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="watch all namespaces (the default without --namespace)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--liveness", default=None,
-                   help="serve liveness on this URL, e.g. http://0.0.0.0:8080/healthz")
+                   help="also serve kopf's own liveness probe on this URL, "
+                        "e.g. http://0.0.0.0:8082/healthz")
+    p.add_argument("--health-port", type=int, default=8081,
+                   help="port of /healthz (liveness) and /readyz (readiness); 0 turns it off")
+    p.add_argument("--metrics-port", type=int, default=8080,
+                   help="port of the Prometheus /metrics endpoint; 0 turns it off")
+    p.add_argument("--bind-address", default="0.0.0.0",
+                   help="address the health and metrics servers listen on")
+    p.add_argument("--log-format", choices=["text", "json"], default="text",
+                   help="json: one JSON object per line (time, level, logger, message, "
+                        "namespace, name)")
+    p.add_argument("--leader-election", action="store_true",
+                   help="only the holder of a Lease reconciles (for more than one replica)")
+    p.add_argument("--leader-election-namespace", default=None,
+                   help="namespace of the Lease (default: the operator's own namespace from "
+                        "POD_NAMESPACE or the service account, else 'default')")
+    p.add_argument("--leader-election-id", default="artifact-operator-leader",
+                   help="name of the Lease (default: artifact-operator-leader)")
     admission.add_arguments(p)
     p.set_defaults(func=cmd_run)
     return parser

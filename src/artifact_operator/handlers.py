@@ -61,8 +61,10 @@ async def startup(memo: Any, settings: kopf.OperatorSettings, **_: Any) -> None:
     op_settings: Settings = memo.settings
     view = ClusterView()
     memo.kube = kube
+    # With leader election the replica starts as a standby; operator.py activates it.
     memo.reconciler = Reconciler(kube, op_settings, view, EventRecorder(kube, op_settings.events),
-                                 approver=memo.approver)
+                                 approver=memo.approver,
+                                 active=not memo.get("leader_election", False))
     memo.resync = asyncio.get_running_loop().create_task(memo.reconciler.resync_forever())
 
 

@@ -139,6 +139,15 @@ class Kube:
         assert out is not None
         return out
 
+    async def replace(self, obj: Obj) -> Obj:
+        """PUT `obj`; its metadata.resourceVersion makes this a compare-and-swap (409 if stale)."""
+        k = kind_of(obj)
+        meta = obj["metadata"]
+        out = await self.request("PUT", k.path(meta.get("namespace"), meta["name"]), body=obj,
+                                 query=[("fieldManager", MANAGER)])
+        assert out is not None
+        return out
+
     async def get(self, api_version: str, kind: str, namespace: str | None,
                   name: str) -> Obj | None:
         k = KINDS[(api_version, kind)]

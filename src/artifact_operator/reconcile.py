@@ -27,6 +27,7 @@ from .events import EventRecorder, now
 from .kube import ApiError, Kube
 from .locking import Versions, repository_label_patch
 from .models import Artifact, CredentialEnvVar, Lifecycle, Phase
+from .observability import log_object
 from .render import TOKEN_KEY, Rendered, render
 from .settings import Settings
 from .status import Observed, Reason, compute_status, invalid_status, status_patch
@@ -162,10 +163,13 @@ class _Work:
 class Reconciler:
     def __init__(self, kube: Kube, settings: Settings, view: ClusterView,
                  recorder: EventRecorder, concurrency: int = 64,
-                 approver: Approver | None = None) -> None:
+                 approver: Approver | None = None, active: bool = True) -> None:
         self.kube = kube
         self.approver = approver or Approver(None)
         self.versions = Versions(kube)
+        # False on a standby replica (leader election): triggers are dropped, since the
+        # leader reconciles everything when it takes over (`activate`).
+        self.active = active
         self.settings = settings
         self.view = view
         self.events = recorder
@@ -177,6 +181,8 @@ class Reconciler:
     # -- scheduling ---------------------------------------------------------------------
 
     def enqueue(self, key: Key) -> None:
+        if not self.active:
+            return
         work = self._work.setdefault(key, _Work())
         work.dirty = True
         if not work.running:
@@ -189,7 +195,18 @@ class Reconciler:
         for key in list(self.view.artifacts):
             self.enqueue(key)
 
+    def activate(self) -> None:
+        self.active = True
+        self.enqueue_all()
+
+    def deactivate(self) -> None:
+        """Stop at once: no new reconciles, and the running ones are cancelled."""
+        self.active = False
+        for task in list(self._tasks):
+            task.cancel()
+
     async def _run(self, key: Key, work: _Work) -> None:
+        log_object.set(key)
         try:
             while work.dirty:
                 work.dirty = False

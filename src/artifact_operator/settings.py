@@ -30,8 +30,12 @@ class Settings(BaseSettings):
                                   description="Size of a dedicated claim without pvcSize.")
     storage_class: str | None = Field(
         None, description="storageClassName of the claims; unset means the cluster default.")
-    dedicated_access_modes: list[str] = Field(default_factory=lambda: ["ReadWriteOnce"])
-    cache_access_modes: list[str] = Field(default_factory=lambda: ["ReadWriteMany"])
+    dedicated_access_modes: list[str] = Field(
+        default_factory=lambda: ["ReadWriteOnce"],
+        description="accessModes of a dedicated model-weight claim (JSON list).")
+    cache_access_modes: list[str] = Field(
+        default_factory=lambda: ["ReadWriteMany"],
+        description="accessModes of a shared nimCache claim (JSON list).")
     cache_size: str = Field("200Gi", pattern=r"^\d+(\.\d+)?(Gi|Mi|Ti)$",
                             description="Size of a shared nimCache claim.")
     nim_cache_path: str = Field("/opt/nim/.cache", description="Where NIM weights are mounted.")
@@ -42,4 +46,5 @@ class Settings(BaseSettings):
     # Operator behaviour.
     resync_seconds: float = Field(600.0, gt=0, description="Full resync interval.")
     events: bool = Field(True, description="Post Events on Artifacts for child changes.")
-    max_backoff_seconds: float = Field(300.0, gt=0)
+    max_backoff_seconds: float = Field(
+        300.0, gt=0, description="Longest wait between retries of a failing reconcile.")

@@ -23,11 +23,14 @@ class OperatorProcess:
         self.env = env or {}
         self.args = args or []
         self.health_port = free_port()
+        self.metrics_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60) -> OperatorProcess:
-        cmd = [sys.executable, "-m", "artifact_operator", "run",
-               "--liveness", f"http://127.0.0.1:{self.health_port}/healthz", *self.args]
+        # Free ports of our own: the defaults (8080, 8081) would clash between operators.
+        cmd = [sys.executable, "-m", "artifact_operator", "run", "--bind-address", "127.0.0.1",
+               "--health-port", str(self.health_port), "--metrics-port", str(self.metrics_port),
+               *self.args]
         for ns in self.namespaces or []:
             cmd += ["--namespace", ns]
         if not self.namespaces:
@@ -36,7 +39,7 @@ class OperatorProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
-        wait_for(self._healthy, timeout=timeout, what="operator liveness endpoint")
+        wait_for(self._healthy, timeout=timeout, what="operator readiness endpoint")
         return self
 
     def _healthy(self) -> bool:
@@ -46,7 +49,7 @@ class OperatorProcess:
                 f"operator exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
         try:
             with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as resp:
+                    f"http://127.0.0.1:{self.health_port}/readyz", timeout=1) as resp:
                 return bool(resp.status == 200)
         except OSError:
             return False

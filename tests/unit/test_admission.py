@@ -221,11 +221,19 @@ class TestShippedManifests:
             assert hook["failurePolicy"] == "Fail"
             assert set(hook["rules"][0]["operations"]) == operations
         (port,) = service["spec"]["ports"]
-        assert (port["port"], port["targetPort"]) == (443, WebhookSettings().webhook_port)
+        assert port["port"] == 443
+        # The Service targets the manager container's named port, which is the webhook port.
+        manager = _docs(WEBHOOK.parent / "manager" / "manager.yaml")
+        (deployment,) = [d for d in manager if d["kind"] == "Deployment"]
+        ports = {p["name"]: p["containerPort"]
+                 for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
+        assert ports[port["targetPort"]] == WebhookSettings().webhook_port
 
     def test_the_certificate_lands_where_the_operator_reads_it(self) -> None:
-        cert = next(d for d in _docs(WEBHOOK / "certificate.yaml") if d["kind"] == "Certificate")
-        patch = _docs(WEBHOOK / "manager_webhook_patch.yaml")[0]["spec"]["template"]["spec"]
+        cert = next(d for d in _docs(WEBHOOK.parent / "certmanager" / "certificate.yaml")
+                    if d["kind"] == "Certificate")
+        patch = _docs(WEBHOOK.parent / "default" / "manager_webhook_patch.yaml")[0]
+        patch = patch["spec"]["template"]["spec"]
         volume = next(v for v in patch["volumes"] if v["name"] == "webhook-cert")
         mount = next(m for m in patch["containers"][0]["volumeMounts"]
                      if m["name"] == "webhook-cert")

@@ -1,0 +1,56 @@
+{{- define "artifact-operator.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "artifact-operator.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "artifact-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "artifact-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "artifact-operator.labels" -}}
+{{ include "artifact-operator.selectorLabels" . }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "artifact-operator.serviceAccountName" -}}
+{{ include "artifact-operator.fullname" . }}
+{{- end -}}
+
+{{/* The rules of the manager role: what the operator does, nothing more. */}}
+{{- define "artifact-operator.managerRules" -}}
+- apiGroups: [workload.dev]
+  resources: [artifacts]
+  verbs: [get, list, watch, patch]
+- apiGroups: [workload.dev]
+  resources: [artifacts/status]
+  verbs: [get, patch]
+- apiGroups: [workload.dev]
+  resources: [artifacts/finalizers]
+  verbs: [update]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [services, persistentvolumeclaims]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch, create, delete]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}
+
+{{- define "artifact-operator.webhookCertSecret" -}}
+{{ include "artifact-operator.fullname" . }}-webhook-cert
+{{- end -}}

@@ -1,0 +1,333 @@
+"""The install artefacts: kustomize tree, Helm chart, Dockerfile, and README's settings table.
+
+kustomize renders with the real kubectl (kustomize is built in), the chart with Helm's own
+engine (helm-python-sdk), and every rendered object is checked against the Kubernetes OpenAPI
+schemas of the oldest and newest versions kubernetes-validate ships.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes_validate.utils import all_versions
+
+from artifact_operator.crd import CRD_FILE
+from artifact_operator.settings import Settings
+from artifact_operator.settings_doc import reference_table
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+CHART = DEPLOY / "helm" / "artifact-operator"
+VERSIONS = [all_versions()[0], all_versions()[-1]]
+# Kinds kubernetes-validate has no schema for (CRD-defined), checked by their own tests or
+# not at all: the Prometheus Operator's ServiceMonitor and cert-manager's Issuer/Certificate.
+UNKNOWN_KINDS = {"ServiceMonitor", "Issuer", "Certificate"}
+
+NAMESPACED = {"watchNamespaces": ["team-a", "team-b"]}
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "namespaced": NAMESPACED,
+    "webhook-self-signed": {"webhook": {"enabled": True}, **NAMESPACED},
+    "webhook-cert-manager": {"webhook": {"enabled": True, "certManager": {"enabled": True}}},
+    "monitoring-json-one-replica": {"metrics": {"serviceMonitor": {"enabled": True}},
+                                    "logFormat": "json", "replicaCount": 1,
+                                    "leaderElection": {"enabled": False}},
+}
+
+
+def kubectl() -> str:
+    found = shutil.which("kubectl")
+    if found is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("kubectl (with its built-in kustomize) is required under CI=true")
+        pytest.skip("kubectl is not installed")
+    return found
+
+
+def kustomize(path: Path) -> list[dict[str, Any]]:
+    out = subprocess.run([kubectl(), "kustomize", str(path)], check=True, capture_output=True,
+                         text=True).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def helm_render(values: dict[str, Any], namespace: str = "ops") -> list[dict[str, Any]]:
+    with helm.Chart.load(CHART) as chart:
+        chart.validate_schema(values)
+        files = chart.render(values, name="artifact-operator", namespace=namespace,
+                             is_install=True)
+        crds = [yaml.safe_load(c["data"]) for c in chart.crds]
+    docs = [doc for name, text in files.items() if not name.endswith("NOTES.txt")
+            for doc in yaml.safe_load_all(text) if doc]
+    return crds + docs
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def validate_all(docs: list[dict[str, Any]]) -> None:
+    for doc in docs:
+        if doc["kind"] in UNKNOWN_KINDS:
+            continue
+        for version in VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                path = ".".join(str(p) for p in exc.path)
+                pytest.fail(f"{doc['kind']} {doc['metadata']['name']} is invalid for "
+                            f"Kubernetes {version}: {path}: {exc.message}")
+
+
+def manager_deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = by_kind(docs, "Deployment")
+    return deployment
+
+
+def container_args(docs: list[dict[str, Any]]) -> list[str]:
+    args: list[str] = manager_deployment(docs)["spec"]["template"]["spec"]["containers"][0]["args"]
+    return args
+
+
+# -- kustomize ----------------------------------------------------------------------------
+
+
+def test_kustomize_default_renders_everything_and_validates() -> None:
+    docs = kustomize(DEPLOY / "default")
+    kinds = {d["kind"] for d in docs}
+    assert {"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
+            "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap", "Service", "Deployment",
+            "PodDisruptionBudget", "ValidatingWebhookConfiguration",
+            "MutatingWebhookConfiguration"} <= kinds
+    for doc in docs:
+        if doc["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole",
+                               "ClusterRoleBinding", "ValidatingWebhookConfiguration",
+                               "MutatingWebhookConfiguration"):
+            assert doc["metadata"]["namespace"] == "artifact-operator-system", doc["kind"]
+    validate_all(docs)
+    validate_all(kustomize(DEPLOY / "prometheus"))
+
+
+def test_shipped_deployment_is_ha_non_root_and_probed() -> None:
+    for docs in (kustomize(DEPLOY / "default"), helm_render({})):
+        deployment = manager_deployment(docs)
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert deployment["spec"]["replicas"] == 2
+        assert "--leader-election" in container["args"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == 65532
+        sc = container["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+        env = {e["name"] for e in container["env"]}
+        assert {"POD_NAME", "POD_NAMESPACE"} <= env, "the Lease identity and namespace"
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["metrics"] == 8080 and ports["health"] == 8081
+        assert container["envFrom"][0]["configMapRef"]["name"] in {
+            d["metadata"]["name"] for d in by_kind(docs, "ConfigMap")}
+        assert by_kind(docs, "PodDisruptionBudget")
+
+
+def test_crd_copies_match_crds() -> None:
+    generated = (REPO / "crds" / CRD_FILE).read_text()
+    assert (DEPLOY / "crd" / "bases" / CRD_FILE).read_text() == generated, \
+        "deploy/crd/bases is stale: run `make crd`"
+    assert (CHART / "crds" / CRD_FILE).read_text() == generated, \
+        "the Helm chart's crds/ is stale: run `make crd`"
+
+
+# -- RBAC -----------------------------------------------------------------------------------
+
+
+def _rules(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+            for resource in rule["resources"] for verb in rule["verbs"]}
+
+
+def test_rbac_is_least_privilege_and_the_same_in_kustomize_and_helm() -> None:
+    docs = kustomize(DEPLOY / "rbac")
+    manager = next(d for d in by_kind(docs, "ClusterRole")
+                   if d["metadata"]["name"] == "artifact-operator-manager")
+    rules = _rules(manager)
+    assert not any("*" in part for rule in rules for part in rule)
+    # Nothing the operator never does: no update of children, no Secret patches, no nodes,
+    # no namespaces, no CRDs, no Artifact create/delete.
+    for forbidden in [("apps", "deployments", "update"), ("", "secrets", "patch"),
+                      ("", "secrets", "update"), ("", "nodes", "list"),
+                      ("", "namespaces", "list"), ("workload.dev", "artifacts", "delete"),
+                      ("workload.dev", "artifacts", "create"),
+                      ("apiextensions.k8s.io", "customresourcedefinitions", "list")]:
+        assert forbidden not in rules, forbidden
+    (lease_role,) = by_kind(docs, "Role")
+    assert _rules(lease_role) == {("coordination.k8s.io", "leases", v)
+                                  for v in ("get", "create", "update")}
+    helm_docs = helm_render({"webhook": {"enabled": True}})
+    helm_rules = set().union(*(_rules(r) for r in by_kind(helm_docs, "ClusterRole")
+                               if r["metadata"]["name"].startswith("artifact-operator-")))
+    assert helm_rules == rules
+    user_roles = {d["metadata"]["name"] for d in by_kind(docs, "ClusterRole")}
+    assert {"artifact-admin", "artifact-editor", "artifact-viewer"} <= user_roles
+    assert ("workload.dev", "artifacts", "elevate") in _rules(
+        next(d for d in by_kind(docs, "ClusterRole") if d["metadata"]["name"] == "artifact-admin"))
+
+
+def test_namespaced_install_has_no_cluster_wide_rights_to_workloads() -> None:
+    docs = helm_render({**NAMESPACED, "webhook": {"enabled": False}})
+    assert container_args(docs)[:3] == ["run", "--namespace=team-a", "--namespace=team-b"]
+    roles = by_kind(docs, "Role")
+    assert {r["metadata"]["namespace"] for r in roles
+            if r["metadata"]["name"].endswith("-manager")} == {"team-a", "team-b"}
+    bindings = by_kind(docs, "RoleBinding")
+    assert {(b["metadata"]["namespace"], b["subjects"][0]["namespace"]) for b in bindings
+            if b["metadata"]["name"].endswith("-manager")} == {("team-a", "ops"),
+                                                               ("team-b", "ops")}
+    operator_cluster_roles = [r for r in by_kind(docs, "ClusterRole")
+                              if not r["metadata"]["name"].startswith("artifact-")
+                              or r["metadata"]["name"].startswith("artifact-operator")]
+    assert operator_cluster_roles == []
+    # With the webhook, the one cluster-wide right is SubjectAccessReview creation.
+    docs = helm_render({**NAMESPACED, "webhook": {"enabled": True}})
+    cluster = [r for r in by_kind(docs, "ClusterRole")
+               if r["metadata"]["name"].startswith("artifact-operator")]
+    assert [_rules(r) for r in cluster] == [
+        {("authorization.k8s.io", "subjectaccessreviews", "create"), ("", "namespaces", "get")}]
+
+
+# -- Helm -----------------------------------------------------------------------------------
+
+
+def test_helm_lint_passes() -> None:
+    for values in VALUE_SETS.values():
+        report = helm.lint(CHART, values, strict=True, namespace="ops")
+        assert report["errors"] == []
+        problems = [m for m in report["messages"] if m["severity"] >= 2]
+        assert problems == []
+
+
+@pytest.mark.parametrize("case", sorted(VALUE_SETS))
+def test_helm_chart_renders_and_validates(case: str) -> None:
+    docs = helm_render(VALUE_SETS[case])
+    assert by_kind(docs, "CustomResourceDefinition")
+    assert manager_deployment(docs)
+    validate_all(docs)
+
+
+def test_helm_webhook_modes() -> None:
+    self_signed = helm_render({"webhook": {"enabled": True}})
+    (vwc,) = by_kind(self_signed, "ValidatingWebhookConfiguration")
+    ca = vwc["webhooks"][0]["clientConfig"]["caBundle"]
+    (secret,) = [s for s in by_kind(self_signed, "Secret") if s["type"] == "kubernetes.io/tls"]
+    assert secret["data"]["ca.crt"] == ca
+    (mwc,) = by_kind(self_signed, "MutatingWebhookConfiguration")
+    assert mwc["webhooks"][0]["clientConfig"]["caBundle"] == ca
+    (key,) = [s for s in by_kind(self_signed, "Secret") if s["type"] == "Opaque"]
+    assert len(key["data"]["key"]) > 40
+    ports = manager_deployment(self_signed)["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert {"name": "webhook-server", "containerPort": 9443, "protocol": "TCP"} in ports
+    cert_manager = helm_render({"webhook": {"enabled": True, "certManager": {"enabled": True}}})
+    (vwc,) = by_kind(cert_manager, "ValidatingWebhookConfiguration")
+    assert "caBundle" not in vwc["webhooks"][0]["clientConfig"]
+    assert vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+    assert by_kind(cert_manager, "Certificate")
+    assert not [s for s in by_kind(cert_manager, "Secret") if s["type"] == "kubernetes.io/tls"]
+    off = helm_render({"webhook": {"enabled": False}})
+    assert not by_kind(off, "ValidatingWebhookConfiguration")
+    assert "--webhook-port=0" in container_args(off)
+
+
+def test_helm_values_schema_refuses_bad_values() -> None:
+    with helm.Chart.load(CHART) as chart:
+        for bad in ({"replicaCount": 0}, {"watchNamespaces": ["Not_A_Namespace"]},
+                    {"settings": {"cacheRetention": "sometimes"}}, {"settings": {"typo": 1}},
+                    {"logFormat": "xml"}):
+            with pytest.raises(helm.HelmValuesError):
+                chart.validate_schema(bad)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def test_helm_settings_are_every_operator_setting_with_its_default() -> None:
+    with helm.Chart.load(CHART) as chart:
+        values = chart.values["settings"]
+    expected = {}
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        expected[_camel(name)] = getattr(default, "value", default)
+    assert values == expected
+    (config,) = by_kind(helm_render({"settings": {"storageClass": "fast"}}), "ConfigMap")
+    env = config["data"]
+    assert env["ARTIFACT_OPERATOR_STORAGE_CLASS"] == "fast"
+    assert "ARTIFACT_OPERATOR_SHM_SIZE" not in env  # null: left to the default
+    # What the chart passes is what the operator reads back.
+    os_env = {k: v for k, v in env.items()}
+    parsed = Settings(**{k.removeprefix("ARTIFACT_OPERATOR_").lower(): _parse(v)
+                         for k, v in os_env.items()})
+    assert parsed.storage_class == "fast"
+    assert parsed.cache_access_modes == ["ReadWriteMany"]
+
+
+def _parse(value: str) -> Any:
+    return yaml.safe_load(value) if value.startswith("[") else value
+
+
+# -- image ----------------------------------------------------------------------------------
+
+
+def _stages(dockerfile: str) -> list[list[str]]:
+    stages: list[list[str]] = []
+    for line in re.sub(r"\\\n", " ", dockerfile).splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            stages.append([])
+        stages[-1].append(line)
+    return stages
+
+
+def test_dockerfile_is_multi_stage_slim_non_root() -> None:
+    stages = _stages((REPO / "Dockerfile").read_text())
+    assert len(stages) >= 2
+    assert all(s[0].split()[1] == "python:3.11-slim" for s in stages)
+    final = stages[-1]
+    text = "\n".join(final)
+    assert "apt-get" not in text and "gcc" not in text and "build-essential" not in text
+    assert "pip uninstall" in text, "pip itself is removed from the final image"
+    users = [line.split()[1] for line in final if line.upper().startswith("USER ")]
+    assert users and users[-1].split(":")[0] == "65532"
+    assert 'ENTRYPOINT ["artifact-operator"]' in final
+    assert 'CMD ["run", "--all-namespaces"]' in final
+    assert any("python -m build --wheel" in line for line in stages[0])
+    ignored = (REPO / ".dockerignore").read_text().splitlines()
+    assert ignored[1:2] == ["*"] or "*" in ignored
+
+
+# -- README ---------------------------------------------------------------------------------
+
+
+def _between(text: str, begin: str, end: str) -> Iterator[str]:
+    start = text.index(begin) + len(begin)
+    yield text[start:text.index(end, start)]
+
+
+def test_readme_configuration_reference_matches_settings() -> None:
+    readme = (REPO / "README.md").read_text()
+    (table,) = _between(readme, "<!-- settings:begin -->\n", "<!-- settings:end -->")
+    assert table == reference_table(), "README is stale: paste `make settings-doc`"

@@ -1,0 +1,138 @@
+"""Two replicas with leader election: one reconciles, the other takes over when it dies."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from ..conftest import Cluster, create_artifact, get_artifact
+from ..support.accounts import (
+    audit_writes,
+    kubeconfig_with_token,
+    sa_user,
+    service_account_token,
+)
+from ..support.operator import OperatorProcess
+from ..support.wait import wait_for
+
+pytestmark = pytest.mark.cluster
+
+LEASE = "artifact-operator-leader"
+TAKEOVER_BOUND = 30.0  # lease 15 s + retry 2 s, with room for a loaded machine
+
+
+def _artifact(name: str) -> dict[str, object]:
+    return {"metadata": {"name": name},
+            "spec": {"containerGroups": [{"name": "api", "containers": [
+                {"name": "app", "imageUri": "nginx:1.27", "primary": True, "port": 8080}]}]}}
+
+
+def _holder(cluster: Cluster, namespace: str) -> str | None:
+    try:
+        lease = client.CoordinationV1Api(cluster.api).read_namespaced_lease(LEASE, namespace)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return lease.spec.holder_identity  # type: ignore[no-any-return]
+
+
+def _deployment(cluster: Cluster, namespace: str, name: str) -> object:
+    try:
+        return cluster.apps.read_namespaced_deployment(name, namespace)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def test_one_replica_reconciles_and_the_other_takes_over(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    if cluster.control_plane is None:
+        pytest.skip("counts writes from the audit log of the control plane the tests start")
+    # Each replica gets its own ServiceAccount, so the audit log tells their writes apart.
+    replicas = {}
+    for name in ("op-a", "op-b"):
+        cluster.core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    cluster.rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "operators"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": n, "namespace": namespace}
+                     for n in ("op-a", "op-b")]})
+    for name in ("op-a", "op-b"):
+        token = wait_for(lambda n=name: service_account_token(cluster.core, namespace, n),  # type: ignore[misc]
+                         timeout=30, what=f"a token for {name}")
+        kubeconfig = kubeconfig_with_token(cluster.kubeconfig, token, tmp_path / f"{name}.kcfg")
+        replicas[name] = OperatorProcess(
+            kubeconfig, [namespace], tmp_path / f"{name}.log", env={"POD_NAME": name},
+            args=["--leader-election", "--leader-election-namespace", namespace])
+    try:
+        for proc in replicas.values():
+            proc.start()
+        leader = wait_for(lambda: _holder(cluster, namespace), timeout=30, what="a leader")
+        standby = next(n for n in replicas if n != leader)
+
+        names = [f"art{i}" for i in range(4)]
+        for name in names:
+            create_artifact(cluster, namespace, _artifact(name))
+        for name in names:
+            wait_for(lambda n=name: get_artifact(cluster, namespace, n).get("status"),  # type: ignore[misc]
+                     timeout=30, what=f"status of {name}")
+
+        # The test itself and kube-controller-manager write as admin; the replicas as their SA.
+        writes = [w for w in audit_writes(cluster.control_plane.audit_log, namespace)
+                  if w.user.startswith("system:serviceaccount:")]
+        assert not [w for w in writes if w.user == sa_user(namespace, standby)], \
+            "the standby made writes"
+        for name in names:
+            writers = {w.user for w in writes if w.name.startswith(name) and
+                       w.resource in ("deployments", "services", "artifacts")}
+            assert writers == {sa_user(namespace, leader)}, (name, writers)
+
+        # The leader dies without a chance to hand the Lease back.
+        replicas[leader].stop(kill=True)
+        killed_at = time.monotonic()
+        create_artifact(cluster, namespace, _artifact("after"))
+        wait_for(lambda: _deployment(cluster, namespace, "after-api"),
+                 timeout=TAKEOVER_BOUND + 15, what="the standby to reconcile a new artifact")
+        takeover = time.monotonic() - killed_at
+        print(f"takeover after SIGKILL of the leader: {takeover:.1f}s")
+        assert _holder(cluster, namespace) == standby
+        assert takeover < TAKEOVER_BOUND, f"takeover took {takeover:.1f}s"
+        writers = {w.user for w in audit_writes(cluster.control_plane.audit_log, namespace)
+                   if w.name.startswith("after") and w.resource in ("deployments", "artifacts")
+                   and w.user.startswith("system:serviceaccount:")}
+        assert writers == {sa_user(namespace, standby)}
+    finally:
+        for proc in replicas.values():
+            proc.stop()
+            print(f"---- {proc.log_path.name} ----\n" + proc.logs()[-5000:])
+
+
+def test_graceful_shutdown_hands_the_lease_over(cluster: Cluster, namespace: str,
+                                                tmp_path: Path) -> None:
+    args = ["--leader-election", "--leader-election-namespace", namespace]
+    first = OperatorProcess(cluster.kubeconfig, [namespace], tmp_path / "a.log",
+                            env={"POD_NAME": "first"}, args=args).start()
+    second = OperatorProcess(cluster.kubeconfig, [namespace], tmp_path / "b.log",
+                             env={"POD_NAME": "second"}, args=args)
+    try:
+        wait_for(lambda: _holder(cluster, namespace) == "first", timeout=30, what="first leads")
+        second.start()
+        stopped_at = time.monotonic()
+        first.stop()  # SIGTERM, as a rolling update sends
+        wait_for(lambda: _holder(cluster, namespace) == "second", timeout=15,
+                 what="the lease to pass to the second replica")
+        handover = time.monotonic() - stopped_at
+        print(f"handover after SIGTERM of the leader: {handover:.1f}s")
+        assert handover < 10, "the lease was not released on shutdown"
+        create_artifact(cluster, namespace, _artifact("later"))
+        wait_for(lambda: _deployment(cluster, namespace, "later-api"),
+                 timeout=30, what="the new leader to reconcile")
+    finally:
+        first.stop()
+        second.stop()
