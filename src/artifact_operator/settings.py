@@ -43,3 +43,6 @@ class Settings(BaseSettings):
     resync_seconds: float = Field(600.0, gt=0, description="Full resync interval.")
     events: bool = Field(True, description="Post Events on Artifacts for child changes.")
     max_backoff_seconds: float = Field(300.0, gt=0)
+    status_settle_seconds: float = Field(
+        2.0, ge=0, description="How long status waits for the Deployment controller to "
+        "observe a Deployment the operator just wrote, to spare a status write.")
