@@ -86,3 +86,13 @@ def sample(index: int, name: str | None = None) -> dict[str, Any]:
     """The index-th sample, cycling through the variants; named `name` or `art-<index>`."""
     variant = VARIANTS[index % len(VARIANTS)]
     return variant(name or f"art-{index:02d}")
+
+
+def elevated(name: str) -> dict[str, Any]:
+    """Elevated securityContext fields: rendered only with an admin's approval."""
+    return {"metadata": {"name": name}, "spec": {"containerGroups": [
+        {"name": "api", "containers": [
+            {"name": "app", "imageUri": "nginx:1.27", "primary": True, "port": 8080,
+             "securityContext": {"allowPrivilegeEscalation": True,
+                                 "capabilities": {"add": ["NET_ADMIN"], "drop": ["NET_RAW"]},
+                                 "seccompProfile": {"type": "Unconfined"}}}]}]}}
