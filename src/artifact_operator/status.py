@@ -110,12 +110,15 @@ def _groups(artifact: Artifact, obs: Observed, settings: Settings) -> list[_Grou
         name = naming.group_object_name(artifact.name, group.name)
         rendered_names = {(o["kind"], o["metadata"]["name"]) for o in obs.rendered.objects}
         has_service = ("Service", name) in rendered_names
+        runtime = (artifact.spec.runtime or {}).get(group.name) or RuntimeOverride()
+        wanted = runtime.replicas if runtime.replicas is not None else 1
         if group.name in obs.rendered.waiting_for_image:
-            runtime = (artifact.spec.runtime or {}).get(group.name) or RuntimeOverride()
-            desired = runtime.replicas if runtime.replicas is not None else 1
-            out.append(_Group(group.name, desired, 0, 0, Reason.image_not_built, None, None, None))
+            out.append(_Group(group.name, wanted, 0, 0, Reason.image_not_built, None, None, None))
             continue
-        desired, ready, updated, state = _deployment_state(obs.live.get(("Deployment", name)))
+        live = obs.live.get(("Deployment", name))
+        desired, ready, updated, state = _deployment_state(live)
+        if live is None:
+            desired = wanted  # not created yet (or refused): still count what is wanted
         out.append(_Group(group.name, desired, ready, updated, state, name,
                           name if has_service else None,
                           endpoint(artifact, group, settings) if has_service else None))
