@@ -23,7 +23,10 @@ def _quantity_equal(a: Any, b: Any) -> bool:
 
 
 def _empty(value: Any) -> bool:
-    return value is None or value == [] or value == {} or value == ""
+    # A zero number counts as empty too: the API server omits int fields left at 0
+    # (`initialDelaySeconds: 0` is stored as nothing). Booleans are not numbers here.
+    zero = type(value) in (int, float) and value == 0
+    return value is None or value == [] or value == {} or value == "" or zero
 
 
 # Keys under which values are quantities (resources.limits/requests, emptyDir.sizeLimit).

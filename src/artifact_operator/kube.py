@@ -73,6 +73,8 @@ class ApiError(Exception):
     @property
     def transient(self) -> bool:
         # 409 is a conflict with a concurrent writer: a fresh attempt resolves it.
+        if self.status == 500 and "failed to create typed patch object" in self.message:
+            return False  # server-side apply refusing the object itself: retrying cannot help
         return self.status in (0, 409, 429) or self.status >= 500
 
 

@@ -30,7 +30,14 @@ from .models import Artifact, CredentialEnvVar, Lifecycle, Phase
 from .observability import log_object
 from .render import TOKEN_KEY, Rendered, render
 from .settings import Settings
-from .status import Observed, Reason, compute_status, invalid_status, status_patch
+from .status import (
+    Observed,
+    Reason,
+    compute_status,
+    deployment_settling,
+    invalid_status,
+    status_patch,
+)
 from .validation import InvalidArtifact, parse
 
 log = logging.getLogger(__name__)
@@ -157,6 +164,7 @@ class _Work:
     running: bool = False
     failures: int = 0
     retry: asyncio.TimerHandle | None = None
+    settling_since: float | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -276,6 +284,8 @@ class Reconciler:
         for obj in rendered.objects:
             await self._ensure(body, artifact, obj, live, obs)
         await self._prune(body, artifact, rendered, live)
+        if self._settling(key, rendered, live):
+            return "settling"
         status = compute_status(artifact, obs, self.settings, body.get("status"), now())
         if status.get("phase") != Phase.ready.value:
             missing = await self._missing_secrets(artifact)
@@ -330,6 +340,30 @@ class Reconciler:
             elif key not in keys:
                 out.append((Reason.secret_missing, f"Secret {name} has no key {key} ({user})"))
         return out
+
+    def _settling(self, key: Key, rendered: Rendered, live: Mapping[Ref, Obj]) -> bool:
+        """Hold the status back while a Deployment has not yet reached the first pod of its
+        current template (`deployment_settling`): the controllers' next status updates follow
+        within moments and trigger the next reconcile. Without this, every create and every
+        change writes the status two or three times on the way to the same Progressing. The
+        hold is bounded: past `status_settle_seconds` the status is written as it stands, so
+        a stopped controller or a refused pod cannot hide the artifact's state."""
+        work = self._work.get(key)
+        if work is None:
+            return False
+        settling = any(
+            (d := live.get(("Deployment", o["metadata"]["name"]))) is not None
+            and deployment_settling(d)
+            for o in rendered.of_kind("Deployment"))
+        if not settling:
+            work.settling_since = None
+            return False
+        clock = time.monotonic()
+        if work.settling_since is None:
+            work.settling_since = clock
+            asyncio.get_running_loop().call_later(
+                self.settings.status_settle_seconds, self.enqueue, key)
+        return clock - work.settling_since < self.settings.status_settle_seconds
 
     async def _ensure(self, body: Obj, artifact: Artifact, obj: Obj, live: dict[Ref, Obj],
                       obs: Observed) -> None:
@@ -427,6 +461,7 @@ class Reconciler:
         patch = status_patch(body.get("status"), status)
         if patch is None:
             return False
+        log.debug("status of %s/%s: writing %s", *key, ", ".join(sorted(patch)))
         updated = await self.kube.patch(body, {"status": patch}, subresource="status")
         metrics.WRITES.labels(verb="patch", kind="Artifact/status").inc()
         self.view.note_artifact(updated)
@@ -437,5 +472,6 @@ class Reconciler:
     async def resync_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.resync_seconds)
+            log.info("resync: %d artifacts queued", len(self.view.artifacts))
             self.enqueue_all()
 

@@ -21,6 +21,7 @@ from .models import (
     ContainerGroup,
     CredentialEnvVar,
     Probe,
+    Resources,
     RuntimeOverride,
     SecurityContext,
     StorageMode,
@@ -224,7 +225,7 @@ def _deployment(artifact: Artifact, group: ContainerGroup, owner: Manifest | Non
     resources_to = primary or (group.containers[0] if group.containers else None)
     containers = [
         _container(artifact, c, i, settings, elevated_approved,
-                   resources=runtime.resources.dump() if runtime.resources and
+                   resources=_resources(runtime.resources) if runtime.resources and
                    c is resources_to else None,
                    mount_storage=nim and c is primary and claim is not None)
         for i, c in enumerate(group.containers)
@@ -269,6 +270,13 @@ def _deployment(artifact: Artifact, group: ContainerGroup, owner: Manifest | Non
         # Who uses a shared cache claim is read from the cluster through this label.
         meta["labels"] = {**meta["labels"], naming.LABEL_CACHE: claim.removeprefix("nim-cache-")}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
+
+
+def _resources(resources: Resources) -> Manifest:
+    # Quantities as strings: server-side apply refuses a bare number (`nvidia.com/gpu: 1`)
+    # with a 500 "failed to create typed patch object", though the CRD accepts one.
+    return {kind: {name: str(value) for name, value in amounts.items()}
+            for kind, amounts in resources.dump().items()}
 
 
 def _container(artifact: Artifact, c: Container, index: int, settings: Settings,

@@ -48,3 +48,6 @@ class Settings(BaseSettings):
     events: bool = Field(True, description="Post Events on Artifacts for child changes.")
     max_backoff_seconds: float = Field(
         300.0, gt=0, description="Longest wait between retries of a failing reconcile.")
+    status_settle_seconds: float = Field(
+        2.0, ge=0, description="How long status waits for the Deployment controller to "
+        "observe a Deployment the operator just wrote, to spare a status write.")

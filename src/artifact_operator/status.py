@@ -1,8 +1,8 @@
 """Artifact status from what the cluster holds. Pure: the caller passes the clock in.
 
 `compute_status` reads the live Deployments and claims of an artifact and returns the status
-to store; `status_changed` says whether storing it would change anything, so a reconcile with
-nothing new writes nothing.
+to store; `status_patch` says what storing it would change (None for nothing), so a reconcile
+with nothing new writes nothing.
 """
 
 from __future__ import annotations
@@ -64,6 +64,23 @@ class _Group:
     endpoint: str | None
 
 
+def deployment_observed(d: Mapping[str, Any]) -> bool:
+    """Has the Deployment controller seen this generation? Until it has, the replica counts
+    in the Deployment's status describe the previous spec."""
+    observed = int(d.get("status", {}).get("observedGeneration", 0))
+    return observed >= int(d.get("metadata", {}).get("generation", 1))
+
+
+def deployment_settling(d: Mapping[str, Any]) -> bool:
+    """Is the Deployment between a spec change and its first pod of the new template? Both
+    steps are the controllers' work of milliseconds, and the status in between says nothing
+    a user needs to see."""
+    if not deployment_observed(d):
+        return True
+    desired = int(d.get("spec", {}).get("replicas", 1))
+    return desired > 0 and not int(d.get("status", {}).get("updatedReplicas", 0))
+
+
 def _deployment_state(d: Obj | None) -> tuple[int, int, int, Reason]:
     if d is None:
         return 0, 0, 0, Reason.rollout_in_progress
@@ -73,7 +90,7 @@ def _deployment_state(d: Obj | None) -> tuple[int, int, int, Reason]:
     total = int(st.get("replicas", 0))
     progressing = next((c for c in st.get("conditions", []) if c.get("type") == "Progressing"),
                        None)
-    observed = int(st.get("observedGeneration", 0)) >= int(d["metadata"].get("generation", 1))
+    observed = deployment_observed(d)
     if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
         return desired, ready, updated, Reason.progress_deadline_exceeded
     if desired == 0 and observed and total == 0:
@@ -93,12 +110,15 @@ def _groups(artifact: Artifact, obs: Observed, settings: Settings) -> list[_Grou
         name = naming.group_object_name(artifact.name, group.name)
         rendered_names = {(o["kind"], o["metadata"]["name"]) for o in obs.rendered.objects}
         has_service = ("Service", name) in rendered_names
+        runtime = (artifact.spec.runtime or {}).get(group.name) or RuntimeOverride()
+        wanted = runtime.replicas if runtime.replicas is not None else 1
         if group.name in obs.rendered.waiting_for_image:
-            runtime = (artifact.spec.runtime or {}).get(group.name) or RuntimeOverride()
-            desired = runtime.replicas if runtime.replicas is not None else 1
-            out.append(_Group(group.name, desired, 0, 0, Reason.image_not_built, None, None, None))
+            out.append(_Group(group.name, wanted, 0, 0, Reason.image_not_built, None, None, None))
             continue
-        desired, ready, updated, state = _deployment_state(obs.live.get(("Deployment", name)))
+        live = obs.live.get(("Deployment", name))
+        desired, ready, updated, state = _deployment_state(live)
+        if live is None:
+            desired = wanted  # not created yet (or refused): still count what is wanted
         out.append(_Group(group.name, desired, ready, updated, state, name,
                           name if has_service else None,
                           endpoint(artifact, group, settings) if has_service else None))
