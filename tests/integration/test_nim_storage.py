@@ -267,7 +267,7 @@ def test_artifacts_created_at_once_share_one_cache_claim_per_image_kept_by_defau
                                     nim("x2", IMAGE_X, mode="nimCache"),
                                     nim("y1", IMAGE_Y, mode="nimCache")])
     for name in ("x1", "x2", "y1"):
-        wait_for(lambda n=name: deployment(cluster, namespace, f"{n}-llm"), timeout=30,  # type: ignore[misc]
+        wait_for(lambda n=name: deployment(cluster, namespace, f"{n}-llm"), timeout=30,
                  what=f"Deployment {name}-llm")
     claims = wait_for(lambda: (c := cache_claims(cluster, namespace)) and len(c) == 2 and c,
                       timeout=30, what="two cache claims")
@@ -288,7 +288,7 @@ def test_artifacts_created_at_once_share_one_cache_claim_per_image_kept_by_defau
     add_volume(cluster, storage_class, "5Gi", ("ReadWriteMany",))
     add_volume(cluster, storage_class, "5Gi", ("ReadWriteMany",))
     for name, cache in (("x1", CACHE_X), ("x2", CACHE_X), ("y1", CACHE_Y)):
-        wait_for(lambda n=name, c=cache: status(cluster, namespace, n).get("storage") ==  # type: ignore[misc]
+        wait_for(lambda n=name, c=cache: status(cluster, namespace, n).get("storage") ==
                  {"mode": "nimCache", "claimName": c, "phase": "Bound"},
                  timeout=60, what=f"{name} to see its cache claim bound")
 
@@ -304,7 +304,7 @@ def test_artifacts_created_at_once_share_one_cache_claim_per_image_kept_by_defau
     for name in ("x1", "x2", "y1"):
         delete_artifact(cluster, namespace, name)
     for name in ("x1", "x2", "y1"):
-        wait_for(gone(lambda n=name: deployment(cluster, namespace, f"{n}-llm")),  # type: ignore[misc]
+        wait_for(gone(lambda n=name: deployment(cluster, namespace, f"{n}-llm")),
                  timeout=60, what=f"Deployment {name}-llm to go")
     pause(3)  # nothing is supposed to happen: give the operator the chance to get it wrong
     assert {n: c.metadata.uid for n, c in cache_claims(cluster, namespace).items()} == uids
@@ -323,7 +323,7 @@ def test_cache_claim_is_deleted_with_its_last_user_when_retention_is_delete(
                       timeout=30, what="two cache claims")
     uid_x = claims[CACHE_X].metadata.uid
     for name in ("x1", "x2", "x3", "y1"):
-        wait_for(lambda n=name: deployment(cluster, namespace, f"{n}-llm"), timeout=30,  # type: ignore[misc]
+        wait_for(lambda n=name: deployment(cluster, namespace, f"{n}-llm"), timeout=30,
                  what=f"Deployment {name}-llm")
 
     # Two of the three users of X go, and the only user of Y: Y's claim goes, X's stays.
@@ -332,7 +332,7 @@ def test_cache_claim_is_deleted_with_its_last_user_when_retention_is_delete(
     wait_for(gone(lambda: claim(cluster, namespace, CACHE_Y)), timeout=60,
              what="the cache claim of Y to be deleted with its last user")
     for name in ("x1", "x2"):
-        wait_for(gone(lambda n=name: deployment(cluster, namespace, f"{n}-llm")),  # type: ignore[misc]
+        wait_for(gone(lambda n=name: deployment(cluster, namespace, f"{n}-llm")),
                  timeout=60, what=f"Deployment {name}-llm to go")
     pause(3)  # the operator has seen both deletions; it must not take X's claim
     assert claim(cluster, namespace, CACHE_X).metadata.uid == uid_x
@@ -374,7 +374,7 @@ def test_cache_users_are_read_from_the_cluster_across_operator_restarts(
     uid = wait_for(lambda: claim(cluster, namespace, CACHE_X), timeout=30,
                    what="the cache claim").metadata.uid
     for name in ("x1", "x2"):
-        wait_for(lambda n=name: deployment(cluster, namespace, f"{n}-llm"), timeout=30,  # type: ignore[misc]
+        wait_for(lambda n=name: deployment(cluster, namespace, f"{n}-llm"), timeout=30,
                  what=f"Deployment {name}-llm")
         assert not get_artifact(cluster, namespace, name)["metadata"].get("finalizers")
 
@@ -415,7 +415,7 @@ def test_same_image_in_another_namespace_gets_its_own_claim(
                           what="the cache claim in the second namespace")
         assert first.metadata.uid != second.metadata.uid
         for ns in (namespace, other):
-            wait_for(lambda n=ns: status(cluster, n, "llm").get("storage", {})  # type: ignore[misc]
+            wait_for(lambda n=ns: status(cluster, n, "llm").get("storage", {})
                      .get("claimName") == CACHE_X, timeout=30, what=f"status in {ns}")
     finally:
         with contextlib.suppress(client.ApiException):

@@ -279,6 +279,25 @@ def test_shared_mode_status_names_the_cache_claim() -> None:
                                  "claimName": naming.cache_claim_name(IMAGE), "phase": "Bound"}
 
 
+def test_ready_waits_for_every_cache_claim_of_a_multi_image_artifact() -> None:
+    doc = nim(mode="nimCache", groups=2)
+    doc["spec"]["containerGroups"][1]["containers"][0]["imageUri"] = OTHER_IMAGE
+    artifact = parse(doc)
+    out = render(artifact, Settings())
+    groups = out.of_kind("Deployment")
+    live: dict[tuple[str, str], Any] = {
+        ("Deployment", d["metadata"]["name"]): {**ready_deployment(Rendered(objects=[d]))}
+        for d in groups}
+    live[("PersistentVolumeClaim", naming.cache_claim_name(IMAGE))] = live_claim("200Gi")
+    live[("PersistentVolumeClaim", naming.cache_claim_name(OTHER_IMAGE))] = \
+        live_claim("200Gi", phase="Pending")
+    status = compute_status(artifact, Observed(rendered=out, live=live), Settings(), None, NOW)
+    assert status["storage"]["phase"] == "Bound"  # the first group's claim
+    ready = cond(status, "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "ClaimPending"
+    assert naming.cache_claim_name(OTHER_IMAGE) in ready["message"]
+
+
 def test_a_refused_shrink_makes_the_artifact_degraded() -> None:
     message = "claim llm-model-store cannot shrink from 100Gi to 50Gi"
     status = status_with_claim(nim(size="50Gi"), live_claim("100Gi"),
