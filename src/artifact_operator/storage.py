@@ -189,8 +189,15 @@ class SharedCaches:
         key = ("cache", namespace, cache_hash_of(claim))
         if index is not None and key in index:
             for deployment in index[key]:
-                labels = deployment["metadata"].get("labels") or {}
-                out.add((namespace, labels.get(naming.LABEL_ARTIFACT, "")))
+                owner = (namespace, (deployment["metadata"].get("labels") or {})
+                         .get(naming.LABEL_ARTIFACT, ""))
+                # Our own latest write wins over the index, which may not have seen the
+                # Deployment drop the cache (an artifact that just switched away from it).
+                latest = self.view.children(owner).get(
+                    ("Deployment", deployment["metadata"]["name"]))
+                if latest is not None and (latest["metadata"].get("labels") or {}).get(
+                        naming.LABEL_CACHE) == key[2]:
+                    out.add(owner)
         for (ns, name), body in list(self.view.artifacts.items()):
             if ns == namespace and not body["metadata"].get("deletionTimestamp") and \
                     claim in cache_claims_of(body):
