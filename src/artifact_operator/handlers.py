@@ -71,6 +71,7 @@ async def startup(memo: Any, settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
     memo.resync.cancel()
+    await memo.reconciler.caches.drain()
     await memo.reconciler.events.drain()
     await memo.kube.close()
 
@@ -87,6 +88,9 @@ def _child_index(body: Any, namespace: str | None, labels: Any) -> dict[Any, Any
         out[key] = slim(body)
     if body.get("kind") == "PersistentVolumeClaim" and naming.LABEL_CACHE in labels:
         out[("claim", namespace, body["metadata"]["name"])] = slim(body)
+    if body.get("kind") == "Deployment" and naming.LABEL_CACHE in labels:
+        # The users of a shared cache claim, by its hash.
+        out[("cache", namespace, labels[naming.LABEL_CACHE])] = slim(body)
     return out
 
 
@@ -129,6 +133,7 @@ async def artifact_event(type: str, body: Any, namespace: str | None, name: str,
     reconciler = _bind(memo, kwargs)
     if type == "DELETED":
         reconciler.view.forget_artifact((namespace, name))
+        reconciler.caches.artifact_gone(namespace, body)
     else:
         reconciler.view.note_artifact(body)
     reconciler.enqueue((namespace, name))
@@ -143,9 +148,12 @@ async def _child_event(body: Any, namespace: str | None, labels: Any, memo: Any,
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-async def deployment_event(body: Any, namespace: str | None, labels: Any, memo: Any,
+async def deployment_event(type: str, body: Any, namespace: str | None, labels: Any, memo: Any,
                            **kwargs: Any) -> None:
     await _child_event(body, namespace, labels, memo, kwargs)
+    if type == "DELETED" and namespace and naming.LABEL_CACHE in labels:
+        _reconciler(memo).caches.check(
+            namespace, naming.CACHE_CLAIM_PREFIX + labels[naming.LABEL_CACHE])
 
 
 @kopf.on.event("v1", "services", labels=MANAGED)
@@ -155,9 +163,11 @@ async def service_event(body: Any, namespace: str | None, labels: Any, memo: Any
 
 
 @kopf.on.event("v1", "persistentvolumeclaims", labels=MANAGED)
-async def claim_event(body: Any, namespace: str | None, labels: Any, memo: Any,
+async def claim_event(body: Any, namespace: str | None, name: str, labels: Any, memo: Any,
                       **kwargs: Any) -> None:
     await _child_event(body, namespace, labels, memo, kwargs)
+    if namespace and naming.LABEL_CACHE in labels:
+        _reconciler(memo).caches.claim_changed(namespace, name)
 
 
 @kopf.on.event("v1", "secrets", labels=MANAGED)

@@ -15,6 +15,7 @@ LABEL_REPOSITORY = f"{PREFIX}/repository"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_CACHE = f"{PREFIX}/nim-cache"
 ANNOTATION_CACHE_IMAGE = f"{PREFIX}/nim-cache-image"
+CACHE_CLAIM_PREFIX = "nim-cache-"
 
 MAX_NAME = 63
 
@@ -45,7 +46,7 @@ def dedicated_claim_name(artifact: str) -> str:
 
 
 def cache_claim_name(image: str) -> str:
-    return f"nim-cache-{hashlib.sha256(image.encode()).hexdigest()[:12]}"
+    return f"{CACHE_CLAIM_PREFIX}{hashlib.sha256(image.encode()).hexdigest()[:12]}"
 
 
 def token_secret_name(artifact: str) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import metrics, naming
+from . import metrics, naming, storage
 from .approval import Approver
 from .compare import covers
 from .events import EventRecorder, now
@@ -185,6 +185,7 @@ class Reconciler:
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._phases: dict[Key, str] = {}
+        self.caches = storage.SharedCaches(kube, settings, view, recorder, self.enqueue)
 
     # -- scheduling ---------------------------------------------------------------------
 
@@ -281,9 +282,12 @@ class Reconciler:
                           elevated_approved=self.approver.verify(body))
         live = self.view.children(key)
         obs = Observed(rendered=rendered, live=live)
+        caches_before = storage.caches_mounted(live.values())
         for obj in rendered.objects:
             await self._ensure(body, artifact, obj, live, obs)
         await self._prune(body, artifact, rendered, live)
+        for claim in caches_before - storage.caches_mounted(rendered.objects):
+            self.caches.check(artifact.namespace, claim)  # this artifact stopped using it
         if self._settling(key, rendered, live):
             return "settling"
         status = compute_status(artifact, obs, self.settings, body.get("status"), now())
@@ -369,10 +373,16 @@ class Reconciler:
                       obs: Observed) -> None:
         ref: Ref = (obj["kind"], obj["metadata"]["name"])
         current = live.get(ref)
-        if obj["kind"] == "PersistentVolumeClaim" and not obj["metadata"].get("ownerReferences"):
-            current = self.view.claim(artifact.namespace, ref[1])
-            if current is not None:
-                live[ref] = current
+        if storage.is_cache_claim(obj):
+            claim = await self.caches.ensure(body, obj, obs)  # created once, never applied over
+            if claim is not None:
+                live[ref] = slim(claim)
+            return
+        if obj["kind"] == "PersistentVolumeClaim":
+            update = storage.dedicated_update(current, obj, obs)  # grows, never shrinks
+            if update is None:
+                return
+            obj = update
         if obj["kind"] == "Secret":
             if current is None:
                 await self._create_token_secret(body, obj, live)

@@ -77,11 +77,15 @@ def model_image(group: ContainerGroup) -> str | None:
     return None
 
 
+def _shared(artifact: Artifact) -> bool:
+    storage = artifact.spec.storage
+    return storage is not None and storage.mode == StorageMode.nim_cache
+
+
 def storage_claim_name(artifact: Artifact, group: ContainerGroup) -> str | None:
     if artifact.spec.type != ArtifactType.nim:
         return None
-    storage = artifact.spec.storage
-    if storage is not None and storage.mode == StorageMode.nim_cache:
+    if _shared(artifact):
         image = model_image(group)
         return naming.cache_claim_name(image) if image else None
     return naming.dedicated_claim_name(artifact.name)
@@ -163,11 +167,11 @@ def _token_secret(artifact: Artifact, owner: Manifest | None) -> Manifest:
 def _claim(artifact: Artifact, group: ContainerGroup, name: str, owner: Manifest | None,
            settings: Settings) -> Manifest:
     storage = artifact.spec.storage
-    if storage is not None and storage.mode == StorageMode.nim_cache:
+    if _shared(artifact):
         image = model_image(group) or ""
         labels = {
             naming.LABEL_MANAGED_BY: naming.MANAGER,
-            naming.LABEL_CACHE: name.removeprefix("nim-cache-"),
+            naming.LABEL_CACHE: name.removeprefix(naming.CACHE_CLAIM_PREFIX),
             "app.kubernetes.io/component": "nim-cache",
         }
         meta: Manifest = {"name": name, "namespace": artifact.namespace, "labels": labels,
@@ -266,9 +270,10 @@ def _deployment(artifact: Artifact, group: ContainerGroup, owner: Manifest | Non
         spec["strategy"] = {"type": "RollingUpdate",
                             "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
     meta = _meta(artifact, name, group.name, owner)
-    if nim and claim is not None and claim.startswith("nim-cache-"):
+    if claim is not None and _shared(artifact):
         # Who uses a shared cache claim is read from the cluster through this label.
-        meta["labels"] = {**meta["labels"], naming.LABEL_CACHE: claim.removeprefix("nim-cache-")}
+        meta["labels"] = {**meta["labels"],
+                          naming.LABEL_CACHE: claim.removeprefix(naming.CACHE_CLAIM_PREFIX)}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
 
 

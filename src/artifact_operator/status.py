@@ -125,21 +125,65 @@ def _groups(artifact: Artifact, obs: Observed, settings: Settings) -> list[_Grou
     return out
 
 
-def _storage(artifact: Artifact, obs: Observed) -> Obj | None:
-    if artifact.spec.type != ArtifactType.nim or not artifact.spec.container_groups:
+def _claims(artifact: Artifact, obs: Observed) -> list[str]:
+    """The claims the rendered groups mount, in group order, each once."""
+    if artifact.spec.type != ArtifactType.nim:
+        return []
+    names = (storage_claim_name(artifact, g) for g in artifact.spec.container_groups
+             if g.name not in obs.rendered.waiting_for_image)
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def _claim_phase(live: Obj | None) -> str | None:
+    if live is None:
         return None
-    mode = artifact.spec.storage.mode if artifact.spec.storage else StorageMode.dedicated_pvc
-    claims = [c for c in (storage_claim_name(artifact, g) for g in artifact.spec.container_groups)
-              if c]
+    return str(live.get("status", {}).get("phase") or "Pending")
+
+
+def _storage(artifact: Artifact, obs: Observed) -> Obj | None:
+    claims = _claims(artifact, obs)
     if not claims:
         return None
-    claim = claims[0]
-    live = obs.live.get(("PersistentVolumeClaim", claim))
-    phase = (live or {}).get("status", {}).get("phase", "Pending" if live else None)
-    out: Obj = {"mode": str(mode), "claimName": claim}
+    mode = artifact.spec.storage.mode if artifact.spec.storage else StorageMode.dedicated_pvc
+    # The status has room for one claim: the first group's (every group shares it in
+    # dedicated mode; Ready below waits for all of them).
+    out: Obj = {"mode": str(mode), "claimName": claims[0]}
+    phase = _claim_phase(obs.live.get(("PersistentVolumeClaim", claims[0])))
     if phase:
         out["phase"] = phase
     return out
+
+
+def _claim_problems(artifact: Artifact, obs: Observed
+                    ) -> tuple[list[tuple[Reason, str]], list[tuple[Reason, str]]]:
+    """(degraded, not ready) for the artifact's claims: Ready waits until every one is Bound."""
+    degraded: list[tuple[Reason, str]] = []
+    waiting: list[tuple[Reason, str]] = []
+    for name in _claims(artifact, obs):
+        live = obs.live.get(("PersistentVolumeClaim", name))
+        phase = _claim_phase(live)
+        if live is None:
+            waiting.append((Reason.claim_pending, f"claim {name} is not created yet"))
+        elif live["metadata"].get("deletionTimestamp"):
+            waiting.append((Reason.claim_pending, f"claim {name} is being deleted; it is "
+                            "created again once it is gone"))
+        elif phase == "Lost":
+            degraded.append((Reason.claim_lost, f"claim {name} lost its volume"))
+        elif phase != "Bound":
+            waiting.append((Reason.claim_pending, f"claim {name} is {phase}: {_unbound(live)}"))
+    return degraded, waiting
+
+
+def _unbound(claim: Obj) -> str:
+    """Why a claim may not bind, in the claim's own terms (without a provisioner there are
+    no provisioning events to quote)."""
+    spec = claim.get("spec", {})
+    size = (spec.get("resources", {}).get("requests") or {}).get("storage", "?")
+    modes = ", ".join(spec.get("accessModes") or []) or "no access mode"
+    klass = spec.get("storageClassName")
+    where = f"storage class {klass}" if klass else "the default storage class"
+    return (f"no PersistentVolume is bound to it yet; it needs {size} {modes} from {where} "
+            "(a PersistentVolume or a provisioner for that class)")
 
 
 def _condition(type_: str, ok: bool, reason: Reason, message: str, generation: int | None,
@@ -188,23 +232,20 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
     rolling = [g for g in groups if g.state == Reason.rollout_in_progress]
     deadline = [g for g in groups if g.state == Reason.progress_deadline_exceeded]
     unavailable = [g for g in groups if g.state == Reason.replicas_unavailable]
-    claim_phase = storage.get("phase") if storage else None
+    claim_degraded, claim_waiting = _claim_problems(artifact, obs)
 
     degraded: list[tuple[Reason, str]] = list(obs.errors)
     degraded += [(Reason.progress_deadline_exceeded,
                   f"group {g.name}: rollout exceeded its progress deadline") for g in deadline]
     degraded += [(Reason.replicas_unavailable,
                   f"group {g.name}: {g.ready}/{g.desired} replicas ready") for g in unavailable]
-    if storage and claim_phase == "Lost":
-        degraded.append((Reason.claim_lost, f"claim {storage['claimName']} lost its volume"))
+    degraded += claim_degraded
 
     not_ready: list[tuple[Reason, str]] = []
     if waiting:
         not_ready.append((Reason.image_not_built, "; ".join(waiting)))
     not_ready += list(obs.blockers)
-    if storage and claim_phase != "Bound" and claim_phase != "Lost":
-        not_ready.append((Reason.claim_pending,
-                          f"claim {storage['claimName']} is {claim_phase or 'not created yet'}"))
+    not_ready += claim_waiting
     if obs.rendered.elevated_dropped:
         not_ready.append((Reason.elevated_not_approved,
                           "elevated securityContext fields need an admin's approval and were "

@@ -29,9 +29,11 @@ DEFAULT_USERS: tuple[tuple[str, str, str], ...] = (
     (ADMIN_TOKEN, "admin", "system:masters"),
 )
 
+# pvc-protection as in every real cluster: a deleted claim goes only once no scheduled pod
+# mounts it (the API server adds its finalizer to every claim).
 CONTROLLERS = (
     "deployment,replicaset,garbagecollector,namespace,serviceaccount,"
-    "serviceaccount-token,persistentvolume-binder,persistentvolume-expander"
+    "serviceaccount-token,persistentvolume-binder,persistentvolume-expander,pvc-protection"
 )
 
 
