@@ -101,7 +101,9 @@ def server_error(exc: Exception) -> PluginError:
     from kubernetes.client import ApiException
 
     if not isinstance(exc, ApiException):
-        return PluginError(f"error: cannot reach the API server: {exc}")
+        # urllib3's MaxRetryError wraps the cause (refused, TLS, DNS) in `reason`.
+        return PluginError(
+            f"error: cannot reach the API server: {getattr(exc, 'reason', None) or exc}")
     try:
         status = json.loads(exc.body or "")
     except ValueError:
