@@ -73,9 +73,9 @@ class Cluster:
                           self.namespace, PLURAL, body)
 
     def merge_patch(self, name: str, patch: Obj) -> Obj:
-        # A dict body is sent as a merge patch by this client for custom objects.
         return self._call(self.api.patch_namespaced_custom_object, API_GROUP, API_VERSION,
-                          self.namespace, PLURAL, name, patch)
+                          self.namespace, PLURAL, name, patch,
+                          _content_type="application/merge-patch+json")
 
     def list(self, label_selector: str) -> list[Obj]:
         got = self._call(self.api.list_namespaced_custom_object, API_GROUP, API_VERSION,
