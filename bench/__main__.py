@@ -1,0 +1,359 @@
+"""Benchmark: artifact-operator against the floor and kube-controller-manager, in one run.
+
+    python -m bench [--sizes 100 1000] [--idle-seconds 60] [--updates 100] [--json PATH]
+
+Starts its own control plane (../shared/k8s or KUBEBUILDER_ASSETS) with an audit log, then for
+each N measures, on the same machine and in the same run:
+
+- operator: N Artifacts (half with two groups, a quarter nim) created at once, until every one
+  has observedGeneration == generation and all its children exist;
+- floor: a bare async client making exactly the writes the operator makes for the same N
+  Artifacts (create the Artifact, apply each child, patch status once), same concurrency;
+- kcm: kube-controller-manager's Deployment controller turning the same number of Deployments
+  into ReplicaSets with status (its client limits raised, flags reported);
+- writes per artifact (audit log, by user agent), idle writes over a quiet minute and during a
+  restart, update latency p50/p99, and the operator's peak RSS.
+
+Ratios are what to read: the machine is shared and noisy, absolute seconds are not comparable
+across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from tests.support.controlplane import ControlPlane, default_assets
+from tests.support.operator import OperatorProcess
+
+from artifact_operator.crd import build_crd
+from artifact_operator.kube import Kube
+from artifact_operator.render import render
+from artifact_operator.settings import Settings
+from artifact_operator.validation import parse
+
+REPO = Path(__file__).resolve().parent.parent
+KCM_FLAGS = ["--kube-api-qps=1000", "--kube-api-burst=2000",
+             "--concurrent-deployment-syncs=50", "--concurrent-replicaset-syncs=50"]
+FLOOR_AGENT = "bench-floor"
+CONCURRENCY = 50  # client-side concurrency of the bench's own writers (floor and creation)
+
+
+def artifact(i: int) -> dict[str, Any]:
+    """Half the artifacts have two groups, a quarter are nim (dedicated claims)."""
+    name = f"a{i:05d}"
+    groups: list[dict[str, Any]] = [{"name": "api", "containers": [
+        {"name": "app", "imageUri": f"registry.example/app:{i % 7}", "primary": True,
+         "port": 8080, "readinessProbe": {"path": "/ready"},
+         "environmentVars": [{"name": "MODE", "value": "bench"}]}]}]
+    if i % 2 == 0:  # half have two groups; nim artifacts (odd i) have one
+        groups.append({"name": "worker", "containers": [
+            {"name": "worker", "imageUri": "registry.example/worker:1"}]})
+    spec: dict[str, Any] = {"containerGroups": groups}
+    if i % 4 == 3:
+        spec["type"] = "nim"
+        spec["storage"] = {"mode": "dedicatedPvc", "pvcSize": "10Gi"}
+    return {"apiVersion": "workload.dev/v1alpha1", "kind": "Artifact",
+            "metadata": {"name": name}, "spec": spec}
+
+
+def expected_children(doc: dict[str, Any], namespace: str) -> list[tuple[str, str]]:
+    body = json.loads(json.dumps(doc))
+    body["metadata"].update(namespace=namespace, uid="00000000-0000-0000-0000-000000000000")
+    return [(o["kind"], o["metadata"]["name"])
+            for o in render(parse(body), Settings()).objects]
+
+
+async def gather_limited(coros: list[Any], limit: int = CONCURRENCY) -> list[Any]:
+    sem = asyncio.Semaphore(limit)
+
+    async def one(c: Any) -> Any:
+        async with sem:
+            return await c
+
+    return await asyncio.gather(*(one(c) for c in coros))
+
+
+async def create_namespace(kube: Kube, name: str) -> None:
+    await kube.request("POST", "/api/v1/namespaces",
+                       body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+
+async def wait_done(kube: Kube, namespace: str, docs: list[dict[str, Any]],
+                    timeout: float) -> float:
+    """Poll (cheap lists) until every artifact is observed and all its children exist."""
+    want = {d["metadata"]["name"]: set(expected_children(d, namespace)) for d in docs}
+    deadline = time.monotonic() + timeout
+    while True:
+        arts = await kube.list("workload.dev/v1alpha1", "Artifact", namespace)
+        observed = {a["metadata"]["name"] for a in arts
+                    if a.get("status", {}).get("observedGeneration") ==
+                    a["metadata"].get("generation")}
+        have: set[tuple[str, str]] = set()
+        for kind, api in (("Deployment", "apps/v1"), ("Service", "v1"),
+                          ("PersistentVolumeClaim", "v1")):
+            have |= {(kind, o["metadata"]["name"]) for o in await kube.list(api, kind, namespace)}
+        if all(n in observed and kids <= have for n, kids in want.items()):
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            missing = [n for n, kids in want.items() if n not in observed or not kids <= have]
+            raise TimeoutError(f"{len(missing)} artifacts not done, e.g. {missing[:5]}")
+        await asyncio.sleep(0.25)
+
+
+def audit_writes(cp: ControlPlane, since: int, agent_prefix: str) -> Counter[str]:
+    """Write requests in the audit log after line `since`, by the given client, by kind."""
+    counts: Counter[str] = Counter()
+    with open(cp.audit_log) as f:
+        for i, line in enumerate(f):
+            if i < since:
+                continue
+            e = json.loads(line)
+            if not e.get("userAgent", "").startswith(agent_prefix):
+                continue
+            ref = e.get("objectRef", {})
+            res = ref.get("resource", "") + ("/" + ref["subresource"] if ref.get("subresource")
+                                              else "")
+            counts[f"{e['verb']} {res}"] += 1
+    return counts
+
+
+def audit_lines(cp: ControlPlane) -> int:
+    if not cp.audit_log.exists():
+        return 0
+    with open(cp.audit_log) as f:
+        return sum(1 for _ in f)
+
+
+async def run_floor(kube: Kube, namespace: str, docs: list[dict[str, Any]]) -> float:
+    """The same writes the operator makes, by a bare client: create the artifact, apply each
+    child, patch the status once."""
+    settings = Settings()
+
+    async def one(doc: dict[str, Any]) -> None:
+        created = await kube.create({**doc, "metadata": {**doc["metadata"],
+                                                         "namespace": namespace}})
+        for obj in render(parse(created), settings).objects:
+            if obj["kind"] == "Secret":
+                await kube.create(obj)
+            else:
+                await kube.apply(obj)
+        await kube.patch(created, {"status": {"observedGeneration": created["metadata"][
+            "generation"], "phase": "Progressing"}}, subresource="status")
+
+    start = time.monotonic()
+    await gather_limited([one(d) for d in docs])
+    return time.monotonic() - start
+
+
+async def run_kcm(kube: Kube, namespace: str, docs: list[dict[str, Any]]) -> tuple[float, int]:
+    """kube-controller-manager's Deployment controller: N Deployments until each has a
+    ReplicaSet and observedGeneration == generation."""
+    deployments = []
+    for doc in docs:
+        body = json.loads(json.dumps(doc))
+        body["metadata"].update(namespace=namespace, uid=str(uuid.uuid4()))
+        for obj in render(parse(body), Settings()).objects:
+            if obj["kind"] == "Deployment":
+                obj["metadata"].pop("ownerReferences", None)
+                deployments.append(obj)
+    start = time.monotonic()
+    await gather_limited([kube.create(d) for d in deployments])
+    names = {d["metadata"]["name"] for d in deployments}
+    while True:
+        deps = await kube.list("apps/v1", "Deployment", namespace)
+        rs = await kube.request("GET", f"/apis/apps/v1/namespaces/{namespace}/replicasets")
+        owners = {ref["name"] for r in (rs or {}).get("items", [])
+                  for ref in r["metadata"].get("ownerReferences", [])}
+        done = [d for d in deps if d["metadata"]["name"] in owners and
+                d.get("status", {}).get("observedGeneration") == d["metadata"]["generation"]]
+        if len(done) >= len(names):
+            return time.monotonic() - start, len(names)
+        await asyncio.sleep(0.25)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def update_latencies(kube: Kube, namespace: str, name: str, count: int) -> list[float]:
+    out = []
+    for i in range(count):
+        art = await kube.get("workload.dev/v1alpha1", "Artifact", namespace, name)
+        assert art is not None
+        groups = art["spec"]["containerGroups"]
+        groups[0]["containers"][0]["environmentVars"] = [{"name": "MODE", "value": f"u{i}"}]
+        start = time.monotonic()
+        patched = await kube.patch(art, {"spec": {"containerGroups": groups}})
+        gen = patched["metadata"]["generation"]
+        while True:
+            got = await kube.get("workload.dev/v1alpha1", "Artifact", namespace, name)
+            if got and got.get("status", {}).get("observedGeneration") == gen:
+                break
+            await asyncio.sleep(0.005)
+        out.append(time.monotonic() - start)
+    return out
+
+
+async def bench_size(cp: ControlPlane, kube: Kube, n: int, args: argparse.Namespace,
+                     workdir: Path) -> dict[str, Any]:
+    docs = [artifact(i) for i in range(n)]
+    tag = uuid.uuid4().hex[:5]
+    result: dict[str, Any] = {"n": n}
+
+    ns_floor = f"floor-{n}-{tag}"
+    await create_namespace(kube, ns_floor)
+    before = audit_lines(cp)
+    result["floor_s"] = await run_floor(kube, ns_floor, docs)
+    floor_writes = sum(audit_writes(cp, before, FLOOR_AGENT).values())
+    result["floor_writes_per_artifact"] = floor_writes / n
+
+    ns_kcm = f"kcm-{n}-{tag}"
+    await create_namespace(kube, ns_kcm)
+    result["kcm_s"], result["kcm_deployments"] = await run_kcm(kube, ns_kcm, docs)
+
+    ns_op = f"op-{n}-{tag}"
+    await create_namespace(kube, ns_op)
+    env = {"ARTIFACT_OPERATOR_RESYNC_SECONDS": "3600"}
+    op = OperatorProcess(cp.kubeconfig, [ns_op], workdir / f"operator-{n}.log", env=env)
+    op.start()
+    try:
+        before = audit_lines(cp)
+        start = time.monotonic()
+        await gather_limited([kube.request(
+            "POST", f"/apis/workload.dev/v1alpha1/namespaces/{ns_op}/artifacts",
+            body={**d, "metadata": {**d["metadata"], "namespace": ns_op}})
+            for d in docs])
+        end = await wait_done(kube, ns_op, docs, timeout=max(120, n * 0.6))
+        result["operator_s"] = end - start
+        await asyncio.sleep(2)  # let in-flight status writes of this phase land in the log
+        writes = audit_writes(cp, before, "artifact-operator/")
+        result["operator_writes"] = dict(writes)
+        events = sum(v for k, v in writes.items() if k.endswith(" events"))
+        result["operator_writes_per_artifact"] = (sum(writes.values()) - events) / n
+        result["operator_events_per_artifact"] = events / n
+        children = sum(len(expected_children(d, ns_op)) for d in docs)
+        result["minimum_writes_per_artifact"] = (children + n) / n  # children + one status
+
+        before = audit_lines(cp)
+        await asyncio.sleep(args.idle_seconds)
+        result["idle_writes"] = sum(audit_writes(cp, before, "artifact-operator/").values())
+        assert op.proc is not None
+        result["peak_rss_mb"] = peak_rss_mb(op.proc.pid)
+
+        op.stop()
+        before = audit_lines(cp)
+        op = OperatorProcess(cp.kubeconfig, [ns_op], workdir / f"operator-{n}-restart.log",
+                             env=env)
+        op.start()
+        await wait_done(kube, ns_op, docs, timeout=120)
+        await asyncio.sleep(args.restart_quiet_seconds)
+        result["restart_writes"] = sum(audit_writes(cp, before, "artifact-operator/").values())
+
+        if args.updates:
+            lat = await update_latencies(kube, ns_op, docs[0]["metadata"]["name"], args.updates)
+            lat.sort()
+            result["update_p50_s"] = statistics.median(lat)
+            result["update_p99_s"] = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    finally:
+        op.stop()
+    result["ratio_operator_to_floor"] = result["operator_s"] / result["floor_s"]
+    per_obj_op = result["operator_s"] / n
+    per_obj_kcm = result["kcm_s"] / result["kcm_deployments"]
+    result["ratio_operator_per_artifact_to_kcm_per_deployment"] = per_obj_op / per_obj_kcm
+    return result
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    rows = [
+        ("N", "n", "{}"),
+        ("operator time (s)", "operator_s", "{:.1f}"),
+        ("floor time (s)", "floor_s", "{:.1f}"),
+        ("operator / floor", "ratio_operator_to_floor", "{:.2f}x"),
+        ("kcm time for its Deployments (s)", "kcm_s", "{:.1f}"),
+        ("operator per artifact / kcm per Deployment",
+         "ratio_operator_per_artifact_to_kcm_per_deployment", "{:.2f}x"),
+        ("writes per artifact (excl. Events)", "operator_writes_per_artifact", "{:.2f}"),
+        ("minimum writes per artifact", "minimum_writes_per_artifact", "{:.2f}"),
+        ("Events per artifact", "operator_events_per_artifact", "{:.2f}"),
+        ("idle writes (quiet period)", "idle_writes", "{}"),
+        ("writes on restart", "restart_writes", "{}"),
+        ("update latency p50 (s)", "update_p50_s", "{:.3f}"),
+        ("update latency p99 (s)", "update_p99_s", "{:.3f}"),
+        ("operator peak RSS (MB)", "peak_rss_mb", "{:.0f}"),
+    ]
+    header = "| metric | " + " | ".join(f"N={r['n']}" for r in results) + " |"
+    lines = [header, "|---|" + "---|" * len(results)]
+    for label, key, fmt in rows[1:]:
+        cells = [fmt.format(r[key]) if key in r else "-" for r in results]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    assets = default_assets()
+    if assets is None:
+        sys.exit("no control plane binaries: set KUBEBUILDER_ASSETS")
+    cp = ControlPlane(assets, audit=True, extra_kcm_args=KCM_FLAGS)
+    cp.start()
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        await config.load_kube_config(str(cp.kubeconfig))
+        api = client.ApiClient()
+        api.user_agent = FLOOR_AGENT
+        kube = Kube(api)
+        await kube.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                           body=build_crd())
+        await asyncio.sleep(3)  # the CRD becomes established
+        results = []
+        for n in args.sizes:
+            r = await bench_size(cp, kube, n, args, workdir)
+            print(json.dumps(r), flush=True)
+            results.append(r)
+        await kube.close()
+    finally:
+        cp.stop()
+    return {
+        "command": "python -m bench " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                   f"{platform.python_implementation()} {platform.python_version()}",
+        "kcm_flags": KCM_FLAGS,
+        "results": results,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--idle-seconds", type=float, default=60)
+    parser.add_argument("--restart-quiet-seconds", type=float, default=10)
+    parser.add_argument("--updates", type=int, default=100)
+    parser.add_argument("--json", default="bench/results/latest.json")
+    parser.add_argument("--workdir", default="bench/results/logs")
+    args = parser.parse_args()
+    report = asyncio.run(main_async(args))
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print()
+    print(table(report["results"]))
+    print(f"\n{report['command']} on {report['machine']}")
+
+
+if __name__ == "__main__":
+    main()
