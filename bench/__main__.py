@@ -33,7 +33,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio import client, config
 from tests.support.controlplane import ControlPlane, default_assets
 from tests.support.operator import OperatorProcess
 
@@ -313,10 +312,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        await config.load_kube_config(str(cp.kubeconfig))
-        api = client.ApiClient()
-        api.user_agent = FLOOR_AGENT
-        kube = Kube(api)
+        os.environ["KUBECONFIG"] = str(cp.kubeconfig)
+        # The floor: a bare async client, the operator's own, with its connection limit.
+        kube = await Kube.connect(user_agent=FLOOR_AGENT)
         await kube.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
                            body=build_crd())
         await asyncio.sleep(3)  # the CRD becomes established

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -101,7 +102,20 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _without_client_libraries() -> None:
+    """kopf imports the Kubernetes client libraries whenever they are installed (to accept
+    their models in its helpers), ~40 MB the operator never uses: it talks to the API with
+    aiohttp and logs in the way kopf does on its own (kube.login). With
+    ARTIFACT_OPERATOR_CLIENT_LOGIN=true they stay importable, for kubeconfigs that need the
+    client library's exec or auth-provider plugins."""
+    if os.environ.get("ARTIFACT_OPERATOR_CLIENT_LOGIN", "").lower() in ("1", "true", "yes"):
+        return
+    for name in ("kubernetes", "kubernetes_asyncio", "pykube"):
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    _without_client_libraries()
     from .operator import run
 
     return run(namespaces=args.namespace, all_namespaces=args.all_namespaces,

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes.utils.quantity import parse_quantity
+from .quantity import parse_quantity
 
 
 def _quantity_equal(a: Any, b: Any) -> bool:
     try:
-        return bool(parse_quantity(a) == parse_quantity(b))  # type: ignore[no-untyped-call]
+        return parse_quantity(a) == parse_quantity(b)
     except (ValueError, TypeError, ArithmeticError):
         return False
 

@@ -24,7 +24,7 @@ from . import metrics, naming, storage
 from .approval import Approver
 from .compare import covers
 from .events import EventRecorder, now
-from .kube import ApiError, Kube
+from .kube import CONNECTIONS, ApiError, Kube
 from .locking import Versions, repository_label_patch
 from .models import Artifact, CredentialEnvVar, Lifecycle, Phase
 from .observability import log_object
@@ -170,7 +170,7 @@ class _Work:
 
 class Reconciler:
     def __init__(self, kube: Kube, settings: Settings, view: ClusterView,
-                 recorder: EventRecorder, concurrency: int = 64,
+                 recorder: EventRecorder, concurrency: int = CONNECTIONS,
                  approver: Approver | None = None, active: bool = True) -> None:
         self.kube = kube
         self.approver = approver or Approver(None)

@@ -21,12 +21,11 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from kubernetes.utils.quantity import parse_quantity
-
 from . import metrics, naming
 from .events import EventRecorder
 from .kube import ApiError, Kube
 from .models import API_GROUP, API_VERSION, KIND, ArtifactType, StorageMode
+from .quantity import parse_quantity
 from .settings import CacheRetention, Settings
 from .status import Observed, Reason
 
@@ -90,7 +89,7 @@ def _size(claim: Mapping[str, Any]) -> str | None:
 
 
 def _quantity(text: str) -> Decimal:
-    return Decimal(parse_quantity(text))  # type: ignore[no-untyped-call]
+    return parse_quantity(text)
 
 
 def dedicated_update(live: Obj | None, desired: Obj, obs: Observed) -> Obj | None:
