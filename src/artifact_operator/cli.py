@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -108,7 +107,9 @@ def _without_client_libraries() -> None:
     aiohttp and logs in the way kopf does on its own (kube.login). With
     ARTIFACT_OPERATOR_CLIENT_LOGIN=true they stay importable, for kubeconfigs that need the
     client library's exec or auth-provider plugins."""
-    if os.environ.get("ARTIFACT_OPERATOR_CLIENT_LOGIN", "").lower() in ("1", "true", "yes"):
+    from .settings import Settings
+
+    if Settings().client_login:
         return
     for name in ("kubernetes", "kubernetes_asyncio", "pykube"):
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ import kopf
 
 from . import __version__, metrics
 from .naming import MANAGER
+from .settings import Settings
 
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ async def login() -> kopf.ConnectionInfo:
     settings = kopf.OperatorSettings()
     logins: list[Callable[..., kopf.ConnectionInfo | None]] = [
         kopf.login_with_service_account, kopf.login_with_kubeconfig]
-    if os.environ.get("ARTIFACT_OPERATOR_CLIENT_LOGIN", "").lower() in ("1", "true", "yes"):
+    if Settings().client_login:
         logins.insert(0, kopf.login_via_client)
     for fn in logins:
         info = fn(settings=settings, logger=log)

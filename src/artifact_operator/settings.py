@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     events: bool = Field(True, description="Post Events on Artifacts for child changes.")
     max_backoff_seconds: float = Field(
         300.0, gt=0, description="Longest wait between retries of a failing reconcile.")
+    client_login: bool = Field(
+        False, description="Log in through an installed Kubernetes client library (needed "
+        "for kubeconfigs with exec or auth-provider plugins) instead of kopf's own login; "
+        "costs ~40 MB of memory.")
     status_settle_seconds: float = Field(
         2.0, ge=0, description="How long status waits for the Deployment controller to "
         "observe a Deployment the operator just wrote, to spare a status write.")
