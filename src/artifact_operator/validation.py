@@ -100,11 +100,17 @@ def schema_violations(error: ValidationError) -> list[Violation]:
 
 def validate(doc: Any) -> list[Violation]:
     """Every violation of an Artifact document (a dict as read from YAML or the API)."""
+    return _validated(doc)[1]
+
+
+def _validated(doc: Any) -> tuple[Artifact | None, list[Violation]]:
+    """The model (when the schema holds) and every violation, from one schema pass."""
     if not isinstance(doc, dict):
-        return [Violation("", "an Artifact must be a mapping")]
+        return None, [Violation("", "an Artifact must be a mapping")]
     violations: list[Violation] = []
+    artifact: Artifact | None = None
     try:
-        Artifact.model_validate(doc)
+        artifact = Artifact.model_validate(doc)
     except ValidationError as exc:
         violations.extend(schema_violations(exc))
     meta = doc.get("metadata")
@@ -114,7 +120,7 @@ def validate(doc: Any) -> list[Violation]:
     ):
         violations.append(Violation("metadata.name", "must be a DNS label"))
     violations.extend(check_spec(doc.get("spec")))
-    return _ordered(violations)
+    return artifact, _ordered(violations)
 
 
 def _ordered(violations: list[Violation]) -> list[Violation]:
@@ -124,7 +130,7 @@ def _ordered(violations: list[Violation]) -> list[Violation]:
 
 def parse(doc: dict[str, Any]) -> Artifact:
     """The validated model of an Artifact document, or `InvalidArtifact` with every violation."""
-    violations = validate(doc)
-    if violations:
+    artifact, violations = _validated(doc)
+    if violations or artifact is None:
         raise InvalidArtifact(violations)
-    return Artifact.model_validate(doc)
+    return artifact

@@ -14,7 +14,7 @@ from kubernetes import client
 
 from ..conftest import REPO, Cluster, create_artifact, get_artifact
 from ..support.operator import OperatorProcess
-from ..support.wait import wait_for
+from ..support.wait import found, wait_for
 from ..support.webhook import (
     bind,
     make_serving_cert,
@@ -90,12 +90,9 @@ def refused(call: Any) -> client.ApiException:
 
 def capabilities(cluster: Cluster, namespace: str, deployment: str) -> dict[str, Any]:
     """The first container's capabilities; empty while the Deployment does not exist."""
-    try:
-        d = cluster.apps.read_namespaced_deployment(deployment, namespace)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return {}
-        raise
+    d = found(cluster.apps.read_namespaced_deployment, deployment, namespace)
+    if d is None:
+        return {}
     caps = d.spec.template.spec.containers[0].security_context.capabilities
     return {"add": caps.add, "drop": caps.drop}
 

@@ -16,7 +16,7 @@ from ..support.accounts import (
     service_account_token,
 )
 from ..support.operator import OperatorProcess
-from ..support.wait import wait_for
+from ..support.wait import found, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -31,22 +31,12 @@ def _artifact(name: str) -> dict[str, object]:
 
 
 def _holder(cluster: Cluster, namespace: str) -> str | None:
-    try:
-        lease = client.CoordinationV1Api(cluster.api).read_namespaced_lease(LEASE, namespace)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return lease.spec.holder_identity  # type: ignore[no-any-return]
+    lease = found(client.CoordinationV1Api(cluster.api).read_namespaced_lease, LEASE, namespace)
+    return lease.spec.holder_identity if lease else None  # type: ignore[no-any-return]
 
 
 def _deployment(cluster: Cluster, namespace: str, name: str) -> object:
-    try:
-        return cluster.apps.read_namespaced_deployment(name, namespace)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    return found(cluster.apps.read_namespaced_deployment, name, namespace)
 
 
 def test_one_replica_reconciles_and_the_other_takes_over(

@@ -22,7 +22,7 @@ from artifact_operator import naming
 from ..conftest import Cluster, create_artifact, delete_artifact, get_artifact, patch_artifact
 from ..support.kubelet import make_pods_ready
 from ..support.operator import OperatorProcess, pause
-from ..support.wait import wait_for
+from ..support.wait import found, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -86,12 +86,7 @@ def operators() -> Iterator[list[OperatorProcess]]:
 
 
 def claim(cluster: Cluster, namespace: str, name: str) -> Any:
-    try:
-        return cluster.core.read_namespaced_persistent_volume_claim(name, namespace)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    return found(cluster.core.read_namespaced_persistent_volume_claim, name, namespace)
 
 
 def cache_claims(cluster: Cluster, namespace: str) -> dict[str, Any]:
@@ -105,12 +100,7 @@ def gone(fetch: Callable[[], Any]) -> Callable[[], bool]:
 
 
 def deployment(cluster: Cluster, namespace: str, name: str) -> Any:
-    try:
-        return cluster.apps.read_namespaced_deployment(name, namespace)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    return found(cluster.apps.read_namespaced_deployment, name, namespace)
 
 
 def status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:

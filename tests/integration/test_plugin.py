@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
 
 from ..conftest import Cluster, create_artifact, get_artifact
 from ..support.operator import OperatorProcess
-from ..support.wait import wait_for
+from ..support.wait import found, wait_for
 from .test_admission import ANNOTATION, install_roles, webhooks  # noqa: F401
 
 pytestmark = pytest.mark.cluster
@@ -227,13 +226,8 @@ def test_the_webhook_judges_a_clone_as_the_users(
     assert clone["metadata"]["annotations"][ANNOTATION].startswith("hmac-sha256:")
 
     def capability() -> Any:
-        try:
-            d = cluster.apps.read_namespaced_deployment("net-2-api", namespace)
-        except client.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return d.spec.template.spec.containers[0].security_context.capabilities.add
+        d = found(cluster.apps.read_namespaced_deployment, "net-2-api", namespace)
+        return d and d.spec.template.spec.containers[0].security_context.capabilities.add
 
     assert wait_for(capability, timeout=30, what="the clone's Deployment") == ["NET_ADMIN"]
 

@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from ..conftest import Cluster, create_artifact, delete_artifact, get_artifact, patch_artifact
 from ..support.kubelet import make_pods_ready
 from ..support.operator import OperatorProcess
-from ..support.wait import wait_for
+from ..support.wait import found, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -104,14 +103,9 @@ def test_api_token_is_made_once_never_shown_and_goes_with_the_artifact(
     # Deleted with its artifact, by garbage collection (the operator is not even running).
     delete_artifact(cluster, namespace, "tok-a")
 
-    def gone() -> bool:
-        try:
-            cluster.core.read_namespaced_secret("tok-a-api-token", namespace)
-        except client.ApiException as exc:
-            return exc.status == 404
-        return False
-
-    wait_for(gone, timeout=60, what="the token Secret to go with its artifact")
+    wait_for(lambda: found(cluster.core.read_namespaced_secret, "tok-a-api-token",
+                           namespace) is None,
+             timeout=60, what="the token Secret to go with its artifact")
 
 
 def test_a_missing_credential_secret_or_key_shows_in_the_conditions(

@@ -10,7 +10,6 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from artifact_operator.render import render
 from artifact_operator.settings import Settings
@@ -20,7 +19,7 @@ from ..conftest import Cluster, create_artifact, delete_artifact, get_artifact, 
 from ..support.audit import AuditLog
 from ..support.kubelet import make_pods_ready
 from ..support.operator import OperatorProcess, pause
-from ..support.wait import wait_for
+from ..support.wait import found, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -83,24 +82,8 @@ def live_service(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
     return dict(cluster.api.sanitize_for_serialization(got))
 
 
-def found(read: Any, *args: Any) -> Any:
-    """`read(*args)`, or None while the object does not exist."""
-    try:
-        return read(*args)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
 def gone(read: Any, *args: Any) -> bool:
-    try:
-        read(*args)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return True
-        raise
-    return False
+    return found(read, *args) is None
 
 
 def project(live: Any, like: Any) -> Any:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from kubernetes.client import ApiException
 
 T = TypeVar("T")
 
@@ -30,3 +32,13 @@ def wait_for(check: Callable[[], T], *, timeout: float = 30, interval: float = 0
         if time.monotonic() > deadline:
             raise Timeout(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
         time.sleep(interval)
+
+
+def found(read: Callable[..., T], *args: Any) -> T | None:
+    """`read(*args)`, or None while the object does not exist (a 404)."""
+    try:
+        return read(*args)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
