@@ -94,15 +94,19 @@ def registered_webhooks(api: client.ApiClient, namespace: str, port: int,
             adm.delete_mutating_webhook_configuration(name)
 
 
-def webhook_operator(kubeconfig: Path, namespace: str, log_path: Path, cert: ServingCert,
-                     *, approval_key: str | None = APPROVAL_KEY,
-                     extra_args: list[str] | None = None) -> OperatorProcess:
+def webhook_operator(kubeconfig: Path, namespace: str | None, log_path: Path,
+                     cert: ServingCert, *, approval_key: str | None = APPROVAL_KEY,
+                     extra_args: list[str] | None = None,
+                     env: dict[str, str] | None = None) -> OperatorProcess:
+    """The operator serving the webhooks on loopback; `namespace` None watches all."""
     port = free_port()
-    env = {"ARTIFACT_OPERATOR_APPROVAL_KEY": approval_key} if approval_key else {}
-    proc = OperatorProcess(kubeconfig, [namespace], log_path, env=env, args=[
-        "--webhook-port", str(port), "--webhook-host", "127.0.0.1",
-        "--webhook-cert", str(cert.cert), "--webhook-key", str(cert.key),
-        *(extra_args or [])])
+    env = dict(env or {})
+    if approval_key:
+        env["ARTIFACT_OPERATOR_APPROVAL_KEY"] = approval_key
+    proc = OperatorProcess(kubeconfig, [namespace] if namespace else None, log_path, env=env,
+                           args=["--webhook-port", str(port), "--webhook-host", "127.0.0.1",
+                                 "--webhook-cert", str(cert.cert),
+                                 "--webhook-key", str(cert.key), *(extra_args or [])])
     proc.webhook_port = port  # type: ignore[attr-defined]
     return proc
 
