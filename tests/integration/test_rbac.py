@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config, utils
 
-from ..conftest import Cluster, create_artifact, delete_artifact, get_artifact
+from ..conftest import Cluster, create_artifact, delete_artifact, get_artifact, patch_artifact
 from ..contract.test_deploy import DEPLOY, helm_render, kustomize
 from ..support.accounts import (
     audit_writes,
@@ -229,6 +229,10 @@ def _behaviours_work(cluster: Cluster, namespace: str, storage: str,
         wait_for(lambda n=name, m=mode, c=claim_name: status(cluster, namespace, n)
                  .get("storage") == {"mode": m, "claimName": c, "phase": "Bound"},
                  timeout=60, what=f"{name} to see its claim Bound")
+    # Growing pvcSize expands the dedicated claim (a claim patch).
+    patch_artifact(cluster, namespace, "llm", {"spec": {"storage": {"pvcSize": "150Gi"}}})
+    wait_for(lambda: claim(cluster, namespace, "llm-model-store").spec.resources
+             .requests["storage"] == "150Gi", timeout=30, what="the claim to grow to 150Gi")
 
     # The admin's capability is rendered (the approval verified with the key).
     add = wait_for(lambda: capabilities(cluster, namespace, "by-admin-api").get("add"),
