@@ -29,7 +29,13 @@ from ..support.accounts import (
 )
 from ..support.operator import OperatorProcess
 from ..support.wait import wait_for
-from ..support.webhook import bind, make_serving_cert, registered_webhooks, webhook_operator
+from ..support.webhook import (
+    bind,
+    make_serving_cert,
+    registered_webhooks,
+    webhook_listening,
+    webhook_operator,
+)
 from .test_admission import (
     ADMIN,
     EDITOR,
@@ -170,6 +176,8 @@ def _operator_serving_webhooks(cluster: Cluster, kubeconfig: Path, namespace: st
              "ARTIFACT_OPERATOR_CACHE_RETENTION": "delete"})
     proc.start()
     try:
+        wait_for(lambda: webhook_listening(proc.webhook_port),  # type: ignore[attr-defined]
+                 timeout=30, what="the webhook server")
         with registered_webhooks(cluster.api, namespace, proc.webhook_port,  # type: ignore[attr-defined]
                                  cert.ca):
             yield proc

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -109,6 +110,17 @@ def webhook_operator(kubeconfig: Path, namespace: str | None, log_path: Path,
                                  "--webhook-key", str(cert.key), *(extra_args or [])])
     proc.webhook_port = port  # type: ignore[attr-defined]
     return proc
+
+
+def webhook_listening(port: int) -> bool:
+    """Does the webhook server accept connections? The operator's /readyz can answer before
+    kopf has bound it, and a webhook registered before that fails requests with
+    "connection refused"."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def user_api(cluster_kubeconfig: Path, user: str, groups: tuple[str, ...] = ()) -> client.ApiClient:
