@@ -43,9 +43,9 @@ class Write:
     code: int
 
 
-def audit_writes(audit_log: Path, namespace: str) -> Iterator[Write]:
-    """Writes in `namespace` recorded by the API server's audit log (the test control plane
-    logs writes only)."""
+def audit_writes(audit_log: Path, namespace: str | None) -> Iterator[Write]:
+    """Writes in `namespace` (None: to cluster-scoped objects, SubjectAccessReviews among them)
+    recorded by the API server's audit log (the test control plane logs writes only)."""
     with audit_log.open() as f:
         for line in f:
             entry = json.loads(line)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -94,17 +95,32 @@ def registered_webhooks(api: client.ApiClient, namespace: str, port: int,
             adm.delete_mutating_webhook_configuration(name)
 
 
-def webhook_operator(kubeconfig: Path, namespace: str, log_path: Path, cert: ServingCert,
-                     *, approval_key: str | None = APPROVAL_KEY,
-                     extra_args: list[str] | None = None) -> OperatorProcess:
+def webhook_operator(kubeconfig: Path, namespace: str | None, log_path: Path,
+                     cert: ServingCert, *, approval_key: str | None = APPROVAL_KEY,
+                     extra_args: list[str] | None = None,
+                     env: dict[str, str] | None = None) -> OperatorProcess:
+    """The operator serving the webhooks on loopback; `namespace` None watches all."""
     port = free_port()
-    env = {"ARTIFACT_OPERATOR_APPROVAL_KEY": approval_key} if approval_key else {}
-    proc = OperatorProcess(kubeconfig, [namespace], log_path, env=env, args=[
-        "--webhook-port", str(port), "--webhook-host", "127.0.0.1",
-        "--webhook-cert", str(cert.cert), "--webhook-key", str(cert.key),
-        *(extra_args or [])])
+    env = dict(env or {})
+    if approval_key:
+        env["ARTIFACT_OPERATOR_APPROVAL_KEY"] = approval_key
+    proc = OperatorProcess(kubeconfig, [namespace] if namespace else None, log_path, env=env,
+                           args=["--webhook-port", str(port), "--webhook-host", "127.0.0.1",
+                                 "--webhook-cert", str(cert.cert),
+                                 "--webhook-key", str(cert.key), *(extra_args or [])])
     proc.webhook_port = port  # type: ignore[attr-defined]
     return proc
+
+
+def webhook_listening(port: int) -> bool:
+    """Does the webhook server accept connections? The operator's /readyz can answer before
+    kopf has bound it, and a webhook registered before that fails requests with
+    "connection refused"."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def user_api(cluster_kubeconfig: Path, user: str, groups: tuple[str, ...] = ()) -> client.ApiClient:
