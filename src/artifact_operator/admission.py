@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Mapping
+import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,6 +246,19 @@ async def mutate_artifact(*, operation: str | None = None, old: Any = None, new:
 
 # -- wiring --------------------------------------------------------------------------------
 
+def _listening(host: str | None, port: int) -> Callable[[], bool]:
+    address = host if host and host not in ("0.0.0.0", "::") else "127.0.0.1"
+
+    def check() -> bool:
+        try:
+            with socket.create_connection((address, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    return check
+
+
 def register(webhook: WebhookSettings, approver: Approver) -> bool:
     """Register the webhook handlers and their server with kopf; False when they are off.
 
@@ -270,6 +284,12 @@ def register(webhook: WebhookSettings, approver: Approver) -> bool:
             addr=webhook.webhook_host, port=webhook.webhook_port,
             certfile=str(webhook.cert), pkeyfile=str(webhook.key))
         memo.admission = Admission(await Kube.connect(), approver)
+        health = getattr(memo, "health", None)
+        if health is not None:
+            # kopf binds the webhook server only after startup: until it listens, the pod
+            # must not receive the Service's admission calls.
+            health.readiness_checks["webhook"] = _listening(
+                webhook.webhook_host, webhook.webhook_port)
 
     @kopf.on.cleanup(id="admission-cleanup")
     async def cleanup(memo: Any, **_: Any) -> None:
