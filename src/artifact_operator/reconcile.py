@@ -16,6 +16,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,9 @@ from .status import (
 from .validation import InvalidArtifact, parse
 
 log = logging.getLogger(__name__)
+
+# Artifact versions whose validation and rendering are kept (see Reconciler._render).
+RENDER_CACHE = 256
 
 Key = tuple[str, str]  # (namespace, artifact name)
 Obj = dict[str, Any]
@@ -87,6 +91,9 @@ class ClusterView:
         self.artifacts: dict[Key, Obj] = {}
         self.indexes: dict[str, Any] = {}  # kind -> kopf.Index
         self._written: dict[tuple[str, str, str], Obj | None] = {}
+        # The same writes by owning artifact, so a reconcile looks only at its own.
+        self._written_by_owner: dict[Key, set[Ref]] = {}
+        self._writer_owner: dict[tuple[str, str, str], Key] = {}
 
     def bind(self, indexes: Mapping[str, Any]) -> None:
         self.indexes.update(indexes)
@@ -104,12 +111,28 @@ class ClusterView:
         self.artifacts.pop(key, None)
 
     def note_written(self, obj: Mapping[str, Any]) -> None:
-        meta = obj["metadata"]
-        self._written[(obj["kind"], meta["namespace"], meta["name"])] = slim(obj)
+        self._note(obj, slim(obj))
 
     def note_deleted(self, obj: Mapping[str, Any]) -> None:
+        self._note(obj, None)
+
+    def _note(self, obj: Mapping[str, Any], written: Obj | None) -> None:
         meta = obj["metadata"]
-        self._written[(obj["kind"], meta["namespace"], meta["name"])] = None
+        self._written[(obj["kind"], meta["namespace"], meta["name"])] = written
+        owner = meta.get("labels", {}).get(naming.LABEL_ARTIFACT)
+        if owner:
+            key = (meta["namespace"], owner)
+            self._writer_owner[(obj["kind"], meta["namespace"], meta["name"])] = key
+            self._written_by_owner.setdefault(key, set()).add((obj["kind"], meta["name"]))
+
+    def _forget_write(self, kind: str, namespace: str, name: str) -> None:
+        self._written.pop((kind, namespace, name), None)
+        owner = self._writer_owner.pop((kind, namespace, name), None)
+        refs = self._written_by_owner.get(owner) if owner else None
+        if owner is not None and refs is not None:
+            refs.discard((kind, name))
+            if not refs:
+                del self._written_by_owner[owner]
 
     def _indexed(self, kind: str, key: tuple[str, ...]) -> list[Obj]:
         index = self.indexes.get(kind)
@@ -124,26 +147,24 @@ class ClusterView:
         written = self._written[wkey]
         if written is None:
             if seen is None:
-                del self._written[wkey]
+                self._forget_write(kind, namespace, name)
             # A deletion we made; the watch may still show the object for a moment.
             return None
         if seen is not None and _rv(seen) >= _rv(written):
-            del self._written[wkey]  # the watch has caught up
+            self._forget_write(kind, namespace, name)  # the watch has caught up
             return seen
         return written
 
     def children(self, key: Key) -> dict[Ref, Obj]:
-        namespace, artifact = key
+        namespace = key[0]
         out: dict[Ref, Obj] = {}
         for kind in self.indexes:
             for obj in self._indexed(kind, key):
                 out[(obj["kind"], obj["metadata"]["name"])] = obj
-        for (kind, ns, name), _ in list(self._written.items()):
-            if ns == namespace and (kind, name) not in out:
-                written = self._written[(kind, ns, name)]
-                if written and written["metadata"].get("labels", {}).get(
-                        naming.LABEL_ARTIFACT) == artifact:
-                    out[(kind, name)] = written
+        for kind, name in list(self._written_by_owner.get(key, ())):
+            written = self._written.get((kind, namespace, name))
+            if written and (kind, name) not in out:
+                out[(kind, name)] = written
         for ref in list(out):
             merged = self._overlay(ref[0], namespace, ref[1], out[ref])
             if merged is None:
@@ -185,6 +206,7 @@ class Reconciler:
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._phases: dict[Key, str] = {}
+        self._rendered: OrderedDict[tuple[Any, Any], tuple[Artifact, Rendered]] = OrderedDict()
         self.caches = storage.SharedCaches(kube, settings, view, recorder, self.enqueue)
 
     # -- scheduling ---------------------------------------------------------------------
@@ -270,7 +292,7 @@ class Reconciler:
         if body is None or body["metadata"].get("deletionTimestamp"):
             return "gone"
         try:
-            artifact = parse(body)
+            artifact, rendered = self._render(body)
         except InvalidArtifact as exc:
             # Nothing running is touched: no apply, no prune; just say why.
             status = invalid_status(body, exc.violations, now())
@@ -278,8 +300,6 @@ class Reconciler:
                 self.events.post(body, "Warning", Reason.invalid_spec.value, str(exc))
             return "invalid"
         await self._label_repository(body, artifact)
-        rendered = render(artifact, self.settings,
-                          elevated_approved=self.approver.verify(body))
         live = self.view.children(key)
         obs = Observed(rendered=rendered, live=live)
         caches_before = storage.caches_mounted(live.values())
@@ -300,6 +320,27 @@ class Reconciler:
             status["version"] = await self.versions.assign(body)
         await self._write_status(body, status)
         return "error" if obs.errors else "ok"
+
+    def _render(self, body: Obj) -> tuple[Artifact, Rendered]:
+        """Validation and rendering of this version of the artifact.
+
+        Most reconciles are woken by a child (our own write echoed, a controller's status
+        update) while the artifact itself is unchanged: the result is kept for the last few
+        hundred artifact versions, so a burst of child events costs no pydantic or render work.
+        """
+        meta = body["metadata"]
+        version = (meta.get("uid"), meta.get("resourceVersion"))
+        cached = self._rendered.get(version)
+        if cached is not None:
+            self._rendered.move_to_end(version)
+            return cached
+        artifact = parse(body)
+        result = artifact, render(artifact, self.settings,
+                                  elevated_approved=self.approver.verify(body))
+        self._rendered[version] = result
+        if len(self._rendered) > RENDER_CACHE:
+            self._rendered.popitem(last=False)
+        return result
 
     async def _label_repository(self, body: Obj, artifact: Artifact) -> None:
         patch = repository_label_patch(body, artifact)
