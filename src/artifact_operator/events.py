@@ -22,11 +22,20 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# Events wait in a bounded queue for a few posting workers: a burst of thousands of children
+# must neither hold thousands of pending requests in memory nor take the connections the
+# reconciles need. When the queue is full, new Events are dropped (and counted in the log).
+QUEUE_SIZE = 1000
+WORKERS = 2
+
+
 class EventRecorder:
     def __init__(self, kube: Kube, enabled: bool = True) -> None:
         self.kube = kube
         self.enabled = enabled
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._queue: asyncio.Queue[dict[str, Any]] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self.dropped = 0
 
     def post(self, artifact: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         if not self.enabled:
@@ -45,16 +54,33 @@ class EventRecorder:
             "reportingComponent": naming.MANAGER, "reportingInstance": naming.MANAGER,
             "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
         }
-        task = asyncio.get_running_loop().create_task(self._send(event))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _send(self, event: dict[str, Any]) -> None:
+        if self._queue is None:
+            self._queue = asyncio.Queue(QUEUE_SIZE)
+            loop = asyncio.get_running_loop()
+            self._workers = [loop.create_task(self._send()) for _ in range(WORKERS)]
         try:
-            await self.kube.create(event)
-        except Exception as exc:
-            log.debug("could not post event %s: %s", event["reason"], exc)
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.debug("event queue full; dropped %s on %s", reason, meta["name"])
+
+    async def _send(self) -> None:
+        assert self._queue is not None
+        while True:
+            event = await self._queue.get()
+            try:
+                await self.kube.create(event)
+            except Exception as exc:
+                log.debug("could not post event %s: %s", event["reason"], exc)
+            finally:
+                self._queue.task_done()
 
     async def drain(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Post what is queued (for a few seconds at most), then stop the workers."""
+        if self._queue is not None:
+            try:
+                await asyncio.wait_for(self._queue.join(), timeout=5)
+            except TimeoutError:
+                log.info("%d events not posted at shutdown", self._queue.qsize())
+        for worker in self._workers:
+            worker.cancel()

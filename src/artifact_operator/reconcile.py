@@ -44,7 +44,7 @@ from .validation import InvalidArtifact, parse
 log = logging.getLogger(__name__)
 
 # Artifact versions whose validation and rendering are kept (see Reconciler._render).
-RENDER_CACHE = 256
+RENDER_CACHE = 64
 
 Key = tuple[str, str]  # (namespace, artifact name)
 Obj = dict[str, Any]
