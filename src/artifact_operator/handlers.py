@@ -7,7 +7,7 @@ nothing to Artifacts: no finalizer, no progress or diff-base annotations.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -19,12 +19,18 @@ from .reconcile import ClusterView, Reconciler, slim
 from .settings import Settings
 
 MANAGED = {naming.LABEL_MANAGED_BY: naming.MANAGER}
-CHILD_KINDS = {
-    "Deployment": ("apps", "v1", "deployments"),
-    "Service": ("", "v1", "services"),
-    "PersistentVolumeClaim": ("", "v1", "persistentvolumeclaims"),
-    "Secret": ("", "v1", "secrets"),
-}
+
+
+class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf builds a diff base of every event (a deep copy of the whole body, managedFields
+    included) for on.create/on.update handlers. We register none, so there is nothing to
+    diff: skipping it spares ~5% of the operator's CPU under load (docs/benchmarks.md)."""
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> kopf.BodyEssence:
+        return cast(kopf.BodyEssence, {})
+
+    def fetch(self, *, body: Any) -> kopf.BodyEssence | None:
+        return None
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
@@ -36,7 +42,7 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # Our handlers are level-based and keep no state in objects; keep kopf's storage (unused
     # by on.event/index) under our own prefix all the same, so nothing lands under kopf's.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=naming.PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = NoDiffBase(
         prefix=naming.PREFIX, key="last-handled-configuration")
     settings.persistence.finalizer = f"{naming.PREFIX}/finalizer"
     # We post our own Events; kopf's own posting of handler logs stays off.
