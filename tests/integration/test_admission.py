@@ -18,7 +18,7 @@ from ..support.wait import found, wait_for
 from ..support.webhook import (
     bind,
     make_serving_cert,
-    registered_webhooks,
+    serving_webhooks,
     user_api,
     user_kubeconfig,
     webhook_operator,
@@ -52,14 +52,8 @@ def webhooks(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Opera
     bind(cluster.rbac, namespace, ADMIN, "artifact-admin")
     cert = make_serving_cert(tmp_path / "certs")
     proc = webhook_operator(cluster.kubeconfig, namespace, tmp_path / "operator.log", cert)
-    proc.start()
-    try:
-        with registered_webhooks(cluster.api, namespace, proc.webhook_port,  # type: ignore[attr-defined]
-                                 cert.ca):
-            yield proc
-    finally:
-        proc.stop()
-        print("---- operator log ----\n" + proc.logs()[-20000:])
+    with serving_webhooks(cluster.api, namespace, proc, cert.ca):
+        yield proc
 
 
 def as_user(cluster: Cluster, user: str) -> client.CustomObjectsApi:

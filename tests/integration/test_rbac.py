@@ -32,8 +32,7 @@ from ..support.wait import wait_for
 from ..support.webhook import (
     bind,
     make_serving_cert,
-    registered_webhooks,
-    webhook_listening,
+    serving_webhooks,
     webhook_operator,
 )
 from .test_admission import (
@@ -174,16 +173,8 @@ def _operator_serving_webhooks(cluster: Cluster, kubeconfig: Path, namespace: st
         kubeconfig, watched, tmp_path / "operator.log", cert, extra_args=args,
         env={**(env or {}), "ARTIFACT_OPERATOR_STORAGE_CLASS": storage,
              "ARTIFACT_OPERATOR_CACHE_RETENTION": "delete"})
-    proc.start()
-    try:
-        wait_for(lambda: webhook_listening(proc.webhook_port),  # type: ignore[attr-defined]
-                 timeout=30, what="the webhook server")
-        with registered_webhooks(cluster.api, namespace, proc.webhook_port,  # type: ignore[attr-defined]
-                                 cert.ca):
-            yield proc
-    finally:
-        proc.stop()
-        print("---- operator log ----\n" + proc.logs()[-20000:])
+    with serving_webhooks(cluster.api, namespace, proc, cert.ca):
+        yield proc
 
 
 # -- what must work ---------------------------------------------------------------------------

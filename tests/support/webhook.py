@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -112,15 +111,20 @@ def webhook_operator(kubeconfig: Path, namespace: str | None, log_path: Path,
     return proc
 
 
-def webhook_listening(port: int) -> bool:
-    """Does the webhook server accept connections? The operator's /readyz can answer before
-    kopf has bound it, and a webhook registered before that fails requests with
-    "connection refused"."""
+@contextlib.contextmanager
+def serving_webhooks(api: client.ApiClient, namespace: str, proc: OperatorProcess,
+                     ca: Path) -> Iterator[OperatorProcess]:
+    """Start `proc` (a `webhook_operator`), register its webhooks for `namespace`, and
+    stop it afterwards, printing its log (shown when the test fails). Start returns once
+    /readyz answers, and readiness includes the webhook server listening."""
+    proc.start()
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
+        with registered_webhooks(api, namespace, proc.webhook_port,  # type: ignore[attr-defined]
+                                 ca):
+            yield proc
+    finally:
+        proc.stop()
+        print("---- operator log ----\n" + proc.logs()[-20000:])
 
 
 def user_api(cluster_kubeconfig: Path, user: str, groups: tuple[str, ...] = ()) -> client.ApiClient:
