@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 import kopf
+from kopf._core.engines.peering import Identity  # not re-exported by kopf
 
 from . import admission
 from .approval import Approver
@@ -48,8 +49,11 @@ async def _operate(settings: Settings, approver: Approver, *, clusterwide: bool,
     ready, stop = asyncio.Event(), asyncio.Event()
     runners = await serve(health, health_port=args.health_port, metrics_port=args.metrics_port,
                           address=args.bind_address)
+    # An explicit identity: kopf's default asks the passwd database for the user name, which
+    # crashes an image that runs as a uid with no passwd entry (ours runs as 65532).
     operator = asyncio.create_task(kopf.operator(
         clusterwide=clusterwide, namespaces=namespaces, standalone=True, memo=memo,
+        identity=Identity(default_identity()),
         liveness_endpoint=args.liveness, ready_flag=ready, stop_flag=stop))
     health.alive = lambda: not operator.done()
     elector: LeaderElector | None = None

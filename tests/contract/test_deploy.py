@@ -7,6 +7,7 @@ schemas of the oldest and newest versions kubernetes-validate ships.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
+from helm_python import _native
 from kubernetes_validate.utils import all_versions
 
 from artifact_operator.crd import CRD_FILE
@@ -60,11 +62,22 @@ def kustomize(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
-def helm_render(values: dict[str, Any], namespace: str = "ops") -> list[dict[str, Any]]:
+def helm_render(values: dict[str, Any], namespace: str = "ops", *, kube_version: str | None = None,
+                api_versions: list[str] | None = None) -> list[dict[str, Any]]:
+    """The chart rendered by Helm's engine. With `kube_version`/`api_versions` (a server's
+    version and discovery, as `helm install` has them) the templates see that server's
+    `.Capabilities`; without, Helm's defaults, as `helm template` does."""
+    opts: dict[str, Any] = {"name": "artifact-operator", "namespace": namespace,
+                            "is_install": True}
+    if kube_version is not None:
+        opts["kube_version"] = kube_version
+    if api_versions is not None:
+        opts["api_versions"] = api_versions
     with helm.Chart.load(CHART) as chart:
         chart.validate_schema(values)
-        files = chart.render(values, name="artifact-operator", namespace=namespace,
-                             is_install=True)
+        # Chart.render does not pass capabilities on; the engine under it takes them.
+        files: dict[str, str] = json.loads(_native.call_string(
+            "helm_render", chart._raw(), json.dumps(values), json.dumps(opts)))
         crds = [yaml.safe_load(c["data"]) for c in chart.crds]
     docs = [doc for name, text in files.items() if not name.endswith("NOTES.txt")
             for doc in yaml.safe_load_all(text) if doc]
@@ -140,6 +153,29 @@ def test_shipped_deployment_is_ha_non_root_and_probed() -> None:
         assert container["envFrom"][0]["configMapRef"]["name"] in {
             d["metadata"]["name"] for d in by_kind(docs, "ConfigMap")}
         assert by_kind(docs, "PodDisruptionBudget")
+
+
+def _pdb_api_versions(docs: list[dict[str, Any]]) -> list[str]:
+    return [d["apiVersion"] for d in by_kind(docs, "PodDisruptionBudget")]
+
+
+def test_the_disruption_budget_is_at_the_api_version_the_server_serves() -> None:
+    # policy/v1 from 1.21 (v1beta1 gone from 1.25); 1.20 serves only policy/v1beta1.
+    default, old = kustomize(DEPLOY / "default"), kustomize(DEPLOY / "k8s-1.20")
+    assert _pdb_api_versions(default) == ["policy/v1"]
+    assert _pdb_api_versions(old) == ["policy/v1beta1"]
+
+    def without_pdb(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [d for d in docs if d["kind"] != "PodDisruptionBudget"]
+
+    assert without_pdb(old) == without_pdb(default), "the 1.20 tree differs in more than that"
+    pdb = {k: v for k, v in by_kind(old, "PodDisruptionBudget")[0].items() if k != "apiVersion"}
+    assert pdb == {k: v for k, v in by_kind(default, "PodDisruptionBudget")[0].items()
+                   if k != "apiVersion"}
+
+    assert _pdb_api_versions(helm_render({})) == ["policy/v1"]  # `helm template`'s defaults
+    assert _pdb_api_versions(helm_render({}, kube_version="v1.20.2")) == ["policy/v1beta1"]
+    assert _pdb_api_versions(helm_render({}, kube_version="v1.29.0")) == ["policy/v1"]
 
 
 def test_crd_copies_match_crds() -> None:

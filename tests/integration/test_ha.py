@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pwd
 import time
 from pathlib import Path
 
@@ -126,3 +127,27 @@ def test_graceful_shutdown_hands_the_lease_over(cluster: Cluster, namespace: str
     finally:
         first.stop()
         second.stop()
+
+
+def test_runs_as_a_uid_without_a_passwd_entry(cluster: Cluster, namespace: str,
+                                              tmp_path: Path) -> None:
+    """The image runs as uid 65532, which has no passwd entry there (nor here): nothing in the
+    operator may ask the passwd database who it is (kopf's default identity did, and crashed)."""
+    uid = 65532
+    with pytest.raises(KeyError):
+        pwd.getpwuid(uid)  # the precondition: as in the image, the uid has no name
+    # No name in the environment either, as in a container (getpass reads these first).
+    names = {var: "" for var in ("USER", "LOGNAME", "LNAME", "USERNAME")}
+    proc = OperatorProcess(
+        cluster.kubeconfig, [namespace], tmp_path / "op.log", user=uid, env={**names, "HOME": "/"},
+        args=["--leader-election", "--leader-election-namespace", namespace])
+    try:
+        proc.start()
+        assert wait_for(lambda: _holder(cluster, namespace), timeout=30, what="a leader")
+        create_artifact(cluster, namespace, _artifact("nameless"))
+        wait_for(lambda: _deployment(cluster, namespace, "nameless-api"),
+                 timeout=30, what="the operator running as uid 65532 to reconcile")
+        assert proc.running
+    finally:
+        proc.stop()
+        print(proc.logs()[-5000:])

@@ -16,12 +16,16 @@ from .wait import wait_for
 
 class OperatorProcess:
     def __init__(self, kubeconfig: Path, namespaces: list[str] | None, log_path: Path,
-                 env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+                 env: dict[str, str] | None = None, args: list[str] | None = None,
+                 user: int | None = None) -> None:
         self.kubeconfig = kubeconfig
         self.namespaces = namespaces
         self.log_path = log_path
         self.env = env or {}
         self.args = args or []
+        # Seen by the process as its uid and gid, like an image's USER. A user namespace maps
+        # it, so the process keeps our file access (the interpreter may live under /root).
+        self.user = user
         self.health_port = free_port()
         self.metrics_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -35,6 +39,9 @@ class OperatorProcess:
             cmd += ["--namespace", ns]
         if not self.namespaces:
             cmd.append("--all-namespaces")
+        if self.user is not None:
+            cmd = ["unshare", "--user", f"--map-user={self.user}", f"--map-group={self.user}",
+                   *cmd]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,

@@ -54,3 +54,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "artifact-operator.webhookCertSecret" -}}
 {{ include "artifact-operator.fullname" . }}-webhook-cert
 {{- end -}}
+
+{{/*
+policy/v1 from Kubernetes 1.21 (v1beta1 is gone from 1.25). `helm install` sees the server's
+API versions; `helm template` sees Helm's defaults unless given --kube-version or --api-versions,
+so both must say v1.
+*/}}
+{{- define "artifact-operator.pdbApiVersion" -}}
+{{- if and (.Capabilities.APIVersions.Has "policy/v1") (semverCompare ">=1.21-0" .Capabilities.KubeVersion.Version) -}}
+policy/v1
+{{- else -}}
+policy/v1beta1
+{{- end -}}
+{{- end }}
