@@ -25,9 +25,10 @@ unit: ## run only the tests that need no cluster
 integration: ## run only the tests against the control plane
 	$(BIN)/python -m pytest -q -rs -m cluster
 
-lint: ## ruff and mypy
-	$(BIN)/ruff check src tests
+lint: ## ruff, mypy and the import contracts between the layers
+	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 crd: ## regenerate crds/ (and the copies under deploy/) from the models
 	$(BIN)/artifact-operator crd -o crds
@@ -35,7 +36,7 @@ crd: ## regenerate crds/ (and the copies under deploy/) from the models
 	cp crds/workload.dev_artifacts.yaml deploy/helm/artifact-operator/crds/
 
 settings-doc: ## print the configuration reference table of README.md from Settings
-	@$(BIN)/python -m artifact_operator.settings_doc
+	@$(BIN)/python -m artifact_operator.app.settings_doc
 
 run: ## run the operator against the cluster in KUBECONFIG, all namespaces
 	$(BIN)/artifact-operator run --all-namespaces
@@ -50,4 +51,4 @@ e2e: ## end-to-end on kind (needs Docker); not part of `make test`
 	@echo "e2e needs kind and Docker, which this machine does not have" && exit 1
 
 clean: ## remove caches and the virtualenv
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache src/*.egg-info

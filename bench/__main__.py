@@ -37,11 +37,11 @@ from typing import Any
 from tests.support.controlplane import ControlPlane, default_assets
 from tests.support.operator import OperatorProcess
 
-from artifact_operator.crd import build_crd
-from artifact_operator.kube import Kube
-from artifact_operator.render import render
+from artifact_operator.api.crd import build_crd
+from artifact_operator.api.validation import parse
+from artifact_operator.kube.client import Kube
+from artifact_operator.logic.render import render
 from artifact_operator.settings import Settings
-from artifact_operator.validation import parse
 
 REPO = Path(__file__).resolve().parent.parent
 KCM_FLAGS = ["--kube-api-qps=1000", "--kube-api-burst=2000",

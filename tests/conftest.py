@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from artifact_operator.crd import build_crd
+from artifact_operator.api.crd import build_crd
 
 from .support.controlplane import ControlPlane, ControlPlaneError, default_assets
 from .support.operator import OperatorProcess

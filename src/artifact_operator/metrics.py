@@ -1,4 +1,5 @@
-"""Prometheus metrics of the operator (served by `operator.py` when a metrics port is set)."""
+"""Prometheus metrics of the operator (served by app/observability.py when a metrics port is
+set). A leaf module: every layer may count, it imports nothing of ours."""
 
 from __future__ import annotations
 
@@ -16,3 +17,6 @@ API_ERRORS = Counter(
 WRITES = Counter(
     "artifact_operator_api_writes_total", "Write requests made to the API server.",
     ["verb", "kind"])
+EVENTS_DROPPED = Counter(
+    "artifact_operator_events_dropped_total",
+    "Kubernetes Events not posted because the posting queue was full.")

@@ -1,14 +1,26 @@
-"""Operator settings from the environment (`ARTIFACT_OPERATOR_*`).
+"""The operator's configuration: one tree, loaded once from the environment
+(`ARTIFACT_OPERATOR_*`) and the `run` flags, then passed down; nothing reads the environment
+at import time or below the composition root (`app/context.py`).
 
-Loaded once in the CLI and passed down; nothing reads the environment at import time.
+`Settings` shapes what is rendered and how the controller behaves (the configuration
+reference of the README and the Helm chart's `settings.*`); `WebhookSettings` and
+`ApprovalSettings` configure the webhook server and the approval key. A leaf module: every
+layer may read it, it imports nothing of ours.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "ARTIFACT_OPERATOR_"
+# kubebuilder's convention, where cert-manager or the self-signed script mounts the cert.
+DEFAULT_CERT_DIR = Path("/tmp/k8s-webhook-server/serving-certs")
 
 
 class CacheRetention(StrEnum):
@@ -17,7 +29,7 @@ class CacheRetention(StrEnum):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ARTIFACT_OPERATOR_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True)
 
     # Pod security defaults for every rendered pod.
     run_as_user: int = Field(1000, ge=1, description="runAsUser of every rendered pod.")
@@ -55,3 +67,47 @@ class Settings(BaseSettings):
     status_settle_seconds: float = Field(
         2.0, ge=0, description="How long status waits for the Deployment controller to "
         "observe a Deployment the operator just wrote, to spare a status write.")
+
+
+class WebhookSettings(BaseSettings):
+    """`run --webhook-*` flags, or `ARTIFACT_OPERATOR_WEBHOOK_*` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    webhook_port: int = Field(9443, ge=0, le=65535, description="0 disables the webhooks.")
+    webhook_cert: Path | None = Field(None, description="Serving certificate (PEM).")
+    webhook_key: Path | None = Field(None, description="Private key of the certificate.")
+    webhook_host: str | None = Field(None, description="Address to listen on (all if unset).")
+
+    @property
+    def cert(self) -> Path:
+        return self.webhook_cert or DEFAULT_CERT_DIR / "tls.crt"
+
+    @property
+    def key(self) -> Path:
+        return self.webhook_key or DEFAULT_CERT_DIR / "tls.key"
+
+
+class ApprovalSettings(BaseSettings):
+    """The approval key: `ARTIFACT_OPERATOR_APPROVAL_KEY`, or a file named by
+    `ARTIFACT_OPERATOR_APPROVAL_KEY_FILE` (a mounted Secret, shared by every replica)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    approval_key: SecretStr | None = Field(None, description="HMAC key for approvals.")
+    approval_key_file: Path | None = Field(None, description="File holding the HMAC key.")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything `run` is configured with, loaded once (`Config.load`)."""
+
+    settings: Settings = field(default_factory=Settings)
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    approval: ApprovalSettings = field(default_factory=ApprovalSettings)
+
+    @classmethod
+    def load(cls, **webhook_flags: Any) -> Config:
+        """The environment, with the webhook flags that were given (None: not given) on top."""
+        given = {k: v for k, v in webhook_flags.items() if v is not None}
+        return cls(Settings(), WebhookSettings(**given), ApprovalSettings())

@@ -23,9 +23,9 @@ import yaml
 from helm_python import _native
 from kubernetes_validate.utils import all_versions
 
-from artifact_operator.crd import CRD_FILE
+from artifact_operator.api.crd import CRD_FILE
+from artifact_operator.app.settings_doc import reference_table
 from artifact_operator.settings import Settings
-from artifact_operator.settings_doc import reference_table
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

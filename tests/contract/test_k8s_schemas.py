@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from kubernetes_validate import utils as kv
 
-from artifact_operator.render import render
+from artifact_operator.api.validation import parse
+from artifact_operator.logic.render import render
 from artifact_operator.settings import Settings
-from artifact_operator.validation import parse
 
 from ..support import samples
 

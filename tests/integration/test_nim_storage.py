@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from artifact_operator import naming
+from artifact_operator.api import naming
 
 from ..conftest import Cluster, create_artifact, delete_artifact, get_artifact, patch_artifact
 from ..support.kubelet import make_pods_ready

@@ -88,7 +88,7 @@ def test_api_token_is_made_once_never_shown_and_goes_with_the_artifact(
     secrets += [base64.b64encode(t.encode()).decode() for t in secrets]
     log = proc.logs()
     # The log is there and verbose: it shows the reconciles of these very artifacts.
-    assert " DEBUG artifact_operator.reconcile: status of " in log
+    assert " DEBUG artifact_operator.controller.reconcile: status of " in log
     assert all(f"/{name}: writing" in log for name in names)
     events = json.dumps(cluster.api.sanitize_for_serialization(
         cluster.core.list_namespaced_event(namespace).items))

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from artifact_operator.render import render
+from artifact_operator.api.validation import parse, validate
+from artifact_operator.logic.render import render
 from artifact_operator.settings import Settings
-from artifact_operator.validation import parse, validate
 
 from ..conftest import Cluster, create_artifact, delete_artifact, get_artifact, patch_artifact
 from ..support.audit import AuditLog

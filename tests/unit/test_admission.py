@@ -11,17 +11,20 @@ from typing import Any
 import pytest
 import yaml
 
-from artifact_operator.admission import (
-    DEFAULT_CERT_DIR,
-    MUTATE_ID,
-    VALIDATE_ID,
-    WebhookSettings,
-    register,
+from artifact_operator.api.validation import parse
+from artifact_operator.app.context import load_approver
+from artifact_operator.logic.admission import (
+    Approval,
+    annotation_after,
+    approval_decision,
     review,
 )
-from artifact_operator.approval import ANNOTATION, Approver, elevated_paths
-from artifact_operator.locking import repository_label_patch
-from artifact_operator.validation import parse
+from artifact_operator.logic.approval import ANNOTATION, Approver
+from artifact_operator.logic.elevated import elevated_paths
+from artifact_operator.logic.render import render
+from artifact_operator.logic.repository import repository_label_patch
+from artifact_operator.settings import DEFAULT_CERT_DIR, ApprovalSettings, Settings, WebhookSettings
+from artifact_operator.webhook.server import MUTATE_ID, VALIDATE_ID, enabled
 
 REPO = Path(__file__).resolve().parents[2]
 WEBHOOK = REPO / "deploy" / "webhook"
@@ -117,12 +120,11 @@ class TestReview:
             == ["spec.containerGroups[0].containers[0].securityContext.capabilities.add"]
 
     def test_paths_agree_with_the_renderer(self) -> None:
-        from artifact_operator.render import elevated_fields
-
         security = {"capabilities": {"add": ["X"]}, "allowPrivilegeEscalation": True,
                     "seccompProfile": {"type": "Unconfined"}}
         doc = art(security=security)
-        assert elevated_paths(doc["spec"]) == elevated_fields(parse(doc))
+        dropped = render(parse(doc), Settings()).elevated_dropped
+        assert elevated_paths(doc["spec"]) == dropped and len(dropped) == 3
 
 
 class TestApproval:
@@ -166,13 +168,13 @@ class TestApproval:
             self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         doc = self.signed(art(security=CAPS))
         monkeypatch.setenv("ARTIFACT_OPERATOR_APPROVAL_KEY", "k" * 32)
-        assert Approver.from_settings().verify(doc)
+        assert load_approver(ApprovalSettings()).verify(doc)
         monkeypatch.delenv("ARTIFACT_OPERATOR_APPROVAL_KEY")
         (tmp_path / "key").write_text("k" * 32 + "\n")
         monkeypatch.setenv("ARTIFACT_OPERATOR_APPROVAL_KEY_FILE", str(tmp_path / "key"))
-        assert Approver.from_settings().verify(doc)
+        assert load_approver(ApprovalSettings()).verify(doc)
         monkeypatch.setenv("ARTIFACT_OPERATOR_APPROVAL_KEY_FILE", str(tmp_path / "missing"))
-        assert not Approver.from_settings().configured
+        assert not load_approver(ApprovalSettings()).configured
 
 
 def test_repository_label_is_patched_only_when_missing_or_wrong() -> None:
@@ -186,16 +188,62 @@ def test_repository_label_is_patched_only_when_missing_or_wrong() -> None:
         {"metadata": {"labels": {"workload.dev/repository": None}}}
 
 
+class TestApprovalDecision:
+    """What the mutating webhook does with the approval annotation (pure)."""
+
+    def with_annotation(self, doc: dict[str, Any], value: str | None) -> dict[str, Any]:
+        doc = copy.deepcopy(doc)
+        if value is not None:
+            doc["metadata"]["annotations"] = {ANNOTATION: value}
+        return doc
+
+    def test_nothing_elevated_keeps_nothing(self) -> None:
+        assert approval_decision("CREATE", None, art()).action is Approval.keep
+        stale = self.with_annotation(art(), "hmac-sha256:old")
+        assert approval_decision("UPDATE", stale, stale).action is Approval.clear
+
+    def test_new_or_changed_elevated_fields_ask_who_is_asking(self) -> None:
+        assert approval_decision("CREATE", None, art(security=CAPS)).action is Approval.ask
+        old = self.with_annotation(art(security=CAPS), "sig")
+        more = self.with_annotation(
+            art(security={"capabilities": {"add": ["NET_ADMIN", "SYS_TIME"]}}), "sig")
+        assert approval_decision("UPDATE", old, more).action is Approval.ask
+        other_image = self.with_annotation(art(security=CAPS, image="other:1"), "sig")
+        assert approval_decision("UPDATE", old, other_image).action is Approval.ask
+
+    def test_a_forged_or_removed_annotation_is_asked_about(self) -> None:
+        old = self.with_annotation(art(security=CAPS), "sig")
+        forged = self.with_annotation(art(security=CAPS), "hmac-sha256:forged")
+        decision = approval_decision("UPDATE", old, forged)
+        assert (decision.action, decision.given, decision.previous) == \
+            (Approval.ask, "hmac-sha256:forged", "sig")
+        # Anyone but an admin gets the stored approval back, whatever they sent.
+        assert annotation_after(decision, admin=False, signature=None) == "sig"
+        assert annotation_after(decision, admin=True, signature="new") == "new"
+
+    def test_unrelated_writes_keep_the_standing_approval(self) -> None:
+        old = self.with_annotation(art(security=CAPS), "sig")
+        relabelled = self.with_annotation(art(security=CAPS, description="x"), "sig")
+        relabelled["metadata"]["labels"] = {"workload.dev/repository": "shop"}
+        assert approval_decision("UPDATE", old, relabelled).action is Approval.keep
+
+    def test_a_non_admin_creating_with_elevated_fields_stores_no_approval(self) -> None:
+        decision = approval_decision("CREATE", None, self.with_annotation(
+            art(security=CAPS), "hmac-sha256:copied-from-elsewhere"))
+        assert decision.action is Approval.ask
+        assert annotation_after(decision, admin=False, signature=None) is None
+
+
 class TestServing:
     def test_off_with_port_zero_or_without_a_default_certificate(self) -> None:
-        assert register(WebhookSettings(webhook_port=0), Approver(None)) is False
+        assert enabled(WebhookSettings(webhook_port=0)) is False
         if not (DEFAULT_CERT_DIR / "tls.crt").exists():
-            assert register(WebhookSettings(), Approver(None)) is False
+            assert enabled(WebhookSettings()) is False
 
     def test_a_named_certificate_that_is_missing_is_an_error(self, tmp_path: Path) -> None:
         with pytest.raises(SystemExit, match="not found"):
-            register(WebhookSettings(webhook_cert=tmp_path / "tls.crt",
-                                     webhook_key=tmp_path / "tls.key"), Approver(None))
+            enabled(WebhookSettings(webhook_cert=tmp_path / "tls.crt",
+                                    webhook_key=tmp_path / "tls.key"))
 
 
 def _docs(path: Path) -> list[dict[str, Any]]:

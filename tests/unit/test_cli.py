@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from artifact_operator.crd import CRD_FILE
+from artifact_operator.api.crd import CRD_FILE
 
 from .artifact_cases import C0, C1, artifact, container, groups, primary
 from .test_validation import report, run_cli

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from artifact_operator.compare import covers
+from artifact_operator.logic.compare import covers
 
 DESIRED = {"metadata": {"name": "web-api", "labels": {"a": "1"}},
            "spec": {"replicas": 2, "template": {"spec": {"containers": [

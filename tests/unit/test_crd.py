@@ -5,7 +5,7 @@ from typing import Any
 
 import yaml
 
-from artifact_operator.crd import CRD_FILE, build_crd, render_crd_yaml
+from artifact_operator.api.crd import CRD_FILE, build_crd, render_crd_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from artifact_operator.models import CredentialEnvVar, GeneratedDockerfile, StringEnvVar
-from artifact_operator.validation import InvalidArtifact, parse, validate
+from artifact_operator.api.models import CredentialEnvVar, GeneratedDockerfile, StringEnvVar
+from artifact_operator.api.validation import InvalidArtifact, parse, validate
 
 from .artifact_cases import C0, G0, artifact, container, groups, primary
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from artifact_operator import plugin
-from artifact_operator.validation import validate
+from artifact_operator.api.validation import validate
+from artifact_operator.cli import plugin
 
 PLUGIN = str(Path(sys.executable).parent / "kubectl-artifact")
 

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from artifact_operator.quantity import parse_quantity
+from artifact_operator.logic.quantity import parse_quantity
 
 
 @pytest.mark.parametrize(("a", "b"), [

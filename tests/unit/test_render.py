@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from artifact_operator.models import Artifact
-from artifact_operator.render import Rendered, render
+from artifact_operator.api.artifact import Artifact
+from artifact_operator.api.validation import parse
+from artifact_operator.logic.render import Rendered, render
 from artifact_operator.settings import Settings
-from artifact_operator.validation import parse
 
 UID = "0b7c6d4e-1111-4222-8333-444455556666"
 

@@ -6,19 +6,19 @@ from typing import Any
 
 import pytest
 
-from artifact_operator.models import Artifact
-from artifact_operator.render import render
-from artifact_operator.rules import Violation
-from artifact_operator.settings import Settings
-from artifact_operator.status import (
+from artifact_operator.api.artifact import Artifact
+from artifact_operator.api.rules import Violation
+from artifact_operator.api.status import Reason
+from artifact_operator.api.validation import parse
+from artifact_operator.logic.render import render
+from artifact_operator.logic.status import (
     Observed,
-    Reason,
     compute_status,
     deployment_settling,
     invalid_status,
     status_patch,
 )
-from artifact_operator.validation import parse
+from artifact_operator.settings import Settings
 
 NOW = "2026-01-02T03:04:05Z"
 EARLIER = "2026-01-01T00:00:00Z"

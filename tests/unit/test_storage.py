@@ -11,11 +11,14 @@ import pytest
 import yaml
 from kubernetes_validate.utils import all_versions
 
-from artifact_operator import cli, naming, storage
-from artifact_operator.render import Rendered, render
+from artifact_operator.api import naming
+from artifact_operator.api.status import Reason
+from artifact_operator.api.validation import parse
+from artifact_operator.cli import main as cli
+from artifact_operator.logic import claims as storage
+from artifact_operator.logic.render import Rendered, render
+from artifact_operator.logic.status import Observed, compute_status
 from artifact_operator.settings import Settings
-from artifact_operator.status import Observed, Reason, compute_status
-from artifact_operator.validation import parse
 
 UID = "0f6a5e49-0000-4000-8000-000000000001"
 IMAGE = "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3"

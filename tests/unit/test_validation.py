@@ -14,8 +14,8 @@ import cel
 import pytest
 import yaml
 
-from artifact_operator.crd import build_crd
-from artifact_operator.validation import validate
+from artifact_operator.api.crd import build_crd
+from artifact_operator.api.validation import validate
 
 from .artifact_cases import CROSS_FIELD, VALID, Case, artifact
 

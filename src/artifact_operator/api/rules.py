@@ -1,0 +1,179 @@
+"""Cross-field rules of the Artifact spec, each in two forms side by side.
+
+`check_spec` walks the raw spec (defensively: it also runs when the schema check failed, so
+that every violation is reported at once) and yields `Violation`s with field paths.
+`CEL_RULES` are the same rules as `x-kubernetes-validations`, placed in the CRD by `crd.py`, for
+API servers that evaluate CEL (1.25+). Unique group and env names need no CEL: those lists are
+`x-kubernetes-list-type: map` keyed by name (models.UNIQUE_BY_NAME), which every API server
+enforces. Older servers drop them; the webhook and the operator
+still enforce `check_spec` everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from artifact_operator.api.naming import container_name
+from artifact_operator.api.raw import as_dict, as_list
+
+
+@dataclass(frozen=True, order=True)
+class Violation:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass(frozen=True)
+class CelRule:
+    # Path of the schema node the rule sits on: property names, "[]" for list items,
+    # "{}" for map values.
+    node: tuple[str, ...]
+    rule: str
+    message: str
+
+
+GROUPS = ("spec", "containerGroups", "[]")
+CONTAINERS = (*GROUPS, "containers", "[]")
+
+CEL_RULES: tuple[CelRule, ...] = (
+    CelRule(CONTAINERS, "self.primary ? has(self.port) : !has(self.port)",
+            "a primary container must set port; a non-primary container must not"),
+    CelRule(CONTAINERS, "has(self.imageUri) || has(self.imageBuildConfig)",
+            "imageUri is required unless imageBuildConfig is set"),
+    CelRule((*CONTAINERS, "environmentVars", "[]"),
+            "self.source != 'string' || has(self.value)",
+            "value is required for source string"),
+    CelRule((*CONTAINERS, "environmentVars", "[]"),
+            "self.source == 'dr-credential' ? has(self.drCredentialId) && has(self.key)"
+            " : !has(self.drCredentialId) && !has(self.key)",
+            "drCredentialId and key are required with, and only with, source dr-credential"),
+    CelRule((*CONTAINERS, "environmentVars", "[]"),
+            "self.source == 'string' || !has(self.value)",
+            "value is only allowed with source string"),
+    # The CRD merges the two dockerfile kinds into one object (see crd.py), so the per-kind
+    # required and forbidden fields the models enforce come back here.
+    CelRule((*CONTAINERS, "imageBuildConfig", "dockerfile"),
+            "self.source != 'generated' || (has(self.executionEnvironmentId) && "
+            "has(self.executionEnvironmentVersionId) && has(self.entrypoint))",
+            "executionEnvironmentId, executionEnvironmentVersionId and entrypoint are required "
+            "with source generated"),
+    CelRule((*CONTAINERS, "imageBuildConfig", "dockerfile"),
+            "self.source == 'generated' || (!has(self.executionEnvironmentId) && "
+            "!has(self.executionEnvironmentVersionId) && !has(self.entrypoint))",
+            "executionEnvironmentId, executionEnvironmentVersionId and entrypoint are only "
+            "allowed with source generated"),
+    CelRule((*CONTAINERS, "imageBuildConfig", "dockerfile"),
+            "self.source == 'provided' || !has(self.path)",
+            "path is only allowed with source provided"),
+    CelRule((*CONTAINERS, "securityContext", "seccompProfile"),
+            "self.type == 'Localhost' ? has(self.localhostProfile) : !has(self.localhostProfile)",
+            "localhostProfile is required with, and only with, type Localhost"),
+    CelRule(GROUPS, "self.containers.filter(c, c.primary).size() <= 1",
+            "a container group has at most one primary container"),
+    # Unnamed containers run as container-<index>; CEL cannot see the index, so a clash
+    # between such a name and an explicit "container-1" is caught by check_spec only.
+    CelRule(GROUPS,
+            "self.containers.all(c, !has(c.name) || "
+            "self.containers.exists_one(d, has(d.name) && d.name == c.name))",
+            "container names must be unique in a group"),
+    CelRule(("spec",), "self.type == 'nim' || (!has(self.storage) && !has(self.templateId))",
+            "storage and templateId are only allowed with type nim"),
+    CelRule(("spec",),
+            "!has(self.runtime) || "
+            "self.runtime.all(k, self.containerGroups.exists(g, g.name == k))",
+            "runtime keys must name container groups of this artifact"),
+    CelRule(("spec",),
+            "self.type != 'nim' || self.containerGroups.all(g, "
+            "g.containers.exists(c, c.primary && has(c.imageUri)))",
+            "each container group of a nim artifact needs a primary container with imageUri"),
+    CelRule(("spec", "storage"), "self.mode == 'dedicatedPvc' || !has(self.pvcSize)",
+            "pvcSize is only allowed with mode dedicatedPvc"),
+)
+
+
+def _duplicates(names: list[tuple[int, Any]], what: str, path: str) -> Iterator[Violation]:
+    seen: set[Any] = set()
+    for index, name in names:
+        if name in seen:
+            yield Violation(path.format(index), f"duplicate {what} {name!r}")
+        seen.add(name)
+
+
+def check_spec(spec: Any) -> list[Violation]:
+    """Every cross-field violation of an Artifact spec (raw dict, defaults not yet applied)."""
+    return sorted(_check_spec(as_dict(spec)), key=order)
+
+
+def order(v: Violation) -> tuple[Any, ...]:
+    """Document order: numeric inside brackets, so [10] comes after [9]."""
+    path = tuple(int(p) if p.isdigit() else p for p in re.split(r"\[(\d+)\]", v.path))
+    return path, v.message
+
+
+def _check_spec(spec: dict[str, Any]) -> Iterator[Violation]:
+    kind = spec.get("type", "service")
+    groups = as_list(spec.get("containerGroups"))
+    group_names = [(i, as_dict(g).get("name", "default")) for i, g in enumerate(groups)]
+    yield from _duplicates(group_names, "container group name",
+                           "spec.containerGroups[{}].name")
+    if kind != "nim":
+        for field in ("storage", "templateId"):
+            if spec.get(field) is not None:
+                yield Violation(f"spec.{field}", f"{field} is only allowed with type nim")
+    storage = as_dict(spec.get("storage"))
+    if storage.get("mode", "dedicatedPvc") != "dedicatedPvc" and storage.get("pvcSize"):
+        yield Violation("spec.storage.pvcSize", "pvcSize is only allowed with mode dedicatedPvc")
+    known = {name for _, name in group_names}
+    for key in as_dict(spec.get("runtime")):
+        if key not in known:
+            yield Violation(f"spec.runtime.{key}",
+                            f"runtime key {key!r} does not name a container group")
+    for gi, group in enumerate(groups):
+        yield from _check_group(as_dict(group), f"spec.containerGroups[{gi}]", kind == "nim")
+
+
+def _check_group(group: dict[str, Any], path: str, nim: bool) -> Iterator[Violation]:
+    containers = [as_dict(c) for c in as_list(group.get("containers"))]
+    primaries = [i for i, c in enumerate(containers) if c.get("primary") is True]
+    for i in primaries[1:]:
+        yield Violation(f"{path}.containers[{i}].primary",
+                        "a container group has at most one primary container")
+    if nim:
+        if not primaries:
+            yield Violation(f"{path}.containers",
+                            "each container group of a nim artifact needs a primary container")
+        elif not containers[primaries[0]].get("imageUri"):
+            yield Violation(f"{path}.containers[{primaries[0]}].imageUri",
+                            "the primary container of a nim artifact runs the model image: "
+                            "imageUri is required")
+    names = [(i, container_name(as_dict(c).get("name"), i)) for i, c in enumerate(containers)]
+    yield from _duplicates(names, "container name", path + ".containers[{}].name")
+    for ci, container in enumerate(containers):
+        yield from _check_container(container, f"{path}.containers[{ci}]")
+
+
+def _check_container(c: dict[str, Any], path: str) -> Iterator[Violation]:
+    if c.get("primary") is True and c.get("port") is None:
+        yield Violation(f"{path}.port", "a primary container must set port")
+    if c.get("primary") is not True and c.get("port") is not None:
+        yield Violation(f"{path}.port", "a non-primary container must not set port")
+    if not c.get("imageUri") and c.get("imageBuildConfig") is None:
+        yield Violation(f"{path}.imageUri", "imageUri is required unless imageBuildConfig is set")
+    env = [as_dict(e) for e in as_list(c.get("environmentVars"))]
+    yield from _duplicates([(i, e.get("name")) for i, e in enumerate(env)],
+                           "environment variable name", path + ".environmentVars[{}].name")
+    seccomp = as_dict(as_dict(c.get("securityContext")).get("seccompProfile"))
+    if seccomp:
+        has_profile = bool(seccomp.get("localhostProfile"))
+        if seccomp.get("type") == "Localhost" and not has_profile:
+            yield Violation(f"{path}.securityContext.seccompProfile.localhostProfile",
+                            "localhostProfile is required with type Localhost")
+        if seccomp.get("type") != "Localhost" and has_profile:
+            yield Violation(f"{path}.securityContext.seccompProfile.localhostProfile",
+                            "localhostProfile is only allowed with type Localhost")

@@ -1,0 +1,92 @@
+"""The composition root: the one place where the operator's objects are built and wired.
+
+`Context.start` runs inside kopf's startup (it needs the running loop) and puts what the
+handlers need into kopf's memo, where the controller's and the webhook's handlers find it
+with typed accessors (`reconciler_of`, `admission_of`). `Context.close` undoes it at cleanup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from artifact_operator.app.observability import Health
+from artifact_operator.controller.handlers import configure_kopf
+from artifact_operator.controller.reconcile import Reconciler
+from artifact_operator.controller.view import ClusterView
+from artifact_operator.kube.client import Kube
+from artifact_operator.kube.events import EventRecorder
+from artifact_operator.logic.approval import Approver
+from artifact_operator.settings import ApprovalSettings, Config
+from artifact_operator.webhook import server as webhook
+
+log = logging.getLogger(__name__)
+
+
+def load_approver(settings: ApprovalSettings) -> Approver:
+    """The approval key from the environment or its file; without one nothing is approved."""
+    key: bytes | None = None
+    if settings.approval_key is not None:
+        key = settings.approval_key.get_secret_value().encode()
+    elif settings.approval_key_file is not None:
+        try:
+            key = settings.approval_key_file.read_bytes().strip()
+        except OSError as exc:
+            log.warning("cannot read the approval key file %s: %s",
+                        settings.approval_key_file, exc.strerror)
+    if not key:
+        log.warning("no approval key configured (ARTIFACT_OPERATOR_APPROVAL_KEY or "
+                    "ARTIFACT_OPERATOR_APPROVAL_KEY_FILE): elevated securityContext fields "
+                    "are never rendered")
+    return Approver(key)
+
+
+@dataclass
+class Context:
+    config: Config
+    health: Health
+    approver: Approver
+    leader_election: bool
+    webhooks: bool
+    kube: Kube | None = None
+    reconciler: Reconciler | None = None
+    admission: webhook.Admission | None = None
+    _resync: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    async def start(self, memo: Any, settings: kopf.OperatorSettings) -> None:
+        configure_kopf(settings)
+        client_login = self.config.settings.client_login
+        self.kube = kube = await Kube.connect(client_login=client_login)
+        view = ClusterView()
+        # With leader election the replica starts as a standby; run.py activates it.
+        self.reconciler = Reconciler(
+            kube, self.config.settings, view, EventRecorder(kube, self.config.settings.events),
+            self.approver, active=not self.leader_election)
+        memo.reconciler = self.reconciler
+        self._resync = asyncio.get_running_loop().create_task(
+            self.reconciler.resync_forever())
+        if self.webhooks:
+            webhook.serve(settings, self.config.webhook)
+            # Its own client: access reviews must not wait behind a burst of reconciles.
+            self.admission = webhook.Admission(
+                await Kube.connect(client_login=client_login), self.approver)
+            memo.admission = self.admission
+            # kopf binds the webhook server only after startup: until it listens, the pod
+            # must not receive the Service's admission calls.
+            self.health.readiness_checks["webhook"] = webhook.listening(
+                self.config.webhook.webhook_host, self.config.webhook.webhook_port)
+
+    async def close(self) -> None:
+        if self._resync is not None:
+            self._resync.cancel()
+        if self.reconciler is not None:
+            await self.reconciler.caches.drain()
+            await self.reconciler.events.drain()
+        if self.kube is not None:
+            await self.kube.close()
+        if self.admission is not None:
+            await self.admission.kube.close()

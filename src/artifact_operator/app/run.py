@@ -1,0 +1,115 @@
+"""`artifact-operator run`: kopf with our handlers, health and metrics servers, and optional
+leader election.
+
+With `--leader-election` every replica runs kopf (watches and indexes warm, webhook served) but
+only the Lease holder reconciles. A leader that loses its Lease stops reconciling at once and
+exits with status 1, so its pod restarts as a clean standby instead of carrying on with state
+that another replica now owns. On SIGTERM the leader hands the Lease back, so a rolling update
+fails over without waiting for the Lease to expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from kopf._core.engines.peering import Identity  # not re-exported by kopf
+
+from artifact_operator.app.context import Context, load_approver
+from artifact_operator.app.observability import Health, configure_logging, serve
+from artifact_operator.kube.client import Kube
+from artifact_operator.kube.leader import LeaderElector, default_identity, default_namespace
+from artifact_operator.settings import Config
+from artifact_operator.webhook import server as webhook
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The `run` flags other than configuration (see `artifact-operator run --help`)."""
+
+    namespaces: list[str] = field(default_factory=list)  # empty: all namespaces
+    verbose: bool = False
+    log_format: str = "text"
+    liveness: str | None = None
+    health_port: int = 8081
+    metrics_port: int = 8080
+    bind_address: str = "0.0.0.0"
+    leader_election: bool = False
+    leader_election_namespace: str | None = None
+    leader_election_id: str = "artifact-operator-leader"
+
+
+def run(config: Config, options: RunOptions) -> int:
+    from artifact_operator.controller import handlers  # noqa: F401 - registers the handlers
+
+    configure_logging(verbose=options.verbose, log_format=options.log_format)
+    webhooks = webhook.enabled(config.webhook)
+    if webhooks:
+        webhook.register(config.webhook)
+    # One approval key for the webhook (signing) and the reconciler (verifying).
+    context = Context(config, Health(), load_approver(config.approval),
+                      leader_election=options.leader_election, webhooks=webhooks)
+
+    @kopf.on.startup(id="artifact-operator-startup")
+    async def startup(memo: Any, settings: kopf.OperatorSettings, **_: Any) -> None:
+        await context.start(memo, settings)
+
+    @kopf.on.cleanup(id="artifact-operator-cleanup")
+    async def cleanup(**_: Any) -> None:
+        await context.close()
+
+    return asyncio.run(_operate(context, options))
+
+
+async def _operate(context: Context, options: RunOptions) -> int:
+    health = context.health
+    ready, stop = asyncio.Event(), asyncio.Event()
+    runners = await serve(health, health_port=options.health_port,
+                          metrics_port=options.metrics_port, address=options.bind_address)
+    # An explicit identity: kopf's default asks the passwd database for the user name, which
+    # crashes an image that runs as a uid with no passwd entry (ours runs as 65532).
+    operator = asyncio.create_task(kopf.operator(
+        clusterwide=not options.namespaces, namespaces=options.namespaces, standalone=True,
+        memo=kopf.Memo(), identity=Identity(default_identity()),
+        liveness_endpoint=options.liveness, ready_flag=ready, stop_flag=stop))
+    health.alive = lambda: not operator.done()
+    elector: LeaderElector | None = None
+    elector_task: asyncio.Task[None] | None = None
+    lost = False
+
+    def on_lost() -> None:
+        nonlocal lost
+        lost = True
+        if context.reconciler is not None:
+            context.reconciler.deactivate()
+        stop.set()
+
+    try:
+        started = asyncio.create_task(ready.wait())
+        await asyncio.wait([operator, started], return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        health.started = ready.is_set()
+        if options.leader_election and ready.is_set() and context.reconciler is not None:
+            # Its own client: the Lease must outlive kopf's cleanup, which closes the others.
+            elector = LeaderElector(
+                await Kube.connect(client_login=context.config.settings.client_login),
+                options.leader_election_namespace or default_namespace(),
+                options.leader_election_id, default_identity(),
+                on_started=context.reconciler.activate, on_lost=on_lost)
+            elector_task = asyncio.create_task(elector.run())
+        await operator
+    finally:
+        if elector is not None and elector_task is not None:
+            elector_task.cancel()
+            if context.reconciler is not None:
+                context.reconciler.deactivate()
+            await elector.release()
+            await elector.kube.close()
+        for runner in runners:
+            await runner.cleanup()
+    return 1 if lost else 0

@@ -1,0 +1,418 @@
+"""`kubectl artifact`: clone, lock, list the versions of, and import Artifacts.
+
+A kubectl plugin (the console script `kubectl-artifact`). It talks to the cluster with the
+user's own kubeconfig, context and namespace, so the API server's RBAC and the operator's
+admission webhook judge each request as the user's. `import` needs no cluster.
+
+Exit codes: 0 on success, 1 on any error (usage, not found, forbidden, invalid, timeout),
+as kubectl's own commands do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from artifact_operator.api.models import API_GROUP, API_VERSION, KIND, LABEL_VALUE, PLURAL
+from artifact_operator.api.naming import LABEL_REPOSITORY
+
+Obj = dict[str, Any]
+RESOURCE = f"{PLURAL}.{API_GROUP}"
+# Per request, so that an unreachable server is an error rather than a hang.
+REQUEST_TIMEOUT = 30
+
+
+class PluginError(Exception):
+    """An error to print as it is, and exit 1."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # kubectl exits 1 on a usage error too; 0/1 is the whole contract.
+        self.print_usage(sys.stderr)
+        self.exit(1, f"error: {message}\n")
+
+
+# -- talking to the cluster ------------------------------------------------------------
+
+class Cluster:
+    """The custom objects API and namespace of the user's kubeconfig and context."""
+
+    def __init__(self, kubeconfig: str | None, context: str | None,
+                 namespace: str | None) -> None:
+        from kubernetes import client, config
+
+        try:
+            api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, context=context)
+            contexts, active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig)
+        except (config.ConfigException, OSError) as exc:
+            raise PluginError(f"error: cannot load kubeconfig: {exc}") from exc
+        current = next((c for c in contexts if c["name"] == context), active) if context \
+            else active
+        self.namespace = namespace or (current or {}).get("context", {}).get(
+            "namespace") or "default"
+        self.api = client.CustomObjectsApi(api)
+
+    def get(self, name: str) -> Obj:
+        return self._call(self.api.get_namespaced_custom_object, API_GROUP, API_VERSION,
+                          self.namespace, PLURAL, name)
+
+    def create(self, body: Obj) -> Obj:
+        return self._call(self.api.create_namespaced_custom_object, API_GROUP, API_VERSION,
+                          self.namespace, PLURAL, body)
+
+    def merge_patch(self, name: str, patch: Obj) -> Obj:
+        return self._call(self.api.patch_namespaced_custom_object, API_GROUP, API_VERSION,
+                          self.namespace, PLURAL, name, patch,
+                          _content_type="application/merge-patch+json")
+
+    def list(self, label_selector: str) -> list[Obj]:
+        got = self._call(self.api.list_namespaced_custom_object, API_GROUP, API_VERSION,
+                         self.namespace, PLURAL, label_selector=label_selector)
+        return list(got.get("items", []))
+
+    def watch(self, name: str, resource_version: str, timeout: float) -> Any:
+        """Events of one artifact after `resource_version`, for at most `timeout` seconds."""
+        from kubernetes import watch
+
+        return watch.Watch().stream(  # type: ignore[no-untyped-call]
+            self.api.list_namespaced_custom_object, API_GROUP, API_VERSION, self.namespace,
+            PLURAL, field_selector=f"metadata.name={name}", resource_version=resource_version,
+            timeout_seconds=max(1, int(timeout)), _request_timeout=timeout + REQUEST_TIMEOUT)
+
+    @staticmethod
+    def _call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
+        return dict(method(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs))
+
+
+def server_error(exc: Exception) -> PluginError:
+    """kubectl's wording for an API error: `Error from server (Reason): message`."""
+    from kubernetes.client import ApiException
+
+    if not isinstance(exc, ApiException):
+        # urllib3's MaxRetryError wraps the cause (refused, TLS, DNS) in `reason`.
+        return PluginError(
+            f"error: cannot reach the API server: {getattr(exc, 'reason', None) or exc}")
+    try:
+        status = json.loads(exc.body or "")
+    except ValueError:
+        status = {}
+    if not isinstance(status, dict):
+        status = {}
+    reason = status.get("reason") or exc.reason or f"HTTP {exc.status}"
+    message = status.get("message") or exc.body or exc.reason
+    if exc.status == 404 and not (status.get("details") or {}).get("name"):
+        message = f"{message} (is the {KIND} CRD {RESOURCE} installed?)"
+    return PluginError(f"Error from server ({reason}): {message}")
+
+
+# -- the commands ----------------------------------------------------------------------
+
+def clone_manifest(source: Obj, new_name: str, display_name: str | None) -> Obj:
+    """A draft copy of `source`'s spec named `new_name`: no status, labels or annotations of
+    its own (the operator labels it; an admin's approval of elevated fields belongs to the
+    source, so the clone needs its own)."""
+    spec = json.loads(json.dumps(source.get("spec") or {}))
+    spec["lifecycle"] = "draft"
+    # Like the workload API's clone, the copy gets a name of its own: the one given, else
+    # its object name, so that two artifacts never show the same display name by accident.
+    spec.pop("displayName", None)
+    if display_name:
+        spec["displayName"] = display_name
+    metadata: Obj = {"name": new_name}
+    if spec.get("repository"):
+        metadata["labels"] = {LABEL_REPOSITORY: spec["repository"]}
+    return {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, "metadata": metadata,
+            "spec": spec}
+
+
+def cmd_clone(args: argparse.Namespace) -> int:
+    from artifact_operator.api.validation import validate
+
+    cluster = connect(args)
+    source = cluster.get(args.source)
+    body = clone_manifest(source, args.new, args.display_name)
+    body["metadata"]["namespace"] = cluster.namespace
+    violations = validate(body)
+    if violations:
+        raise PluginError("error: the clone would be invalid:\n" + "\n".join(
+            f"  {v.path}: {v.message}" for v in violations))
+    if args.dry_run:
+        sys.stdout.write(yaml.safe_dump(body, sort_keys=False))
+        return 0
+    cluster.create(body)
+    print(f"{RESOURCE}/{args.new} created (a draft clone of {args.source})")
+    return 0
+
+
+def _version(obj: Obj) -> int | None:
+    version = (obj.get("status") or {}).get("version")
+    return version if isinstance(version, int) and version > 0 else None
+
+
+def _invalid(obj: Obj) -> str | None:
+    """The operator's InvalidSpec message once it has seen this generation, else None: an
+    invalid artifact never gets a version, so waiting for one is pointless."""
+    status = obj.get("status") or {}
+    if status.get("observedGeneration") != obj["metadata"].get("generation"):
+        return None
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Ready" and cond.get("reason") == "InvalidSpec":
+            return str(cond.get("message", ""))
+    return None
+
+
+def wait_for_version(cluster: Cluster, obj: Obj, timeout: float) -> int:
+    from kubernetes.client import ApiException
+
+    name = obj["metadata"]["name"]
+    deadline = time.monotonic() + timeout
+    while True:
+        version = _version(obj)
+        if version is not None:
+            return version
+        problem = _invalid(obj)
+        if problem is not None:
+            raise PluginError(f"error: {name} is locked but its spec is invalid, so it gets "
+                              f"no version: {problem}")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise PluginError(
+                f"error: {name} is locked, but no version was assigned within "
+                f"{timeout:g}s; is the artifact-operator running for namespace "
+                f"{cluster.namespace}? (kubectl get art {name} shows it when it comes)")
+        try:
+            for event in cluster.watch(name, obj["metadata"]["resourceVersion"], remaining):
+                if event["type"] == "DELETED":
+                    raise PluginError(f"error: {name} was deleted while waiting for its version")
+                obj = event["object"]
+                if _version(obj) is not None or _invalid(obj) is not None:
+                    break
+        except ApiException as exc:
+            if exc.status != 410:
+                raise
+            obj = cluster.get(name)  # the watch fell too far behind: start from now
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    cluster = connect(args)
+    obj = cluster.merge_patch(args.name, {"spec": {"lifecycle": "locked"}})
+    if not args.wait:
+        print(f"{RESOURCE}/{args.name} locked")
+        return 0
+    version = wait_for_version(cluster, obj, args.timeout)
+    print(f"{RESOURCE}/{args.name} locked: version {version}")
+    return 0
+
+
+def age(timestamp: str | None, now: datetime) -> str:
+    """kubectl's short age: 42s, 5m10s, 3h20m, 4d5h, 400d."""
+    if not timestamp:
+        return "<unknown>"
+    then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    seconds = max(0, int((now - then).total_seconds()))
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 120:
+        return f"{seconds}s"
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if days < 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    return f"{days}d"
+
+
+def by_version(items: list[Obj]) -> list[Obj]:
+    """Versions in order; drafts (no version yet) after them, oldest first."""
+    return sorted(items, key=lambda o: (_version(o) is None, _version(o) or 0,
+                                        o["metadata"].get("creationTimestamp") or "",
+                                        o["metadata"]["name"]))
+
+
+def table(items: list[Obj], now: datetime) -> str:
+    rows = [["NAME", "VERSION", "LIFECYCLE", "PHASE", "AGE"]]
+    for o in items:
+        spec, status = o.get("spec") or {}, o.get("status") or {}
+        version = _version(o)
+        rows.append([o["metadata"]["name"], str(version) if version else "<none>",
+                     spec.get("lifecycle", "draft"), status.get("phase") or "<none>",
+                     age(o["metadata"].get("creationTimestamp"), now)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+                   .rstrip() + "\n" for row in rows)
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    if len(args.repository) > 63 or not re.match(LABEL_VALUE, args.repository):
+        raise PluginError(f"error: {args.repository!r} is not a repository: it must be a label "
+                          "value (at most 63 letters, digits, '-', '_' or '.', starting and "
+                          "ending with a letter or digit)")
+    cluster = connect(args)
+    items = by_version(cluster.list(f"{LABEL_REPOSITORY}={args.repository}"))
+    for o in items:
+        o["metadata"].pop("managedFields", None)
+    if args.output in ("json", "yaml"):
+        doc = {"apiVersion": "v1", "kind": "List", "items": items}
+        sys.stdout.write(json.dumps(doc, indent=4) + "\n" if args.output == "json"
+                         else yaml.safe_dump(doc, sort_keys=False))
+    elif not items:
+        print(f"No artifacts of repository {args.repository} in namespace "
+              f"{cluster.namespace}.", file=sys.stderr)
+    else:
+        sys.stdout.write(table(items, datetime.now(UTC)))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from artifact_operator.api.validation import validate
+    from artifact_operator.cli.importer import NotAnArtifact, to_manifest
+
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+        doc = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise PluginError(f"error: cannot read {args.file}: {exc}") from exc
+    try:
+        imported = to_manifest(doc, name=args.name, namespace=getattr(args, "namespace", None))
+    except NotAnArtifact as exc:
+        raise PluginError(f"error: {args.file}: {exc}") from exc
+    for note in imported.notes:
+        print(f"note: {note}", file=sys.stderr)
+    manifest = imported.manifest
+    if not manifest["metadata"]["name"]:
+        raise PluginError(f"error: {args.file}: no usable name (neither 'name' nor 'id' has "
+                          "letters or digits); give one with --name")
+    violations = validate(manifest)
+    if violations:
+        raise PluginError(
+            f"error: {args.file} does not make a valid Artifact "
+            f"{manifest['metadata']['name']}: {len(violations)} violation(s)\n" + "\n".join(
+                f"  {v.path}: {v.message}" for v in violations))
+    sys.stdout.write(yaml.safe_dump(manifest, sort_keys=False))
+    return 0
+
+
+# -- arguments -------------------------------------------------------------------------
+
+def duration(text: str) -> float:
+    """Seconds from `90`, `90s`, `2m` or `1h` (kubectl's --timeout style)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m|h)?", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 60s, 2m)")
+    return float(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2] or "s"]
+
+
+def kubectl_booleans(argv: Sequence[str]) -> list[str]:
+    """kubectl spells boolean flags `--wait=false`; argparse spells it `--no-wait`."""
+    out = []
+    for arg in argv:
+        flag, _, value = arg.partition("=")
+        if flag == "--wait" and value.lower() in ("true", "false"):
+            arg = "--wait" if value.lower() == "true" else "--no-wait"
+        out.append(arg)
+    return out
+
+
+def connect(args: argparse.Namespace) -> Cluster:
+    return Cluster(getattr(args, "kubeconfig", None), getattr(args, "context", None),
+                   getattr(args, "namespace", None))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # kubectl's flags go before or after the command; SUPPRESS keeps a subcommand's unset
+    # copy from overwriting a value given before it.
+    common = Parser(add_help=False)
+    common.add_argument("--kubeconfig", default=argparse.SUPPRESS,
+                        help="path to the kubeconfig file (default: $KUBECONFIG or "
+                        "~/.kube/config)")
+    common.add_argument("--context", default=argparse.SUPPRESS,
+                        help="the kubeconfig context to use")
+    common.add_argument("-n", "--namespace", default=argparse.SUPPRESS,
+                        help="namespace (default: the context's, else 'default')")
+
+    parser = Parser(prog="kubectl artifact", parents=[common],
+                    description="Clone, lock, list and import workload.dev Artifacts.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("clone", parents=[common], help="create a draft copy of an artifact",
+                       description="Create NEW, a draft Artifact with SRC's spec (same "
+                       "repository, containers and settings; no status).")
+    p.add_argument("source", metavar="SRC")
+    p.add_argument("new", metavar="NEW")
+    p.add_argument("--display-name", help="spec.displayName of the clone (default: none, "
+                   "so it shows as NEW)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the clone's manifest instead of creating it")
+    p.set_defaults(func=cmd_clone)
+
+    p = sub.add_parser("lock", parents=[common], help="lock an artifact and print its version",
+                       description="Set spec.lifecycle: locked, then wait until the operator "
+                       "has given the artifact its status.version and print it.")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
+                   help="wait for the version (default; --no-wait or --wait=false returns "
+                   "at once)")
+    p.add_argument("--timeout", type=duration, default=60.0,
+                   help="how long to wait for the version (default 60s)")
+    p.set_defaults(func=cmd_lock)
+
+    p = sub.add_parser("versions", parents=[common], help="list the versions of a repository",
+                       description="List the artifacts labelled workload.dev/repository="
+                       "REPOSITORY in the namespace, by status.version (drafts last).")
+    p.add_argument("repository", metavar="REPOSITORY")
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    p.set_defaults(func=cmd_versions)
+
+    p = sub.add_parser("import", parents=[common],
+                       help="print the Artifact manifest of a workload API artifact JSON",
+                       description="Turn a workload API artifact (JSON, as the API returns "
+                       "it) into an Artifact manifest on stdout. Needs no cluster. Exits 1 "
+                       "with every violation when the result would not be valid.")
+    p.add_argument("file", metavar="FILE.json", help="the JSON file ('-' for stdin)")
+    p.add_argument("--name", help="metadata.name (default: made from the artifact's name)")
+    p.set_defaults(func=cmd_import)
+    return parser
+
+
+MISSING_EXTRA = ("error: kubectl artifact needs the Kubernetes client library: "
+                 "pip install 'artifact-operator[plugin]'")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(
+        kubectl_booleans(sys.argv[1:] if argv is None else argv))
+    try:
+        from kubernetes.client import ApiException
+        from urllib3.exceptions import HTTPError
+    except ImportError:
+        # The operator image and a plain install leave it out (the `plugin` extra).
+        print(MISSING_EXTRA, file=sys.stderr)
+        return 1
+
+    try:
+        return int(args.func(args))
+    except PluginError as exc:
+        print(exc, file=sys.stderr)
+    except (ApiException, HTTPError) as exc:
+        print(server_error(exc), file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

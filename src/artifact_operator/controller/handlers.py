@@ -1,0 +1,160 @@
+"""kopf wiring of the controller. Handlers only route events to the reconciler and the shared
+caches; they hold no business logic. Objects are built in app/context.py, not here.
+
+Only level-based kopf features are used (`on.event`, `index`), so kopf itself writes
+nothing to Artifacts: no finalizer, no progress or diff-base annotations.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import kopf
+
+from artifact_operator.api import naming
+from artifact_operator.api.models import API_GROUP, API_VERSION, PLURAL
+from artifact_operator.controller.reconcile import Reconciler
+from artifact_operator.controller.view import slim
+
+MANAGED = {naming.LABEL_MANAGED_BY: naming.MANAGER}
+
+
+class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf builds a diff base of every event (a deep copy of the whole body, managedFields
+    included) for on.create/on.update handlers. We register none, so there is nothing to
+    diff: skipping it spares ~5% of the operator's CPU under load (docs/benchmarks.md)."""
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> kopf.BodyEssence:
+        return cast(kopf.BodyEssence, {})
+
+    def fetch(self, *, body: Any) -> kopf.BodyEssence | None:
+        return None
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    # Watch only what we manage: the API server filters children by label.
+    for resource in (("apps", "v1", "deployments"), ("v1", "services"),
+                     ("v1", "persistentvolumeclaims"), ("v1", "secrets")):
+        settings.watching.label_selectors[resource] = \
+            f"{naming.LABEL_MANAGED_BY}={naming.MANAGER}"
+    # Our handlers are level-based and keep no state in objects; keep kopf's storage (unused
+    # by on.event/index) under our own prefix all the same, so nothing lands under kopf's.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=naming.PREFIX)
+    settings.persistence.diffbase_storage = NoDiffBase(
+        prefix=naming.PREFIX, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{naming.PREFIX}/finalizer"
+    # We post our own Events; kopf's own posting of handler logs stays off.
+    settings.posting.enabled = False
+    # Namespaces and CRDs are not discovered at runtime: the CRD is installed with the
+    # operator, which spares a cluster-wide watch on CRDs.
+    settings.scanning.disabled = True
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+
+
+def reconciler_of(memo: Any) -> Reconciler:
+    """The Reconciler the composition root (app/context.py) put into kopf's memo."""
+    reconciler = memo.reconciler
+    assert isinstance(reconciler, Reconciler), "the operator started without a Reconciler"
+    return reconciler
+
+
+def _owner_key(namespace: str | None, labels: Any) -> tuple[str, str] | None:
+    artifact = labels.get(naming.LABEL_ARTIFACT)
+    return (namespace, artifact) if namespace and artifact else None
+
+
+def _child_index(body: Any, namespace: str | None, labels: Any) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
+    key = _owner_key(namespace, labels)
+    if key is not None:
+        out[key] = slim(body)
+    if body.get("kind") == "PersistentVolumeClaim" and naming.LABEL_CACHE in labels:
+        out[("claim", namespace, body["metadata"]["name"])] = slim(body)
+    if body.get("kind") == "Deployment" and naming.LABEL_CACHE in labels:
+        # The users of a shared cache claim, by its hash.
+        out[("cache", namespace, labels[naming.LABEL_CACHE])] = slim(body)
+    return out
+
+
+# One index per child kind, keyed by (namespace, artifact). kopf fills every index before
+# any handler runs, which is what makes a restart write nothing.
+@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+async def deployments(body: Any, namespace: str | None, labels: Any, **_: Any) -> Any:
+    return _child_index(body, namespace, labels)
+
+
+@kopf.index("v1", "services", labels=MANAGED)
+async def services(body: Any, namespace: str | None, labels: Any, **_: Any) -> Any:
+    return _child_index(body, namespace, labels)
+
+
+@kopf.index("v1", "persistentvolumeclaims", labels=MANAGED)
+async def claims(body: Any, namespace: str | None, labels: Any, **_: Any) -> Any:
+    return _child_index(body, namespace, labels)
+
+
+@kopf.index("v1", "secrets", labels=MANAGED)
+async def secrets(body: Any, namespace: str | None, labels: Any, **_: Any) -> Any:
+    return _child_index(body, namespace, labels)
+
+
+def _bind(memo: Any, kwargs: dict[str, Any]) -> Reconciler:
+    reconciler = reconciler_of(memo)
+    if not reconciler.view.indexes:  # kopf hands its indexes only to handlers
+        reconciler.view.bind({
+            "Deployment": kwargs["deployments"], "Service": kwargs["services"],
+            "PersistentVolumeClaim": kwargs["claims"], "Secret": kwargs["secrets"],
+        })
+    return reconciler
+
+
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
+async def artifact_event(type: str, body: Any, namespace: str | None, name: str, memo: Any,
+                         **kwargs: Any) -> None:
+    assert namespace is not None  # Artifacts are namespaced
+    reconciler = _bind(memo, kwargs)
+    if type == "DELETED":
+        reconciler.view.forget_artifact((namespace, name))
+        reconciler.caches.artifact_gone(namespace, body)
+    else:
+        reconciler.view.note_artifact(body)
+    reconciler.enqueue((namespace, name))
+
+
+async def _child_event(body: Any, namespace: str | None, labels: Any, memo: Any,
+                       kwargs: dict[str, Any]) -> None:
+    reconciler = _bind(memo, kwargs)
+    key = _owner_key(namespace, labels)
+    if key is not None and key in reconciler.view.artifacts:
+        reconciler.enqueue(key)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+async def deployment_event(type: str, body: Any, namespace: str | None, labels: Any, memo: Any,
+                           **kwargs: Any) -> None:
+    await _child_event(body, namespace, labels, memo, kwargs)
+    if type == "DELETED" and namespace and naming.LABEL_CACHE in labels:
+        reconciler_of(memo).caches.apply_retention(
+            namespace, naming.cache_claim_of_hash(labels[naming.LABEL_CACHE]))
+
+
+@kopf.on.event("v1", "services", labels=MANAGED)
+async def service_event(body: Any, namespace: str | None, labels: Any, memo: Any,
+                        **kwargs: Any) -> None:
+    await _child_event(body, namespace, labels, memo, kwargs)
+
+
+@kopf.on.event("v1", "persistentvolumeclaims", labels=MANAGED)
+async def claim_event(body: Any, namespace: str | None, name: str, labels: Any, memo: Any,
+                      **kwargs: Any) -> None:
+    await _child_event(body, namespace, labels, memo, kwargs)
+    if namespace and naming.LABEL_CACHE in labels:
+        reconciler_of(memo).caches.claim_changed(namespace, name)
+
+
+@kopf.on.event("v1", "secrets", labels=MANAGED)
+async def secret_event(body: Any, namespace: str | None, labels: Any, memo: Any,
+                       **kwargs: Any) -> None:
+    await _child_event(body, namespace, labels, memo, kwargs)

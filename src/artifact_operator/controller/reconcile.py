@@ -1,0 +1,253 @@
+"""One level-based reconcile of one Artifact: validate, render, apply, prune, compute status.
+
+The reconcile reads the cluster from `ClusterView` (kopf's indexes plus our own latest writes),
+never by listing, and writes only what differs: children through `Applier` (only when the live
+object lacks a rendered field), status only when it changed. A restart or resync over
+unchanged artifacts therefore makes no writes. `WorkQueue` decides when it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from artifact_operator import metrics
+from artifact_operator.api import naming
+from artifact_operator.api.artifact import Artifact
+from artifact_operator.api.models import CredentialEnvVar, Lifecycle
+from artifact_operator.api.status import Phase, Reason
+from artifact_operator.api.validation import InvalidArtifact, parse
+from artifact_operator.controller.apply import Applier
+from artifact_operator.controller.caches import SharedCaches
+from artifact_operator.controller.queue import WorkQueue
+from artifact_operator.controller.versions import Versions
+from artifact_operator.controller.view import ClusterView, Key, Obj, Ref
+from artifact_operator.kube.client import CONNECTIONS, ApiError, Kube, permanent
+from artifact_operator.kube.events import EventRecorder, now
+from artifact_operator.logic.approval import Approver
+from artifact_operator.logic.claims import caches_mounted
+from artifact_operator.logic.render import Rendered, render
+from artifact_operator.logic.repository import repository_label_patch
+from artifact_operator.logic.status import (
+    Observed,
+    compute_status,
+    deployment_settling,
+    invalid_status,
+    status_patch,
+)
+from artifact_operator.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Artifact versions whose validation and rendering are kept (see Reconciler._render).
+RENDER_CACHE = 64
+
+
+class Outcome(StrEnum):
+    """How a reconcile ended: the `result` label of `artifact_operator_reconciles_total`."""
+
+    ok = "ok"  # everything rendered was applied; status is current
+    invalid = "invalid"  # the spec breaks a rule: status says why, nothing was touched
+    settling = "settling"  # status held while a Deployment takes its first step
+    gone = "gone"  # the artifact was deleted meanwhile
+    error = "error"  # the API server refused something (Degraded), or the pass failed
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, settings: Settings, view: ClusterView,
+                 events: EventRecorder, approver: Approver, *,
+                 concurrency: int = CONNECTIONS, active: bool = True) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.view = view
+        self.events = events
+        self.approver = approver
+        self.versions = Versions(kube)
+        self.queue = WorkQueue(self.run, concurrency=concurrency,
+                               max_backoff=settings.max_backoff_seconds,
+                               known=lambda key: key in view.artifacts,
+                               forget=lambda key: self._set_phase(key, None), active=active)
+        self.caches = SharedCaches(kube, settings, view, events, self.queue.enqueue)
+        self.applier = Applier(kube, view, events, self.caches)
+        self._phases: dict[Key, str] = {}
+        self._rendered: OrderedDict[tuple[Any, Any], tuple[Artifact, Rendered]] = OrderedDict()
+
+    # -- triggers ---------------------------------------------------------------------------
+
+    def enqueue(self, key: Key) -> None:
+        self.queue.enqueue(key)
+
+    def enqueue_all(self) -> None:
+        self.queue.enqueue_all(self.view.artifacts)
+
+    def activate(self) -> None:
+        """This replica became the leader: reconcile everything from here on."""
+        self.queue.activate(self.view.artifacts)
+
+    def deactivate(self) -> None:
+        self.queue.deactivate()
+
+    async def resync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.resync_seconds)
+            log.info("resync: %d artifacts queued", len(self.view.artifacts))
+            self.enqueue_all()
+
+    # -- one run, as the queue calls it -----------------------------------------------------
+
+    async def run(self, key: Key) -> bool:
+        """Reconcile once, counting the outcome; False asks the queue to retry with backoff."""
+        started = time.perf_counter()
+        try:
+            outcome = await self.reconcile(key)
+        except ApiError as exc:
+            log.warning("reconcile of %s/%s failed: %s", *key, exc)
+            metrics.RECONCILES.labels(result=Outcome.error.value).inc()
+            return not exc.transient
+        except Exception:
+            log.exception("reconcile of %s/%s failed", *key)
+            metrics.RECONCILES.labels(result=Outcome.error.value).inc()
+            return False
+        finally:
+            metrics.RECONCILE_DURATION.observe(time.perf_counter() - started)
+        metrics.RECONCILES.labels(result=outcome.value).inc()
+        return True
+
+    def _set_phase(self, key: Key, phase: str | None) -> None:
+        old = self._phases.pop(key, None)
+        if old is not None:
+            metrics.ARTIFACTS.labels(phase=old).dec()
+        if phase is not None:
+            self._phases[key] = phase
+            metrics.ARTIFACTS.labels(phase=phase).inc()
+
+    # -- the reconcile ----------------------------------------------------------------------
+
+    async def reconcile(self, key: Key) -> Outcome:
+        body = self.view.artifacts.get(key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return Outcome.gone
+        try:
+            artifact, rendered = self._render(body)
+        except InvalidArtifact as exc:
+            # Nothing running is touched: no apply, no prune; just say why.
+            status = invalid_status(body, exc.violations, now())
+            if await self._write_status(body, status):
+                self.events.post(body, "Warning", Reason.invalid_spec.value, str(exc))
+            return Outcome.invalid
+        await self._label_repository(body, artifact)
+        live = self.view.children(key)
+        obs = Observed(rendered=rendered, live=live)
+        caches_before = caches_mounted(live.values())
+        for obj in rendered.objects:
+            await self.applier.ensure(body, obj, live, obs)
+        await self.applier.prune(body, artifact.metadata.uid, rendered, live)
+        for claim in caches_before - caches_mounted(rendered.objects):
+            self.caches.apply_retention(artifact.namespace, claim)  # no longer used here
+        if self._settling(key, rendered, live):
+            return Outcome.settling
+        status = compute_status(artifact, obs, self.settings, body.get("status"), now())
+        if status.get("phase") != Phase.ready.value:
+            missing = await self._missing_secrets(artifact)
+            if missing:
+                obs.blockers.extend(missing)
+                status = compute_status(artifact, obs, self.settings, body.get("status"), now())
+        if artifact.spec.lifecycle == Lifecycle.locked and status.get("version") is None:
+            status["version"] = await self.versions.assign(body)
+        await self._write_status(body, status)
+        return Outcome.error if obs.errors else Outcome.ok
+
+    def _render(self, body: Obj) -> tuple[Artifact, Rendered]:
+        """Validation and rendering of this version of the artifact.
+
+        Most reconciles are woken by a child (our own write echoed, a controller's status
+        update) while the artifact itself is unchanged: the result is kept for the last
+        RENDER_CACHE artifact versions, so a burst of child events costs no pydantic or
+        render work.
+        """
+        meta = body["metadata"]
+        version = (meta.get("uid"), meta.get("resourceVersion"))
+        cached = self._rendered.get(version)
+        if cached is not None:
+            self._rendered.move_to_end(version)
+            return cached
+        artifact = parse(body)
+        result = artifact, render(artifact, self.settings,
+                                  elevated_approved=self.approver.verify(body))
+        self._rendered[version] = result
+        if len(self._rendered) > RENDER_CACHE:
+            self._rendered.popitem(last=False)
+        return result
+
+    async def _label_repository(self, body: Obj, artifact: Artifact) -> None:
+        patch = repository_label_patch(body, artifact)
+        if patch is None:
+            return
+        updated = await self.kube.patch(body, patch)
+        metrics.WRITES.labels(verb="patch", kind="Artifact").inc()
+        self.view.note_artifact(updated)
+
+    async def _missing_secrets(self, artifact: Artifact) -> list[tuple[Reason, str]]:
+        """Credential Secrets or keys that do not exist, named (never a value).
+
+        Asked only while the artifact is not Ready: a GET per referenced Secret then, none
+        once it runs. Watching Secrets instead would mean a label-less watch holding every
+        Secret of the namespace in memory, for a check that matters only until pods start.
+        """
+        wanted: dict[tuple[str, str], str] = {}
+        for group in artifact.spec.container_groups:
+            for ci, container in enumerate(group.containers):
+                for env in container.environment_vars:
+                    if isinstance(env, CredentialEnvVar):
+                        wanted.setdefault(
+                            (env.dr_credential_id, env.key),
+                            f"env {env.name} of container "
+                            f"{naming.container_name(container.name, ci)} in group {group.name}")
+        found: dict[str, list[str] | None] = {}
+        out: list[tuple[Reason, str]] = []
+        for (name, key), user in wanted.items():
+            if name not in found:
+                try:
+                    secret = await self.kube.get("v1", "Secret", artifact.namespace, name)
+                except ApiError as exc:
+                    log.info("cannot check Secret %s/%s: %s", artifact.namespace, name,
+                             permanent(exc))
+                    return out
+                # Only the key names are kept; the values are dropped right here.
+                found[name] = None if secret is None else sorted(secret.get("data") or {})
+            keys = found[name]
+            if keys is None:
+                out.append((Reason.secret_missing, f"Secret {name} ({user}) does not exist"))
+            elif key not in keys:
+                out.append((Reason.secret_missing, f"Secret {name} has no key {key} ({user})"))
+        return out
+
+    def _settling(self, key: Key, rendered: Rendered, live: Mapping[Ref, Obj]) -> bool:
+        """Hold the status back while a Deployment has not yet reached the first pod of its
+        current template (`deployment_settling`): the controllers' next status updates follow
+        within moments and trigger the next reconcile. Without this, every create and every
+        change writes the status two or three times on the way to the same Progressing. The
+        hold is bounded: past `status_settle_seconds` the status is written as it stands, so
+        a stopped controller or a refused pod cannot hide the artifact's state."""
+        settling = any(
+            (d := live.get(("Deployment", o["metadata"]["name"]))) is not None
+            and deployment_settling(d)
+            for o in rendered.of_kind("Deployment"))
+        return self.queue.hold(key, settling, self.settings.status_settle_seconds)
+
+    async def _write_status(self, body: Obj, status: Obj) -> bool:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        self._set_phase(key, status.get("phase"))
+        patch = status_patch(body.get("status"), status)
+        if patch is None:
+            return False
+        log.debug("status of %s/%s: writing %s", *key, ", ".join(sorted(patch)))
+        updated = await self.kube.patch(body, {"status": patch}, subresource="status")
+        metrics.WRITES.labels(verb="patch", kind="Artifact/status").inc()
+        self.view.note_artifact(updated)
+        return True

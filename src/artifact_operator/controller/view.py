@@ -1,0 +1,143 @@
+"""The operator's picture of the cluster: kopf's indexes of our children, the Artifacts as last
+seen, and our own writes laid over both until the watches catch up.
+
+Children come from kopf indexes (keyed by (namespace, artifact)), which kopf fills completely
+before any handler runs: after a restart the first reconcile already sees every existing child
+and re-creates nothing. Our own writes are overlaid until the watch delivers them, so the echo
+of a write we just made is not mistaken for drift, and a write is never repeated because the
+watch lags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from artifact_operator.api import naming
+
+Key = tuple[str, str]  # (namespace, artifact name)
+Obj = dict[str, Any]
+Ref = tuple[str, str]  # (kind, name)
+
+
+def slim(body: Mapping[str, Any]) -> Obj:
+    """The parts of an object the operator reads; managedFields and Secret data stay out of
+    memory (and so out of any log line that might print an object)."""
+    meta = {k: v for k, v in body.get("metadata", {}).items() if k != "managedFields"}
+    out: Obj = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": meta}
+    if body.get("kind") == "Secret":
+        out["type"] = body.get("type")
+        out["dataKeys"] = sorted((body.get("data") or {}).keys())
+        return out
+    for key in ("spec", "status"):
+        if key in body:
+            out[key] = body[key]
+    return out
+
+
+def _rv(obj: Mapping[str, Any] | None) -> int:
+    try:
+        return int((obj or {}).get("metadata", {}).get("resourceVersion", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def controlled_by(obj: Mapping[str, Any], uid: str | None) -> bool:
+    return any(ref.get("controller") and ref.get("uid") == uid
+               for ref in obj.get("metadata", {}).get("ownerReferences", []))
+
+
+class ClusterView:
+    """Artifacts by key, children by owner, with our own writes overlaid (see the module)."""
+
+    def __init__(self) -> None:
+        self.artifacts: dict[Key, Obj] = {}
+        # kind -> index (kopf.Index: (namespace, artifact) and other keys -> bodies)
+        self.indexes: dict[str, Mapping[Any, Any]] = {}
+        self._written: dict[tuple[str, str, str], Obj | None] = {}
+        # The same writes by owning artifact, so a reconcile looks only at its own.
+        self._written_by_owner: dict[Key, set[Ref]] = {}
+        self._writer_owner: dict[tuple[str, str, str], Key] = {}
+
+    def bind(self, indexes: Mapping[str, Any]) -> None:
+        self.indexes.update(indexes)
+
+    def note_artifact(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        current = self.artifacts.get(key)
+        if current is not None and _rv(body) < _rv(current) and \
+                current["metadata"].get("uid") == meta.get("uid"):
+            return  # an older event overtaken by our own status write
+        self.artifacts[key] = slim(body)
+
+    def forget_artifact(self, key: Key) -> None:
+        self.artifacts.pop(key, None)
+
+    def note_written(self, obj: Mapping[str, Any]) -> None:
+        self._note(obj, slim(obj))
+
+    def note_deleted(self, obj: Mapping[str, Any]) -> None:
+        self._note(obj, None)
+
+    def _note(self, obj: Mapping[str, Any], written: Obj | None) -> None:
+        meta = obj["metadata"]
+        self._written[(obj["kind"], meta["namespace"], meta["name"])] = written
+        owner = meta.get("labels", {}).get(naming.LABEL_ARTIFACT)
+        if owner:
+            key = (meta["namespace"], owner)
+            self._writer_owner[(obj["kind"], meta["namespace"], meta["name"])] = key
+            self._written_by_owner.setdefault(key, set()).add((obj["kind"], meta["name"]))
+
+    def _forget_write(self, kind: str, namespace: str, name: str) -> None:
+        self._written.pop((kind, namespace, name), None)
+        owner = self._writer_owner.pop((kind, namespace, name), None)
+        refs = self._written_by_owner.get(owner) if owner else None
+        if owner is not None and refs is not None:
+            refs.discard((kind, name))
+            if not refs:
+                del self._written_by_owner[owner]
+
+    def _indexed(self, kind: str, key: tuple[str, ...]) -> list[Obj]:
+        index = self.indexes.get(kind)
+        if index is None or key not in index:
+            return []
+        return list(index[key])
+
+    def _overlay(self, kind: str, namespace: str, name: str, seen: Obj | None) -> Obj | None:
+        wkey = (kind, namespace, name)
+        if wkey not in self._written:
+            return seen
+        written = self._written[wkey]
+        if written is None:
+            if seen is None:
+                self._forget_write(kind, namespace, name)
+            # A deletion we made; the watch may still show the object for a moment.
+            return None
+        if seen is not None and _rv(seen) >= _rv(written):
+            self._forget_write(kind, namespace, name)  # the watch has caught up
+            return seen
+        return written
+
+    def children(self, key: Key) -> dict[Ref, Obj]:
+        namespace = key[0]
+        out: dict[Ref, Obj] = {}
+        for kind in self.indexes:
+            for obj in self._indexed(kind, key):
+                out[(obj["kind"], obj["metadata"]["name"])] = obj
+        for kind, name in list(self._written_by_owner.get(key, ())):
+            written = self._written.get((kind, namespace, name))
+            if written and (kind, name) not in out:
+                out[(kind, name)] = written
+        for ref in list(out):
+            merged = self._overlay(ref[0], namespace, ref[1], out[ref])
+            if merged is None:
+                del out[ref]
+            else:
+                out[ref] = merged
+        return out
+
+    def claim(self, namespace: str, name: str) -> Obj | None:
+        found = self._indexed("PersistentVolumeClaim", ("claim", namespace, name))
+        return self._overlay("PersistentVolumeClaim", namespace, name,
+                             found[0] if found else None)

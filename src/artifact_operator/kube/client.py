@@ -1,0 +1,281 @@
+"""The operator's Kubernetes API client (kopf's own watches aside, nothing else talks HTTP to
+the API server).
+
+A thin async layer over aiohttp that speaks plain dicts: server-side apply under one field
+manager, create, delete with preconditions, status patches and lists.
+
+The error policy lives here, once: absence is an answer, not an error (`get` returns None,
+`delete` returns False, `create(exists_ok=True)` returns None); everything else comes back as
+`ApiError` with the server's status and message, and `permanent(exc)` re-raises what a retry
+with backoff may cure (network, 409 conflicts, 429, 5xx) so that callers handle only refusals.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import kopf
+
+from artifact_operator import __version__, metrics
+from artifact_operator.api.naming import MANAGER
+
+Obj = dict[str, Any]
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Kind:
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None = None, name: str | None = None,
+             subresource: str | None = None) -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        parts = [base]
+        if self.namespaced and namespace:
+            parts.append(f"namespaces/{namespace}")
+        parts.append(self.plural)
+        if name:
+            parts.append(name)
+        if subresource:
+            parts.append(subresource)
+        return "/".join(parts)
+
+
+KINDS: dict[tuple[str, str], Kind] = {
+    (k.api_version, k.kind): k for k in (
+        Kind("apps/v1", "Deployment", "deployments"),
+        Kind("v1", "Service", "services"),
+        Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+        Kind("v1", "Secret", "secrets"),
+        Kind("v1", "Namespace", "namespaces", namespaced=False),
+        Kind("v1", "Event", "events"),
+        Kind("workload.dev/v1alpha1", "Artifact", "artifacts"),
+        Kind("coordination.k8s.io/v1", "Lease", "leases"),
+        Kind("authorization.k8s.io/v1", "SubjectAccessReview", "subjectaccessreviews",
+             namespaced=False),
+    )
+}
+
+
+def kind_of(obj: Mapping[str, Any]) -> Kind:
+    return KINDS[(obj["apiVersion"], obj["kind"])]
+
+
+# HTTP/1.1 connections to the API server: requests in flight at once. Reconciles in flight are
+# bounded to the same number (reconcile.py), so none waits long for a connection.
+CONNECTIONS = 16
+USER_AGENT = f"{MANAGER}/{__version__}"
+
+
+async def login(client_login: bool = False) -> kopf.ConnectionInfo:
+    """The credentials kopf itself would use: the in-cluster service account, else the
+    kubeconfig (KUBECONFIG or ~/.kube/config); with `client_login`, a Kubernetes client
+    library's login first (kubeconfigs with exec or auth-provider plugins)."""
+    settings = kopf.OperatorSettings()
+    logins: list[Callable[..., kopf.ConnectionInfo | None]] = [
+        kopf.login_with_service_account, kopf.login_with_kubeconfig]
+    if client_login:
+        logins.insert(0, kopf.login_via_client)
+    for fn in logins:
+        info = fn(settings=settings, logger=log)
+        if info is not None:
+            return info
+    raise ApiError(0, "no Kubernetes credentials: neither a service account nor a kubeconfig",
+                   "NoCredentials")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
+        super().__init__(f"{status} {reason}: {message}".strip())
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def transient(self) -> bool:
+        # 409 is a conflict with a concurrent writer: a fresh attempt resolves it.
+        if self.status == 500 and "failed to create typed patch object" in self.message:
+            return False  # server-side apply refusing the object itself: retrying cannot help
+        return self.status in (0, 409, 429) or self.status >= 500
+
+    @property
+    def conflict(self) -> bool:
+        """409: someone else wrote first (a stale resourceVersion, a failed precondition)."""
+        return self.status == 409
+
+
+def permanent(exc: ApiError) -> ApiError:
+    """`exc` when the API server refused for good (the caller reports it); a transient error
+    is raised again, for the work queue to retry with backoff."""
+    if exc.transient:
+        raise exc
+    return exc
+
+
+class Kube:
+    """An aiohttp session to the API server with the credentials kopf logs in with.
+
+    Credentials come from kopf's own login functions (in-cluster service account, else the
+    kubeconfig), so the operator needs no Kubernetes client library: importing one costs
+    ~40 MB of the operator's memory (docs/benchmarks.md). On a 401 it logs in again, which
+    picks up a rotated service-account token.
+    """
+
+    def __init__(self, info: kopf.ConnectionInfo, *, connections: int = CONNECTIONS,
+                 user_agent: str = USER_AGENT, client_login: bool = False) -> None:
+        self.info = info
+        self.connections = connections
+        self.user_agent = user_agent
+        self.client_login = client_login
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    async def connect(cls, *, connections: int = CONNECTIONS, user_agent: str = USER_AGENT,
+                      client_login: bool = False) -> Kube:
+        return cls(await login(client_login), connections=connections, user_agent=user_agent,
+                   client_login=client_login)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # Each TLS connection holds a 256 KiB read buffer; a small pool is plenty for
+            # one API server and keeps memory flat under load.
+            connector = aiohttp.TCPConnector(limit=self.connections,
+                                            ssl=self.info.as_ssl_context())
+            self._session = aiohttp.ClientSession(
+                base_url=self.info.server.rstrip("/") + "/", connector=connector,
+                timeout=aiohttp.ClientTimeout(total=60, sock_connect=10),
+                headers={"User-Agent": self.user_agent, **self.info.as_http_headers()},
+                trust_env=self.info.trust_env)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _relogin(self) -> None:
+        self.info = await login(self.client_login)
+        await self.close()
+        self._session = None
+
+    async def request(self, method: str, path: str, *, body: Any = None,
+                      query: list[tuple[str, str]] | None = None,
+                      content_type: str = "application/json",
+                      missing_ok: bool = False) -> Obj | None:
+        data = json.dumps(body) if body is not None else None
+        for attempt in (1, 2):
+            try:
+                async with self._client().request(
+                        method, path.lstrip("/"), params=query or None, data=data,
+                        headers={"Accept": "application/json",
+                                 "Content-Type": content_type}) as resp:
+                    text = await resp.text()
+                    status = resp.status
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                metrics.API_ERRORS.labels(method=method, code="network").inc()
+                raise ApiError(0, str(exc), "NetworkError") from exc
+            if status == 401 and attempt == 1:
+                await self._relogin()
+                continue
+            break
+        if status == 404 and missing_ok:
+            return None
+        if status >= 400:
+            metrics.API_ERRORS.labels(method=method, code=str(status)).inc()
+            try:
+                payload = json.loads(text)
+            except json.JSONDecodeError:
+                raise ApiError(status, text) from None
+            raise ApiError(status, payload.get("message", text), payload.get("reason", ""))
+        result: Obj = json.loads(text) if text else {}
+        return result
+
+    async def apply(self, obj: Obj) -> Obj:
+        """Server-side apply `obj` as our field manager, taking over conflicting fields."""
+        k = kind_of(obj)
+        meta = obj["metadata"]
+        out = await self.request(
+            "PATCH", k.path(meta.get("namespace"), meta["name"]), body=obj,
+            query=[("fieldManager", MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml")
+        assert out is not None
+        return out
+
+    async def create(self, obj: Obj, *, exists_ok: bool = False) -> Obj | None:
+        """POST `obj`; with `exists_ok`, None when an object of that name already exists."""
+        k = kind_of(obj)
+        try:
+            out = await self.request("POST", k.path(obj["metadata"].get("namespace")), body=obj,
+                                     query=[("fieldManager", MANAGER)])
+        except ApiError as exc:
+            if exists_ok and exc.conflict:
+                return None
+            raise
+        assert out is not None
+        return out
+
+    async def create_new(self, obj: Obj) -> Obj:
+        """POST an object that cannot exist yet (reviews, generateName)."""
+        out = await self.create(obj)
+        assert out is not None
+        return out
+
+    async def replace(self, obj: Obj) -> Obj:
+        """PUT `obj`; its metadata.resourceVersion makes this a compare-and-swap (409 if stale)."""
+        k = kind_of(obj)
+        meta = obj["metadata"]
+        out = await self.request("PUT", k.path(meta.get("namespace"), meta["name"]), body=obj,
+                                 query=[("fieldManager", MANAGER)])
+        assert out is not None
+        return out
+
+    async def get(self, api_version: str, kind: str, namespace: str | None,
+                  name: str) -> Obj | None:
+        k = KINDS[(api_version, kind)]
+        return await self.request("GET", k.path(namespace, name), missing_ok=True)
+
+    async def list(self, api_version: str, kind: str, namespace: str | None = None,
+                   label_selector: str | None = None) -> list[Obj]:
+        k = KINDS[(api_version, kind)]
+        query = [("labelSelector", label_selector)] if label_selector else []
+        out = await self.request("GET", k.path(namespace), query=query)
+        return list((out or {}).get("items", []))
+
+    async def delete(self, obj: Mapping[str, Any], *, uid: str | None = None) -> bool:
+        """Delete `obj` in the background; False when it is already gone.
+
+        With `uid`, the API server deletes only that incarnation of the object, so a claim
+        re-created by someone else in the meantime is left alone (also False).
+        """
+        k = kind_of(obj)
+        meta = obj["metadata"]
+        body: Obj = {"apiVersion": "v1", "kind": "DeleteOptions",
+                     "propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            out = await self.request("DELETE", k.path(meta.get("namespace"), meta["name"]),
+                                     body=body, missing_ok=True)
+        except ApiError as exc:
+            if uid and exc.conflict:
+                return False  # the precondition failed: it is another object now
+            raise
+        return out is not None
+
+    async def patch(self, obj: Mapping[str, Any], patch: Obj, *,
+                    subresource: str | None = None) -> Obj:
+        """A JSON merge patch (status, labels): it touches only the keys it names."""
+        k = kind_of(obj)
+        meta = obj["metadata"]
+        out = await self.request(
+            "PATCH", k.path(meta.get("namespace"), meta["name"], subresource), body=patch,
+            query=[("fieldManager", MANAGER)], content_type="application/merge-patch+json")
+        assert out is not None
+        return out

@@ -1,0 +1,53 @@
+"""Elevated securityContext fields: the one definition of what only an admin may set.
+
+`capabilities.add`, `allowPrivilegeEscalation: true` and seccomp `Unconfined`. Read from the
+raw spec, defensively, so the webhook can judge a spec that fails validation and the renderer
+the same fields of a valid one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from artifact_operator.api.naming import container_name
+from artifact_operator.api.raw import as_dict, as_list
+
+
+def iter_elevated(spec: Any) -> Iterator[tuple[list[str], dict[str, Any]]]:
+    """(field paths, signed entry) per container that sets an elevated field.
+
+    Reads the raw spec defensively, so the webhook can use it on a spec that fails validation.
+    """
+    for gi, group in enumerate(as_list(as_dict(spec).get("containerGroups"))):
+        group = as_dict(group)
+        for ci, container in enumerate(as_list(group.get("containers"))):
+            container = as_dict(container)
+            sc = as_dict(container.get("securityContext"))
+            base = f"spec.containerGroups[{gi}].containers[{ci}].securityContext"
+            paths: list[str] = []
+            entry: dict[str, Any] = {}
+            add = as_list(as_dict(sc.get("capabilities")).get("add"))
+            if add:
+                paths.append(f"{base}.capabilities.add")
+                entry["capabilitiesAdd"] = add
+            if sc.get("allowPrivilegeEscalation") is True:
+                paths.append(f"{base}.allowPrivilegeEscalation")
+                entry["allowPrivilegeEscalation"] = True
+            if as_dict(sc.get("seccompProfile")).get("type") == "Unconfined":
+                paths.append(f"{base}.seccompProfile.type")
+                entry["seccompProfile"] = "Unconfined"
+            if entry:
+                entry.update(group=group.get("name", "default"),
+                             container=container_name(container.get("name"), ci),
+                             image=container.get("imageUri"))
+                yield paths, entry
+
+
+def elevated_paths(spec: Any) -> list[str]:
+    return [path for paths, _ in iter_elevated(spec) for path in paths]
+
+
+def elevated_content(spec: Any) -> list[dict[str, Any]]:
+    """What an approval covers; empty when the spec asks for nothing elevated."""
+    return [entry for _, entry in iter_elevated(spec)]

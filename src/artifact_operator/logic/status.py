@@ -1,0 +1,300 @@
+"""Artifact status from what the cluster holds. Pure: the caller passes the clock in.
+
+`compute_status` reads the live Deployments and claims of an artifact and returns the status
+to store; `status_patch` says what storing it would change (None for nothing), so a reconcile
+with nothing new writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from artifact_operator.api import naming
+from artifact_operator.api.artifact import Artifact
+from artifact_operator.api.models import ArtifactType, RuntimeOverride, StorageMode
+from artifact_operator.api.rules import Violation
+from artifact_operator.api.status import Phase, Reason
+from artifact_operator.logic.render import Rendered, endpoint, storage_claim_name
+from artifact_operator.settings import Settings
+
+Obj = dict[str, Any]
+
+
+@dataclass
+class Observed:
+    """What a reconcile found and did, as input to the status."""
+
+    rendered: Rendered
+    live: Mapping[tuple[str, str], Obj]  # (kind, name) -> live object
+    # Problems that make the artifact Degraded: the API server refused an object, a claim
+    # cannot shrink. Each is a full sentence naming the object.
+    errors: list[tuple[Reason, str]] = field(default_factory=list)
+    # Problems that keep it from Ready without a rollout being wrong (missing Secret keys).
+    blockers: list[tuple[Reason, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Group:
+    name: str
+    desired: int
+    ready: int
+    updated: int
+    state: Reason  # rollout_in_progress, rollout_complete, deadline, replicas_unavailable, ready
+    deployment: str | None
+    service: str | None
+    endpoint: str | None
+
+
+def deployment_observed(d: Mapping[str, Any]) -> bool:
+    """Has the Deployment controller seen this generation? Until it has, the replica counts
+    in the Deployment's status describe the previous spec."""
+    observed = int(d.get("status", {}).get("observedGeneration", 0))
+    return observed >= int(d.get("metadata", {}).get("generation", 1))
+
+
+def deployment_settling(d: Mapping[str, Any]) -> bool:
+    """Is the Deployment between a spec change and its first pod of the new template? Both
+    steps are the controllers' work of milliseconds, and the status in between says nothing
+    a user needs to see."""
+    if not deployment_observed(d):
+        return True
+    desired = int(d.get("spec", {}).get("replicas", 1))
+    return desired > 0 and not int(d.get("status", {}).get("updatedReplicas", 0))
+
+
+def _deployment_state(d: Obj | None) -> tuple[int, int, int, Reason]:
+    if d is None:
+        return 0, 0, 0, Reason.rollout_in_progress
+    spec, st = d.get("spec", {}), d.get("status", {})
+    desired = int(spec.get("replicas", 1))
+    ready, updated = int(st.get("readyReplicas", 0)), int(st.get("updatedReplicas", 0))
+    total = int(st.get("replicas", 0))
+    progressing = next((c for c in st.get("conditions", []) if c.get("type") == "Progressing"),
+                       None)
+    observed = deployment_observed(d)
+    if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
+        return desired, ready, updated, Reason.progress_deadline_exceeded
+    if desired == 0 and observed and total == 0:
+        return desired, ready, updated, Reason.ready
+    complete = (observed and updated >= desired and total == updated and progressing is not None
+                and progressing.get("reason") == "NewReplicaSetAvailable")
+    if not complete:
+        return desired, ready, updated, Reason.rollout_in_progress
+    if ready < desired:
+        return desired, ready, updated, Reason.replicas_unavailable
+    return desired, ready, updated, Reason.ready
+
+
+def _groups(artifact: Artifact, obs: Observed, settings: Settings) -> list[_Group]:
+    out = []
+    for group in artifact.spec.container_groups:
+        name = naming.group_object_name(artifact.name, group.name)
+        rendered_names = {(o["kind"], o["metadata"]["name"]) for o in obs.rendered.objects}
+        has_service = ("Service", name) in rendered_names
+        runtime = (artifact.spec.runtime or {}).get(group.name) or RuntimeOverride()
+        wanted = runtime.replicas if runtime.replicas is not None else 1
+        if group.name in obs.rendered.waiting_for_image:
+            out.append(_Group(group.name, wanted, 0, 0, Reason.image_not_built, None, None, None))
+            continue
+        live = obs.live.get(("Deployment", name))
+        desired, ready, updated, state = _deployment_state(live)
+        if live is None:
+            desired = wanted  # not created yet (or refused): still count what is wanted
+        out.append(_Group(group.name, desired, ready, updated, state, name,
+                          name if has_service else None,
+                          endpoint(artifact, group, settings) if has_service else None))
+    return out
+
+
+def _claims(artifact: Artifact, obs: Observed) -> list[str]:
+    """The claims the rendered groups mount, in group order, each once."""
+    if artifact.spec.type != ArtifactType.nim:
+        return []
+    names = (storage_claim_name(artifact, g) for g in artifact.spec.container_groups
+             if g.name not in obs.rendered.waiting_for_image)
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def _claim_phase(live: Obj | None) -> str | None:
+    if live is None:
+        return None
+    return str(live.get("status", {}).get("phase") or "Pending")
+
+
+def _storage(artifact: Artifact, obs: Observed) -> Obj | None:
+    claims = _claims(artifact, obs)
+    if not claims:
+        return None
+    mode = artifact.spec.storage.mode if artifact.spec.storage else StorageMode.dedicated_pvc
+    # The status has room for one claim: the first group's (every group shares it in
+    # dedicated mode; Ready below waits for all of them).
+    out: Obj = {"mode": str(mode), "claimName": claims[0]}
+    phase = _claim_phase(obs.live.get(("PersistentVolumeClaim", claims[0])))
+    if phase:
+        out["phase"] = phase
+    return out
+
+
+def _claim_problems(artifact: Artifact, obs: Observed
+                    ) -> tuple[list[tuple[Reason, str]], list[tuple[Reason, str]]]:
+    """(degraded, not ready) for the artifact's claims: Ready waits until every one is Bound."""
+    degraded: list[tuple[Reason, str]] = []
+    waiting: list[tuple[Reason, str]] = []
+    for name in _claims(artifact, obs):
+        live = obs.live.get(("PersistentVolumeClaim", name))
+        phase = _claim_phase(live)
+        if live is None:
+            waiting.append((Reason.claim_pending, f"claim {name} is not created yet"))
+        elif live["metadata"].get("deletionTimestamp"):
+            waiting.append((Reason.claim_pending, f"claim {name} is being deleted; it is "
+                            "created again once it is gone"))
+        elif phase == "Lost":
+            degraded.append((Reason.claim_lost, f"claim {name} lost its volume"))
+        elif phase != "Bound":
+            waiting.append((Reason.claim_pending, f"claim {name} is {phase}: {_unbound(live)}"))
+    return degraded, waiting
+
+
+def _unbound(claim: Obj) -> str:
+    """Why a claim may not bind, in the claim's own terms (without a provisioner there are
+    no provisioning events to quote)."""
+    spec = claim.get("spec", {})
+    size = (spec.get("resources", {}).get("requests") or {}).get("storage", "?")
+    modes = ", ".join(spec.get("accessModes") or []) or "no access mode"
+    klass = spec.get("storageClassName")
+    where = f"storage class {klass}" if klass else "the default storage class"
+    return (f"no PersistentVolume is bound to it yet; it needs {size} {modes} from {where} "
+            "(a PersistentVolume or a provisioner for that class)")
+
+
+def _condition(type_: str, ok: bool, reason: Reason, message: str, generation: int | None,
+               previous: Sequence[Obj], now: str) -> Obj:
+    status = "True" if ok else "False"
+    before = next((c for c in previous if c.get("type") == type_), None)
+    since = before.get("lastTransitionTime") if before and before.get("status") == status else None
+    cond: Obj = {"type": type_, "status": status, "reason": reason.value,
+                 "lastTransitionTime": since or now}
+    if message:
+        # Never an empty string: the 1.20 API server reads "" in a CR as null and refuses it.
+        cond["message"] = message
+    if generation is not None:
+        cond["observedGeneration"] = generation
+    return cond
+
+
+def invalid_status(body: Mapping[str, Any], violations: Sequence[Violation], now: str) -> Obj:
+    """Failed, with every violation in the message; the rest of the status stays as it was,
+    because nothing running was touched."""
+    previous = dict(body.get("status") or {})
+    generation = body.get("metadata", {}).get("generation")
+    conds = previous.get("conditions", [])
+    message = "; ".join(str(v) for v in violations)
+    conditions = [
+        _condition("Ready", False, Reason.invalid_spec, message, generation, conds, now),
+        _condition("Progressing", False, Reason.invalid_spec, "the spec is invalid; nothing "
+                   "was changed", generation, conds, now),
+        _condition("Degraded", True, Reason.invalid_spec, message, generation, conds, now),
+    ]
+    previous.update({"observedGeneration": generation, "phase": Phase.failed.value,
+                     "conditions": conditions})
+    return previous
+
+
+def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
+                   previous: Mapping[str, Any] | None, now: str) -> Obj:
+    previous = previous or {}
+    conds = previous.get("conditions", [])
+    generation = artifact.metadata.generation
+    groups = _groups(artifact, obs, settings)
+    storage = _storage(artifact, obs)
+
+    waiting = [f"group {g}: container {c} has no imageUri yet (waiting for an image build)"
+               for g, c in obs.rendered.waiting_for_image.items()]
+    rolling = [g for g in groups if g.state == Reason.rollout_in_progress]
+    deadline = [g for g in groups if g.state == Reason.progress_deadline_exceeded]
+    unavailable = [g for g in groups if g.state == Reason.replicas_unavailable]
+    claim_degraded, claim_waiting = _claim_problems(artifact, obs)
+
+    degraded: list[tuple[Reason, str]] = list(obs.errors)
+    degraded += [(Reason.progress_deadline_exceeded,
+                  f"group {g.name}: rollout exceeded its progress deadline") for g in deadline]
+    degraded += [(Reason.replicas_unavailable,
+                  f"group {g.name}: {g.ready}/{g.desired} replicas ready") for g in unavailable]
+    degraded += claim_degraded
+
+    not_ready: list[tuple[Reason, str]] = []
+    if waiting:
+        not_ready.append((Reason.image_not_built, "; ".join(waiting)))
+    not_ready += list(obs.blockers)
+    not_ready += claim_waiting
+    if obs.rendered.elevated_dropped:
+        not_ready.append((Reason.elevated_not_approved,
+                          "elevated securityContext fields need an admin's approval and were "
+                          "not rendered: " + ", ".join(obs.rendered.elevated_dropped)))
+    if rolling:
+        not_ready.append((Reason.rollout_in_progress, "rollout in progress: " + ", ".join(
+            f"{g.name} {g.updated}/{g.desired} updated, {g.ready}/{g.desired} ready"
+            for g in rolling)))
+
+    problems = degraded + not_ready
+    ready = not problems
+    conditions = [
+        _condition("Ready", ready, problems[0][0] if problems else Reason.ready,
+                   "; ".join(m for _, m in problems) if problems else "all container groups are "
+                   "ready", generation, conds, now),
+        _condition("Progressing", bool(rolling),
+                   Reason.rollout_in_progress if rolling else Reason.rollout_complete,
+                   not_ready[-1][1] if rolling else "no rollout in progress", generation, conds,
+                   now),
+        _condition("Degraded", bool(degraded), degraded[0][0] if degraded else Reason.as_expected,
+                   "; ".join(m for _, m in degraded), generation, conds, now),
+    ]
+    if degraded:
+        phase = Phase.degraded
+    elif rolling:
+        phase = Phase.progressing
+    elif problems:
+        phase = Phase.pending
+    else:
+        phase = Phase.ready
+    status: Obj = {
+        "observedGeneration": generation,
+        "phase": phase.value,
+        "conditions": conditions,
+        "ready": f"{sum(g.ready for g in groups)}/{sum(g.desired for g in groups)}",
+        "containerGroups": [_group_status(g) for g in groups],
+    }
+    first_endpoint = next((g.endpoint for g in groups if g.endpoint), None)
+    if first_endpoint:
+        status["endpoint"] = first_endpoint
+    if storage:
+        status["storage"] = storage
+    if previous.get("version") is not None:
+        status["version"] = previous["version"]
+    return status
+
+
+def _group_status(g: _Group) -> Obj:
+    out: Obj = {"name": g.name, "replicas": g.desired, "readyReplicas": g.ready,
+                "updatedReplicas": g.updated}
+    for key, value in (("deployment", g.deployment), ("service", g.service),
+                       ("endpoint", g.endpoint)):
+        if value:
+            out[key] = value
+    return out
+
+
+_OWN_KEYS = ("observedGeneration", "phase", "conditions", "ready", "endpoint", "containerGroups",
+             "storage", "version")
+
+
+def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> Obj | None:
+    """The merge patch that turns `current` into `desired`, or None when they are equal."""
+    current = current or {}
+    patch: Obj = {}
+    for key in _OWN_KEYS:
+        if current.get(key) != desired.get(key):
+            patch[key] = desired.get(key)
+    return patch or None

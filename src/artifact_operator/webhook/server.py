@@ -1,0 +1,190 @@
+"""The admission webhooks, wired into kopf: every rule on every cluster, before anything is
+stored.
+
+`/validate-artifact` (CREATE, UPDATE, DELETE) refuses what `logic.admission.review` finds,
+with every violation at once; admin-only findings stand unless the requester is an admin.
+`/mutate-artifact` (CREATE, UPDATE) records an admin's approval of elevated fields in the
+`workload.dev/elevated-approval` annotation and keeps everyone else from setting or changing
+it. The decisions are pure (`logic/admission.py`); this module asks the API server what they
+cannot know: "is this user an admin" is a SubjectAccessReview for verb `elevate` on
+`artifacts.workload.dev` in the artifact's namespace.
+
+Every replica serves the webhooks; nothing here reads reconciler state. kopf serves them
+(`kopf.WebhookServer`, TLS) but does not manage the WebhookConfigurations: those ship in
+`deploy/webhook/`, pointing at a Service, which kopf cannot configure.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import kopf
+
+from artifact_operator.api.models import API_GROUP, API_VERSION, PLURAL
+from artifact_operator.api.raw import as_dict
+from artifact_operator.kube.client import ApiError, Kube
+from artifact_operator.logic.admission import (
+    ELEVATE_VERB,
+    Approval,
+    annotation_after,
+    approval_decision,
+    message,
+    review,
+)
+from artifact_operator.logic.approval import ANNOTATION, Approver
+from artifact_operator.settings import DEFAULT_CERT_DIR, WebhookSettings
+
+log = logging.getLogger(__name__)
+
+VALIDATE_ID = "validate-artifact"
+MUTATE_ID = "mutate-artifact"
+
+Obj = dict[str, Any]
+
+
+class Admission:
+    """What the webhook handlers need: an API client for access reviews, and the approver."""
+
+    def __init__(self, kube: Kube, approver: Approver) -> None:
+        self.kube = kube
+        self.approver = approver
+
+    async def is_admin(self, userinfo: Mapping[str, Any], namespace: str) -> bool:
+        spec: Obj = {"resourceAttributes": {
+            "namespace": namespace, "verb": ELEVATE_VERB, "group": API_GROUP,
+            "resource": PLURAL}}
+        for key in ("username", "uid", "groups", "extra"):
+            if userinfo.get(key):
+                spec["user" if key == "username" else key] = userinfo[key]
+        reviewed = await self.kube.create_new({
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "metadata": {}, "spec": spec})
+        return bool(as_dict(reviewed.get("status")).get("allowed"))
+
+    async def namespace_terminating(self, namespace: str) -> bool:
+        """Deleting a namespace deletes its locked artifacts too; whoever may delete a
+        namespace may do that."""
+        ns = await self.kube.get("v1", "Namespace", None, namespace)
+        return ns is None or as_dict(ns.get("status")).get("phase") == "Terminating"
+
+
+def admission_of(memo: Any) -> Admission:
+    """The Admission the composition root (app/context.py) put into kopf's memo."""
+    admission = getattr(memo, "admission", None)
+    if not isinstance(admission, Admission):
+        raise kopf.AdmissionError("the webhook is not ready yet", code=503)
+    return admission
+
+
+def _raw(body: Mapping[str, Any] | None) -> Obj | None:
+    return dict(body) if body is not None else None
+
+
+def _namespace(*bodies: Mapping[str, Any] | None) -> str:
+    for body in bodies:
+        ns = as_dict((body or {}).get("metadata")).get("namespace")
+        if ns:
+            return str(ns)
+    raise kopf.AdmissionError("the request names no namespace", code=400)
+
+
+def _unanswered(exc: ApiError) -> kopf.AdmissionError:
+    # Fail closed: an unanswered access review is a refusal, with the reason.
+    return kopf.AdmissionError(f"cannot check authorization, refusing: {exc.message}",
+                               code=503)
+
+
+async def validate_artifact(*, operation: str | None = None, old: Any = None, new: Any = None,
+                            userinfo: Any = None, memo: Any = None, **_: Any) -> None:
+    operation = operation or ""
+    found = review(operation, _raw(old), _raw(new))
+    violations = list(found.violations)
+    if found.admin_only:
+        admission = admission_of(memo)
+        namespace = _namespace(new, old)
+        try:
+            allowed = await admission.is_admin(userinfo, namespace) or (
+                operation == "DELETE" and await admission.namespace_terminating(namespace))
+        except ApiError as exc:
+            raise _unanswered(exc) from exc
+        if not allowed:
+            violations += found.admin_only
+    if violations:
+        code = 422 if found.violations else 403
+        raise kopf.AdmissionError(message(violations), code=code)
+
+
+async def mutate_artifact(*, operation: str | None = None, old: Any = None, new: Any = None,
+                          userinfo: Any = None, memo: Any = None, patch: Any = None,
+                          **_: Any) -> None:
+    if new is None:
+        return
+    decision = approval_decision(operation or "", _raw(old), dict(new))
+    if decision.action is Approval.keep:
+        return
+    value: str | None = None
+    if decision.action is Approval.ask:
+        admission = admission_of(memo)
+        namespace = _namespace(new, old)
+        try:
+            admin = await admission.is_admin(userinfo, namespace)
+        except ApiError as exc:
+            raise _unanswered(exc) from exc
+        name = str(as_dict(new.get("metadata")).get("name") or "")
+        signature = admission.approver.sign(namespace, name, as_dict(new.get("spec"))) \
+            if admin else None
+        value = annotation_after(decision, admin=admin, signature=signature)
+    if value != decision.given:
+        patch.setdefault("metadata", {}).setdefault("annotations", {})[ANNOTATION] = value
+
+
+# -- wiring --------------------------------------------------------------------------------
+
+def listening(host: str | None, port: int) -> Callable[[], bool]:
+    """A readiness check: does the webhook server accept connections yet?"""
+    address = host if host and host not in ("0.0.0.0", "::") else "127.0.0.1"
+
+    def check() -> bool:
+        try:
+            with socket.create_connection((address, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    return check
+
+
+def enabled(webhook: WebhookSettings) -> bool:
+    """Whether the webhooks are to be served; exits when given certificate files are missing."""
+    if webhook.webhook_port == 0:
+        log.info("admission webhooks are off (--webhook-port 0)")
+        return False
+    explicit = webhook.webhook_cert is not None or webhook.webhook_key is not None
+    missing = [str(p) for p in (webhook.cert, webhook.key) if not p.exists()]
+    if missing and explicit:
+        raise SystemExit(f"webhook certificate files not found: {', '.join(missing)}")
+    if missing:
+        log.warning("admission webhooks are off: no serving certificate at %s "
+                    "(mount one, pass --webhook-cert/--webhook-key, or --webhook-port 0)",
+                    DEFAULT_CERT_DIR)
+        return False
+    return True
+
+
+def register(webhook: WebhookSettings) -> None:
+    """Register the webhook handlers with kopf. Only when they are served: kopf refuses to run
+    with admission handlers and no server (`serve` sets it at startup)."""
+    kopf.on.validate(API_GROUP, API_VERSION, PLURAL, id=VALIDATE_ID,
+                     operations=["CREATE", "UPDATE", "DELETE"])(validate_artifact)
+    kopf.on.mutate(API_GROUP, API_VERSION, PLURAL, id=MUTATE_ID,
+                   operations=["CREATE", "UPDATE"])(mutate_artifact)
+    log.info("serving admission webhooks on port %d", webhook.webhook_port)
+
+
+def serve(settings: kopf.OperatorSettings, webhook: WebhookSettings) -> None:
+    settings.admission.server = kopf.WebhookServer(
+        addr=webhook.webhook_host, port=webhook.webhook_port,
+        certfile=str(webhook.cert), pkeyfile=str(webhook.key))
