@@ -8,7 +8,7 @@ import pytest
 
 from artifact_operator.api.artifact import Artifact
 from artifact_operator.api.rules import Violation
-from artifact_operator.api.status import Reason
+from artifact_operator.api.status import ArtifactStatus, Reason
 from artifact_operator.api.validation import parse
 from artifact_operator.logic.render import render
 from artifact_operator.logic.status import (
@@ -57,7 +57,7 @@ def status_for(art: Artifact, live: dict[str, Any] | None,
                previous: dict[str, Any] | None = None) -> dict[str, Any]:
     rendered = render(art, Settings())
     obs = Observed(rendered=rendered, live={("Deployment", "web-api"): live} if live else {})
-    return compute_status(art, obs, Settings(), previous, NOW)
+    return compute_status(art, obs, Settings(), ArtifactStatus.from_wire(previous), NOW).dump()
 
 
 def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
@@ -124,7 +124,7 @@ def test_apply_errors_make_it_degraded_with_the_servers_message() -> None:
     art = artifact()
     obs = Observed(rendered=render(art, Settings()), live={},
                    errors=[(Reason.apply_failed, "Deployment web-api was rejected: boom")])
-    status = compute_status(art, obs, Settings(), None, NOW)
+    status = compute_status(art, obs, Settings(), None, NOW).dump()
     assert status["phase"] == "Degraded"
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "ApplyFailed")
@@ -132,15 +132,17 @@ def test_apply_errors_make_it_degraded_with_the_servers_message() -> None:
 
 
 def test_invalid_spec_fails_with_every_violation_and_keeps_the_rest() -> None:
+    group = {"name": "api", "deployment": "web-api", "replicas": 2, "readyReplicas": 2,
+             "updatedReplicas": 2}
     previous = {"observedGeneration": 1, "phase": "Ready", "ready": "2/2",
-                "endpoint": ENDPOINT, "containerGroups": [{"name": "api"}]}
+                "endpoint": ENDPOINT, "containerGroups": [group]}
     body = {"metadata": {"name": "web", "namespace": "team-a", "generation": 2},
             "status": previous}
     violations = [Violation("spec.containerGroups[0].containers[1].primary",
                             "at most one primary container per group"),
                   Violation("spec.containerGroups[1].containers[0].port",
                             "only the primary container may set port")]
-    status = invalid_status(body, violations, NOW)
+    status = invalid_status(body, violations, NOW).dump()
     assert status["phase"] == "Failed"
     assert status["observedGeneration"] == 2
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
@@ -149,7 +151,7 @@ def test_invalid_spec_fails_with_every_violation_and_keeps_the_rest() -> None:
         assert f"{v.path}: {v.message}" in ready["message"] or str(v) in ready["message"]
     # Nothing running was touched, so what is known about it stays.
     assert (status["ready"], status["endpoint"]) == ("2/2", ENDPOINT)
-    assert status["containerGroups"] == [{"name": "api"}]
+    assert status["containerGroups"] == [group]
 
 
 def test_last_transition_time_moves_only_when_the_status_flips() -> None:
@@ -167,9 +169,18 @@ def test_last_transition_time_moves_only_when_the_status_flips() -> None:
 
 def test_status_patch_is_none_when_nothing_changed() -> None:
     status = status_for(artifact(), deployment())
-    assert status_patch(status, dict(status)) is None
-    assert status_patch({**status, "phase": "Progressing"}, status) == {"phase": "Ready"}
-    assert status_patch(None, status) == status
+    model = ArtifactStatus.from_wire(status)
+    assert status_patch(status, model) is None
+    assert status_patch({**status, "phase": "Progressing"}, model) == {"phase": "Ready"}
+    assert status_patch(None, model) == status
+    # A key the desired status no longer has is removed (null in a merge patch).
+    assert status_patch({**status, "version": 3}, model) == {"version": None}
+
+
+def test_a_status_this_version_cannot_read_keeps_only_its_version() -> None:
+    assert ArtifactStatus.from_wire({"version": 4, "phase": "Exploded", "extra": 1}) == \
+        ArtifactStatus(version=4)
+    assert ArtifactStatus.from_wire(None) == ArtifactStatus()
 
 
 @pytest.mark.parametrize(("live", "settling"), [

@@ -249,7 +249,7 @@ def status_with_claim(doc: dict[str, Any], claim: dict[str, Any] | None,
     if claim is not None:
         live[("PersistentVolumeClaim", name)] = claim
     obs = Observed(rendered=out, live=live, errors=list(errors or []))
-    return compute_status(artifact, obs, Settings(), None, NOW)
+    return compute_status(artifact, obs, Settings(), None, NOW).dump()
 
 
 def cond(status: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -295,7 +295,8 @@ def test_ready_waits_for_every_cache_claim_of_a_multi_image_artifact() -> None:
     live[("PersistentVolumeClaim", naming.cache_claim_name(IMAGE))] = live_claim("200Gi")
     live[("PersistentVolumeClaim", naming.cache_claim_name(OTHER_IMAGE))] = \
         live_claim("200Gi", phase="Pending")
-    status = compute_status(artifact, Observed(rendered=out, live=live), Settings(), None, NOW)
+    status = compute_status(artifact, Observed(rendered=out, live=live), Settings(), None,
+                            NOW).dump()
     assert status["storage"]["phase"] == "Bound"  # the first group's claim
     ready = cond(status, "Ready")
     assert ready["status"] == "False" and ready["reason"] == "ClaimPending"

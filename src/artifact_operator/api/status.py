@@ -6,10 +6,11 @@ column shows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from artifact_operator.api.models import Model, StorageMode
 
@@ -36,7 +37,8 @@ class Condition(Model):
     type: str
     status: Literal["True", "False", "Unknown"]
     reason: str
-    message: str = ""
+    # Never an empty string: the 1.20 API server reads "" in a CR as null and refuses it.
+    message: str | None = None
     last_transition_time: str | None = None
     observed_generation: int | None = None
 
@@ -74,3 +76,18 @@ class ArtifactStatus(Model):
     endpoint: str | None = Field(None, description="Endpoint of the first group with a Service.")
     container_groups: list[GroupStatus] = Field(default_factory=list)
     storage: StorageStatus | None = None
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any] | None) -> ArtifactStatus:
+        """The stored status as a model. A status this version cannot read (written by
+        another version, or by hand) counts as empty, except its `version`, which is never
+        given out twice."""
+        raw = raw or {}
+        try:
+            return cls.model_validate(raw)
+        except ValidationError:
+            version = raw.get("version")
+            return cls(version=version if isinstance(version, int) else None)
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)

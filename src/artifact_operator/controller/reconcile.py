@@ -20,7 +20,7 @@ from artifact_operator import metrics
 from artifact_operator.api import naming
 from artifact_operator.api.artifact import Artifact
 from artifact_operator.api.models import CredentialEnvVar, Lifecycle
-from artifact_operator.api.status import Phase, Reason
+from artifact_operator.api.status import ArtifactStatus, Phase, Reason
 from artifact_operator.api.validation import InvalidArtifact, parse
 from artifact_operator.controller.apply import Applier
 from artifact_operator.controller.caches import SharedCaches
@@ -151,14 +151,15 @@ class Reconciler:
             self.caches.apply_retention(artifact.namespace, claim)  # no longer used here
         if self._settling(key, rendered, live):
             return Outcome.settling
-        status = compute_status(artifact, obs, self.settings, body.get("status"), now())
-        if status.get("phase") != Phase.ready.value:
+        stored = ArtifactStatus.from_wire(body.get("status"))
+        status = compute_status(artifact, obs, self.settings, stored, now())
+        if status.phase != Phase.ready:
             missing = await self._missing_secrets(artifact)
             if missing:
                 obs.blockers.extend(missing)
-                status = compute_status(artifact, obs, self.settings, body.get("status"), now())
-        if artifact.spec.lifecycle == Lifecycle.locked and status.get("version") is None:
-            status["version"] = await self.versions.assign(body)
+                status = compute_status(artifact, obs, self.settings, stored, now())
+        if artifact.spec.lifecycle == Lifecycle.locked and status.version is None:
+            status = status.model_copy(update={"version": await self.versions.assign(body)})
         await self._write_status(body, status)
         return Outcome.error if obs.errors else Outcome.ok
 
@@ -240,9 +241,9 @@ class Reconciler:
             for o in rendered.of_kind("Deployment"))
         return self.queue.hold(key, settling, self.settings.status_settle_seconds)
 
-    async def _write_status(self, body: Obj, status: Obj) -> bool:
+    async def _write_status(self, body: Obj, status: ArtifactStatus) -> bool:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
-        self._set_phase(key, status.get("phase"))
+        self._set_phase(key, status.phase)
         patch = status_patch(body.get("status"), status)
         if patch is None:
             return False

@@ -1,21 +1,29 @@
 """Artifact status from what the cluster holds. Pure: the caller passes the clock in.
 
 `compute_status` reads the live Deployments and claims of an artifact and returns the status
-to store; `status_patch` says what storing it would change (None for nothing), so a reconcile
-with nothing new writes nothing.
+to store, as an `ArtifactStatus` model (the CRD's status schema comes from the same model);
+`status_patch` says what storing it would change (None for nothing), so a reconcile with
+nothing new writes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from artifact_operator.api import naming
 from artifact_operator.api.artifact import Artifact
 from artifact_operator.api.models import ArtifactType, RuntimeOverride, StorageMode
 from artifact_operator.api.rules import Violation
-from artifact_operator.api.status import Phase, Reason
+from artifact_operator.api.status import (
+    ArtifactStatus,
+    Condition,
+    GroupStatus,
+    Phase,
+    Reason,
+    StorageStatus,
+)
 from artifact_operator.logic.render import Rendered, endpoint, storage_claim_name
 from artifact_operator.settings import Settings
 
@@ -123,18 +131,15 @@ def _claim_phase(live: Obj | None) -> str | None:
     return str(live.get("status", {}).get("phase") or "Pending")
 
 
-def _storage(artifact: Artifact, obs: Observed) -> Obj | None:
+def _storage(artifact: Artifact, obs: Observed) -> StorageStatus | None:
     claims = _claims(artifact, obs)
     if not claims:
         return None
     mode = artifact.spec.storage.mode if artifact.spec.storage else StorageMode.dedicated_pvc
     # The status has room for one claim: the first group's (every group shares it in
     # dedicated mode; Ready below waits for all of them).
-    out: Obj = {"mode": str(mode), "claimName": claims[0]}
-    phase = _claim_phase(obs.live.get(("PersistentVolumeClaim", claims[0])))
-    if phase:
-        out["phase"] = phase
-    return out
+    return StorageStatus(mode=mode, claim_name=claims[0],
+                         phase=_claim_phase(obs.live.get(("PersistentVolumeClaim", claims[0]))))
 
 
 def _claim_problems(artifact: Artifact, obs: Observed
@@ -170,45 +175,36 @@ def _unbound(claim: Obj) -> str:
 
 
 def _condition(type_: str, ok: bool, reason: Reason, message: str, generation: int | None,
-               previous: Sequence[Obj], now: str) -> Obj:
-    status = "True" if ok else "False"
-    before = next((c for c in previous if c.get("type") == type_), None)
-    since = before.get("lastTransitionTime") if before and before.get("status") == status else None
-    cond: Obj = {"type": type_, "status": status, "reason": reason.value,
-                 "lastTransitionTime": since or now}
-    if message:
-        # Never an empty string: the 1.20 API server reads "" in a CR as null and refuses it.
-        cond["message"] = message
-    if generation is not None:
-        cond["observedGeneration"] = generation
-    return cond
+               previous: ArtifactStatus, now: str) -> Condition:
+    status: Literal["True", "False"] = "True" if ok else "False"
+    before = previous.condition(type_)
+    since = before.last_transition_time if before and before.status == status else None
+    return Condition(type=type_, status=status, reason=reason.value, message=message or None,
+                     last_transition_time=since or now, observed_generation=generation)
 
 
-def invalid_status(body: Mapping[str, Any], violations: Sequence[Violation], now: str) -> Obj:
+def invalid_status(body: Mapping[str, Any], violations: Sequence[Violation],
+                   now: str) -> ArtifactStatus:
     """Failed, with every violation in the message; the rest of the status stays as it was,
     because nothing running was touched."""
-    previous = dict(body.get("status") or {})
+    previous = ArtifactStatus.from_wire(body.get("status"))
     generation = body.get("metadata", {}).get("generation")
-    conds = previous.get("conditions", [])
     message = "; ".join(str(v) for v in violations)
     conditions = [
-        _condition("Ready", False, Reason.invalid_spec, message, generation, conds, now),
+        _condition("Ready", False, Reason.invalid_spec, message, generation, previous, now),
         _condition("Progressing", False, Reason.invalid_spec, "the spec is invalid; nothing "
-                   "was changed", generation, conds, now),
-        _condition("Degraded", True, Reason.invalid_spec, message, generation, conds, now),
+                   "was changed", generation, previous, now),
+        _condition("Degraded", True, Reason.invalid_spec, message, generation, previous, now),
     ]
-    previous.update({"observedGeneration": generation, "phase": Phase.failed.value,
-                     "conditions": conditions})
-    return previous
+    return previous.model_copy(update={"observed_generation": generation,
+                                       "phase": Phase.failed.value, "conditions": conditions})
 
 
 def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
-                   previous: Mapping[str, Any] | None, now: str) -> Obj:
-    previous = previous or {}
-    conds = previous.get("conditions", [])
+                   previous: ArtifactStatus | None, now: str) -> ArtifactStatus:
+    previous = previous or ArtifactStatus()
     generation = artifact.metadata.generation
     groups = _groups(artifact, obs, settings)
-    storage = _storage(artifact, obs)
 
     waiting = [f"group {g}: container {c} has no imageUri yet (waiting for an image build)"
                for g, c in obs.rendered.waiting_for_image.items()]
@@ -243,13 +239,13 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
     conditions = [
         _condition("Ready", ready, problems[0][0] if problems else Reason.ready,
                    "; ".join(m for _, m in problems) if problems else "all container groups are "
-                   "ready", generation, conds, now),
+                   "ready", generation, previous, now),
         _condition("Progressing", bool(rolling),
                    Reason.rollout_in_progress if rolling else Reason.rollout_complete,
-                   not_ready[-1][1] if rolling else "no rollout in progress", generation, conds,
-                   now),
+                   not_ready[-1][1] if rolling else "no rollout in progress", generation,
+                   previous, now),
         _condition("Degraded", bool(degraded), degraded[0][0] if degraded else Reason.as_expected,
-                   "; ".join(m for _, m in degraded), generation, conds, now),
+                   "; ".join(m for _, m in degraded), generation, previous, now),
     ]
     if degraded:
         phase = Phase.degraded
@@ -259,42 +255,32 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
         phase = Phase.pending
     else:
         phase = Phase.ready
-    status: Obj = {
-        "observedGeneration": generation,
-        "phase": phase.value,
-        "conditions": conditions,
-        "ready": f"{sum(g.ready for g in groups)}/{sum(g.desired for g in groups)}",
-        "containerGroups": [_group_status(g) for g in groups],
-    }
-    first_endpoint = next((g.endpoint for g in groups if g.endpoint), None)
-    if first_endpoint:
-        status["endpoint"] = first_endpoint
-    if storage:
-        status["storage"] = storage
-    if previous.get("version") is not None:
-        status["version"] = previous["version"]
-    return status
+    return ArtifactStatus(
+        observed_generation=generation,
+        phase=phase,
+        conditions=conditions,
+        ready=f"{sum(g.ready for g in groups)}/{sum(g.desired for g in groups)}",
+        container_groups=[_group_status(g) for g in groups],
+        endpoint=next((g.endpoint for g in groups if g.endpoint), None),
+        storage=_storage(artifact, obs),
+        version=previous.version,
+    )
 
 
-def _group_status(g: _Group) -> Obj:
-    out: Obj = {"name": g.name, "replicas": g.desired, "readyReplicas": g.ready,
-                "updatedReplicas": g.updated}
-    for key, value in (("deployment", g.deployment), ("service", g.service),
-                       ("endpoint", g.endpoint)):
-        if value:
-            out[key] = value
-    return out
+def _group_status(g: _Group) -> GroupStatus:
+    return GroupStatus(name=g.name, replicas=g.desired, ready_replicas=g.ready,
+                       updated_replicas=g.updated, deployment=g.deployment, service=g.service,
+                       endpoint=g.endpoint)
 
 
-_OWN_KEYS = ("observedGeneration", "phase", "conditions", "ready", "endpoint", "containerGroups",
-             "storage", "version")
+# The wire names of the status fields: the keys a status patch may set or remove.
+_OWN_KEYS = tuple(f.alias or name for name, f in ArtifactStatus.model_fields.items())
 
 
-def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> Obj | None:
-    """The merge patch that turns `current` into `desired`, or None when they are equal."""
+def status_patch(current: Mapping[str, Any] | None, desired: ArtifactStatus) -> Obj | None:
+    """The merge patch that turns the stored status `current` into `desired`, or None when
+    they are equal (then nothing is written)."""
     current = current or {}
-    patch: Obj = {}
-    for key in _OWN_KEYS:
-        if current.get(key) != desired.get(key):
-            patch[key] = desired.get(key)
+    want = desired.dump()
+    patch: Obj = {key: want.get(key) for key in _OWN_KEYS if current.get(key) != want.get(key)}
     return patch or None
