@@ -22,7 +22,8 @@ from artifact_operator.kube.client import ApiError, Kube, permanent
 from artifact_operator.kube.events import EventRecorder
 from artifact_operator.logic.claims import dedicated_update, is_cache_claim
 from artifact_operator.logic.compare import covers
-from artifact_operator.logic.render import TOKEN_KEY, Rendered
+from artifact_operator.logic.containers import TOKEN_KEY
+from artifact_operator.logic.render import Rendered
 from artifact_operator.logic.status import Observed
 
 log = logging.getLogger(__name__)
