@@ -194,8 +194,6 @@ async def test_backoff_is_per_key(monkeypatch: pytest.MonkeyPatch) -> None:
     assert runs[B] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="2.0 ** failures overflows after ~1025 failures: the "
-                   "run raises OverflowError and the key is never retried again")
 async def test_backoff_survives_a_key_that_fails_for_days(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # 1100 failures at the 300 s cap are under four days of an API server refusing an
