@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ..conftest import Cluster, create_artifact, get_artifact, patch_artifact
+from ..conftest import Cluster, create_artifact, get_artifact, patch_artifact, require_audit_log
 from ..support.operator import OperatorProcess
 from ..support.wait import wait_for
 from .test_admission import ADMIN, EDITOR, as_user, refused, webhooks  # noqa: F401
@@ -40,9 +40,8 @@ def lock(cluster: Cluster, namespace: str, name: str) -> None:
 
 
 def artifact_writes(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
-    assert cluster.control_plane is not None
     out = []
-    for line in cluster.control_plane.audit_log.read_text().splitlines():
+    for line in require_audit_log(cluster).read_text().splitlines():
         event = json.loads(line)
         ref = event.get("objectRef", {})
         if ref.get("namespace") == namespace and ref.get("resource") == "artifacts" and \

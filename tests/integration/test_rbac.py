@@ -19,7 +19,14 @@ from typing import Any
 import pytest
 from kubernetes import client, config, utils
 
-from ..conftest import Cluster, create_artifact, delete_artifact, get_artifact, patch_artifact
+from ..conftest import (
+    Cluster,
+    create_artifact,
+    delete_artifact,
+    get_artifact,
+    patch_artifact,
+    require_audit_log,
+)
 from ..contract.test_deploy import DEPLOY, helm_render, kustomize
 from ..support.accounts import (
     audit_writes,
@@ -266,9 +273,7 @@ def _behaviours_work(cluster: Cluster, namespace: str, storage: str,
 def _written_only_by(cluster: Cluster, namespace: str, user: str) -> None:
     """What the operator wrote, it wrote with the ServiceAccount's token, not the admin's; and
     the webhook's access reviews were made with it too."""
-    if cluster.control_plane is None:
-        return
-    log = cluster.control_plane.audit_log
+    log = require_audit_log(cluster)
     writers = {w.user for w in audit_writes(log, namespace)
                if w.resource in ("deployments", "services", "persistentvolumeclaims",
                                  "artifacts", "events") or w.subresource == "status"}
