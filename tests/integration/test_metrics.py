@@ -8,17 +8,12 @@ from pathlib import Path
 import pytest
 
 from ..conftest import Cluster, create_artifact, get_artifact
+from ..support.builders import service_artifact
 from ..support.metrics import get, scrape, value
 from ..support.operator import OperatorProcess
 from ..support.wait import wait_for
 
 pytestmark = pytest.mark.cluster
-
-
-def _artifact(name: str) -> dict[str, object]:
-    return {"metadata": {"name": name},
-            "spec": {"containerGroups": [{"name": "api", "containers": [
-                {"name": "app", "imageUri": "nginx:1.27", "primary": True, "port": 8080}]}]}}
 
 
 def test_metrics_move_with_reconciles_and_probes_answer(
@@ -28,7 +23,7 @@ def test_metrics_move_with_reconciles_and_probes_answer(
     before = scrape(operator.metrics_port)
 
     for name in ("m1", "m2", "m3"):
-        create_artifact(cluster, namespace, _artifact(name))
+        create_artifact(cluster, namespace, service_artifact(name))
     for name in ("m1", "m2", "m3"):
         wait_for(lambda n=name: get_artifact(cluster, namespace, n).get("status", {})  # type: ignore[misc]
                  .get("phase"), timeout=30, what=f"status of {name}")
@@ -60,7 +55,7 @@ def test_metrics_move_with_reconciles_and_probes_answer(
 def test_json_logs_name_the_artifact(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
     with OperatorProcess(cluster.kubeconfig, [namespace], tmp_path / "op.log",
                          args=["--log-format", "json", "--verbose"]) as op:
-        create_artifact(cluster, namespace, _artifact("good"))
+        create_artifact(cluster, namespace, service_artifact("good"))
         wait_for(lambda: get_artifact(cluster, namespace, "good").get("status"), timeout=30,
                  what="status of good")
         _, metrics_text = get(op.metrics_port, "/metrics")

@@ -27,6 +27,7 @@ from ..conftest import (
     patch_artifact,
     require_audit_log,
 )
+from ..support.builders import nim_artifact
 from ..support.kubelet import make_pods_ready
 from ..support.metrics import reconciles, wait_reconciles
 from ..support.operator import OperatorProcess, pause
@@ -45,13 +46,8 @@ NIM_PATH = "/opt/nim/.cache"
 
 def nim(name: str, image: str = IMAGE_X, *, mode: str = "dedicatedPvc",
         size: str | None = None) -> dict[str, Any]:
-    storage: dict[str, Any] = {"mode": mode}
-    if size:
-        storage["pvcSize"] = size
-    return {"metadata": {"name": name}, "spec": {
-        "type": "nim", "storage": storage,
-        "containerGroups": [{"name": "llm", "containers": [
-            {"name": "nim", "imageUri": image, "primary": True, "port": 8000}]}]}}
+    """A NIM artifact with its storage mode always stated (dedicatedPvc unless given)."""
+    return nim_artifact(name, image, mode=mode, size=size)
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from ..support.accounts import (
     sa_user,
     service_account_token,
 )
+from ..support.builders import service_artifact
 from ..support.operator import OperatorProcess
 from ..support.wait import wait_for
 from ..support.webhook import (
@@ -46,7 +47,6 @@ from .test_admission import (
     ADMIN,
     EDITOR,
     NET_ADMIN,
-    artifact,
     as_user,
     capabilities,
     create_as,
@@ -212,10 +212,10 @@ def _behaviours_work(cluster: Cluster, namespace: str, storage: str,
     # Admission: the webhook asks the API server (a SubjectAccessReview, with the operator's
     # token) who may add a capability. A refusal from RBAC would not name the field.
     error = refused(lambda: create_as(cluster, EDITOR, namespace,
-                                      artifact("by-editor", NET_ADMIN)))
+                                      service_artifact("by-editor", security=NET_ADMIN)))
     assert error.status == 403 and "only an admin" in error.body, error.body
     assert "securityContext.capabilities.add" in error.body
-    create_as(cluster, ADMIN, namespace, artifact("by-admin", NET_ADMIN))
+    create_as(cluster, ADMIN, namespace, service_artifact("by-admin", security=NET_ADMIN))
 
     # Service: Deployment, Service and a status.
     wait_for(lambda: _read(cluster.apps.read_namespaced_deployment, "web-api", namespace),

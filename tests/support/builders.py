@@ -74,19 +74,23 @@ def artifact(name: str = "web", *groups: Obj, namespace: str | None = None,
 
 def service_artifact(name: str = "web", image: str | None = IMAGE, *,
                      replicas: int | None = None, env: list[Obj] | None = None,
-                     security: Obj | None = None, namespace: str | None = None,
-                     uid: str | None = None, generation: int | None = None,
-                     annotations: dict[str, str] | None = None, **spec: Any) -> Obj:
-    """A service: group `api`, primary container `app` on 8080, with a Service."""
-    fields: Obj = {}
-    if env is not None:
-        fields["environmentVars"] = env
-    if security is not None:
-        fields["securityContext"] = security
+                     security: Obj | None = None, app: Obj | None = None,
+                     namespace: str | None = None, uid: str | None = None,
+                     generation: int | None = None, annotations: dict[str, str] | None = None,
+                     **spec: Any) -> Obj:
+    """A service: group `api`, primary container `app` on 8080, with a Service. `app`
+    replaces that container whole (then `image`, `env` and `security` are not used)."""
+    if app is None:
+        fields: Obj = {}
+        if env is not None:
+            fields["environmentVars"] = env
+        if security is not None:
+            fields["securityContext"] = security
+        app = primary(image=image, **fields)
     if replicas is not None:
         spec.setdefault("runtime", {"api": {"replicas": replicas}})
-    return artifact(name, group("api", primary(image=image, **fields)), namespace=namespace,
-                    uid=uid, generation=generation, annotations=annotations, **spec)
+    return artifact(name, group("api", app), namespace=namespace, uid=uid,
+                    generation=generation, annotations=annotations, **spec)
 
 
 def nim_artifact(name: str = "llm", image: str = NIM_IMAGE, *, mode: str | None = None,

@@ -193,11 +193,7 @@ class FakeKube:
         return out
 
     async def apply(self, obj: Obj) -> Obj:
-        kind_of(obj)
-        meta = obj["metadata"]
-        self._maybe_fail("apply", obj["kind"], meta["name"])
-        key = self._key(obj)
-        current = self.objects.get(key)
+        current = self._request("apply", obj)
         if current is None:
             out = self._create(obj)
         else:
@@ -216,10 +212,8 @@ class FakeKube:
         return copy.deepcopy(out)
 
     async def replace(self, obj: Obj) -> Obj:
-        kind_of(obj)
         meta = obj["metadata"]
-        self._maybe_fail("replace", obj["kind"], meta["name"])
-        current = self.objects.get(self._key(obj))
+        current = self._request("replace", obj)
         if current is None:
             raise ApiError(404, f'{obj["kind"]} "{meta["name"]}" not found', "NotFound")
         if str(meta.get("resourceVersion")) != current["metadata"]["resourceVersion"]:
@@ -235,16 +229,12 @@ class FakeKube:
         return copy.deepcopy(out)
 
     async def delete(self, obj: Mapping[str, Any], *, uid: str | None = None) -> bool:
-        kind_of(obj)
-        meta = obj["metadata"]
-        self._maybe_fail("delete", obj["kind"], meta["name"])
-        key = self._key(obj)
-        current = self.objects.get(key)
+        current = self._request("delete", obj)
         if current is None:
             return False
         if uid and current["metadata"]["uid"] != uid:
             return False  # the server's 409 on a failed precondition, as the client says it
-        del self.objects[key]
+        del self.objects[self._key(obj)]
         self._record("delete", current)
         return True
 
@@ -263,6 +253,13 @@ class FakeKube:
         meta = obj["metadata"]
         namespace = (meta.get("namespace") or "") if kind_of(obj).namespaced else ""
         return (obj["kind"], namespace, meta["name"])
+
+    def _request(self, verb: str, obj: Mapping[str, Any]) -> Obj | None:
+        """A write request on `obj`: a known kind, maybe an injected failure; the stored
+        object of that name, if any."""
+        kind_of(obj)
+        self._maybe_fail(verb, obj["kind"], obj["metadata"]["name"])
+        return self.objects.get(self._key(obj))
 
     def _maybe_fail(self, verb: str, kind: str, name: str | None) -> None:
         for failure in self._failures:
