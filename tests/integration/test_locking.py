@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ..conftest import Cluster, create_artifact, get_artifact, patch_artifact, require_audit_log
+from ..support.builders import service_artifact
 from ..support.operator import OperatorProcess
 from ..support.wait import wait_for
 from .test_admission import ADMIN, EDITOR, as_user, refused, webhooks  # noqa: F401
@@ -20,12 +21,8 @@ LABEL = "workload.dev/repository"
 
 
 def manifest(name: str, repository: str | None, lifecycle: str = "draft") -> dict[str, Any]:
-    spec: dict[str, Any] = {"lifecycle": lifecycle, "containerGroups": [{"name": "api",
-                            "containers": [{"name": "app", "imageUri": f"img/{name}:1",
-                                            "primary": True, "port": 8080}]}]}
-    if repository:
-        spec["repository"] = repository
-    return {"metadata": {"name": name}, "spec": spec}
+    extra = {"repository": repository} if repository else {}
+    return service_artifact(name, f"img/{name}:1", lifecycle=lifecycle, **extra)
 
 
 def versions(cluster: Cluster, namespace: str, names: list[str]) -> dict[str, int]:
