@@ -51,3 +51,15 @@ def wait_reconciles(operator: OperatorProcess, at_least: float, *, result: str |
         return got
     return wait_for(enough, timeout=timeout,
                     what=what or f"{at_least:.0f} reconciles{f' ({result})' if result else ''}")
+
+
+def wait_artifacts_seen(operator: OperatorProcess, count: int, *, timeout: float = 60) -> int:
+    """Wait until the operator has reconciled `count` distinct artifacts through to their
+    status (`artifact_operator_artifacts` counts each by its phase, once)."""
+    def seen() -> int:
+        samples = scrape(operator.metrics_port)
+        got = int(sum(v for (name, _), v in samples.items()
+                      if name == "artifact_operator_artifacts"))
+        assert got >= count, f"{got} artifacts reconciled"
+        return got
+    return wait_for(seen, timeout=timeout, what=f"{count} artifacts reconciled")
