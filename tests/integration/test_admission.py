@@ -13,6 +13,7 @@ import yaml
 from kubernetes import client
 
 from ..conftest import REPO, Cluster, create_artifact, get_artifact
+from ..support.builders import service_artifact
 from ..support.operator import OperatorProcess
 from ..support.wait import found, wait_for
 from ..support.webhook import (
@@ -58,16 +59,6 @@ def webhooks(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Opera
 
 def as_user(cluster: Cluster, user: str) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(user_api(cluster.kubeconfig, user))
-
-
-def artifact(name: str, security: dict[str, Any] | None = None,
-             image: str = "nginx:1.27") -> dict[str, Any]:
-    container: dict[str, Any] = {"name": "app", "imageUri": image, "primary": True,
-                                 "port": 8080}
-    if security:
-        container["securityContext"] = security
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Artifact", "metadata": {"name": name},
-            "spec": {"containerGroups": [{"name": "api", "containers": [container]}]}}
 
 
 def create_as(cluster: Cluster, user: str, namespace: str, body: dict[str, Any]) -> Any:
@@ -134,15 +125,16 @@ def test_editor_gets_every_violation_from_kubectl_apply(
 def test_capabilities_add_only_from_admins(cluster: Cluster, namespace: str,
                                            webhooks: OperatorProcess) -> None:
     error = refused(lambda: create_as(cluster, EDITOR, namespace,
-                                      artifact("by-editor", NET_ADMIN)))
+                                      service_artifact("by-editor", security=NET_ADMIN)))
     assert error.status == 403
     assert "spec.containerGroups[0].containers[0].securityContext.capabilities.add" in \
         error.body
     assert "only an admin" in error.body
     # The same artifact without the elevated field is fine for the editor ...
-    create_as(cluster, EDITOR, namespace, artifact("by-editor"))
+    create_as(cluster, EDITOR, namespace, service_artifact("by-editor"))
     # ... and with it, for the admin.
-    created = create_as(cluster, ADMIN, namespace, artifact("by-admin", NET_ADMIN))
+    created = create_as(cluster, ADMIN, namespace,
+                        service_artifact("by-admin", security=NET_ADMIN))
     assert created["metadata"]["annotations"][ANNOTATION].startswith("hmac-sha256:")
 
     admin_caps = wait_for(
@@ -156,7 +148,7 @@ def test_capabilities_add_only_from_admins(cluster: Cluster, namespace: str,
 
 def test_editor_edits_keep_an_admins_approval_but_cannot_change_elevated_fields(
         cluster: Cluster, namespace: str, webhooks: OperatorProcess) -> None:
-    create_as(cluster, ADMIN, namespace, artifact("shared", NET_ADMIN))
+    create_as(cluster, ADMIN, namespace, service_artifact("shared", security=NET_ADMIN))
     wait_for(lambda: capabilities(cluster, namespace, "shared-api").get("add") == ["NET_ADMIN"],
              timeout=30, what="the approved capability")
     editor = as_user(cluster, EDITOR)
@@ -187,7 +179,8 @@ def test_without_the_webhook_elevated_fields_are_stored_but_not_rendered(
     proc = OperatorProcess(cluster.kubeconfig, [namespace], tmp_path / "operator.log",
                            env={"ARTIFACT_OPERATOR_APPROVAL_KEY": "some-key"})
     with proc:
-        body = artifact("elevated", {**NET_ADMIN, "allowPrivilegeEscalation": True})
+        body = service_artifact("elevated",
+                                security={**NET_ADMIN, "allowPrivilegeEscalation": True})
         body["metadata"]["annotations"] = {ANNOTATION: "hmac-sha256:" + "0" * 64}
         create_artifact(cluster, namespace, body)
 

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from ..conftest import Cluster, create_artifact, get_artifact
+from ..conftest import Cluster, create_artifact, get_artifact, require_audit_log
 from ..support.accounts import (
     audit_writes,
     kubeconfig_with_token,
     sa_user,
     service_account_token,
 )
+from ..support.builders import service_artifact
 from ..support.operator import OperatorProcess
 from ..support.wait import found, wait_for
 
@@ -23,12 +24,6 @@ pytestmark = pytest.mark.cluster
 
 LEASE = "artifact-operator-leader"
 TAKEOVER_BOUND = 30.0  # lease 15 s + retry 2 s, with room for a loaded machine
-
-
-def _artifact(name: str) -> dict[str, object]:
-    return {"metadata": {"name": name},
-            "spec": {"containerGroups": [{"name": "api", "containers": [
-                {"name": "app", "imageUri": "nginx:1.27", "primary": True, "port": 8080}]}]}}
 
 
 def _holder(cluster: Cluster, namespace: str) -> str | None:
@@ -42,8 +37,7 @@ def _deployment(cluster: Cluster, namespace: str, name: str) -> object:
 
 def test_one_replica_reconciles_and_the_other_takes_over(
         cluster: Cluster, namespace: str, tmp_path: Path) -> None:
-    if cluster.control_plane is None:
-        pytest.skip("counts writes from the audit log of the control plane the tests start")
+    audit_log = require_audit_log(cluster)
     # Each replica gets its own ServiceAccount, so the audit log tells their writes apart.
     replicas = {}
     for name in ("op-a", "op-b"):
@@ -69,13 +63,13 @@ def test_one_replica_reconciles_and_the_other_takes_over(
 
         names = [f"art{i}" for i in range(4)]
         for name in names:
-            create_artifact(cluster, namespace, _artifact(name))
+            create_artifact(cluster, namespace, service_artifact(name))
         for name in names:
             wait_for(lambda n=name: get_artifact(cluster, namespace, n).get("status"),  # type: ignore[misc]
                      timeout=30, what=f"status of {name}")
 
         # The test itself and kube-controller-manager write as admin; the replicas as their SA.
-        writes = [w for w in audit_writes(cluster.control_plane.audit_log, namespace)
+        writes = [w for w in audit_writes(audit_log, namespace)
                   if w.user.startswith("system:serviceaccount:")]
         assert not [w for w in writes if w.user == sa_user(namespace, standby)], \
             "the standby made writes"
@@ -87,14 +81,14 @@ def test_one_replica_reconciles_and_the_other_takes_over(
         # The leader dies without a chance to hand the Lease back.
         replicas[leader].stop(kill=True)
         killed_at = time.monotonic()
-        create_artifact(cluster, namespace, _artifact("after"))
+        create_artifact(cluster, namespace, service_artifact("after"))
         wait_for(lambda: _deployment(cluster, namespace, "after-api"),
                  timeout=TAKEOVER_BOUND + 15, what="the standby to reconcile a new artifact")
         takeover = time.monotonic() - killed_at
         print(f"takeover after SIGKILL of the leader: {takeover:.1f}s")
         assert _holder(cluster, namespace) == standby
         assert takeover < TAKEOVER_BOUND, f"takeover took {takeover:.1f}s"
-        writers = {w.user for w in audit_writes(cluster.control_plane.audit_log, namespace)
+        writers = {w.user for w in audit_writes(audit_log, namespace)
                    if w.name.startswith("after") and w.resource in ("deployments", "artifacts")
                    and w.user.startswith("system:serviceaccount:")}
         assert writers == {sa_user(namespace, standby)}
@@ -121,7 +115,7 @@ def test_graceful_shutdown_hands_the_lease_over(cluster: Cluster, namespace: str
         handover = time.monotonic() - stopped_at
         print(f"handover after SIGTERM of the leader: {handover:.1f}s")
         assert handover < 10, "the lease was not released on shutdown"
-        create_artifact(cluster, namespace, _artifact("later"))
+        create_artifact(cluster, namespace, service_artifact("later"))
         wait_for(lambda: _deployment(cluster, namespace, "later-api"),
                  timeout=30, what="the new leader to reconcile")
     finally:
@@ -144,7 +138,7 @@ def test_runs_as_a_uid_without_a_passwd_entry(cluster: Cluster, namespace: str,
     try:
         proc.start()
         assert wait_for(lambda: _holder(cluster, namespace), timeout=30, what="a leader")
-        create_artifact(cluster, namespace, _artifact("nameless"))
+        create_artifact(cluster, namespace, service_artifact("nameless"))
         wait_for(lambda: _deployment(cluster, namespace, "nameless-api"),
                  timeout=30, what="the operator running as uid 65532 to reconcile")
         assert proc.running

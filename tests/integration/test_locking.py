@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from ..conftest import Cluster, create_artifact, get_artifact, patch_artifact
+from ..conftest import Cluster, create_artifact, get_artifact, patch_artifact, require_audit_log
+from ..support.builders import service_artifact
 from ..support.operator import OperatorProcess
 from ..support.wait import wait_for
 from .test_admission import ADMIN, EDITOR, as_user, refused, webhooks  # noqa: F401
@@ -20,12 +21,8 @@ LABEL = "workload.dev/repository"
 
 
 def manifest(name: str, repository: str | None, lifecycle: str = "draft") -> dict[str, Any]:
-    spec: dict[str, Any] = {"lifecycle": lifecycle, "containerGroups": [{"name": "api",
-                            "containers": [{"name": "app", "imageUri": f"img/{name}:1",
-                                            "primary": True, "port": 8080}]}]}
-    if repository:
-        spec["repository"] = repository
-    return {"metadata": {"name": name}, "spec": spec}
+    extra = {"repository": repository} if repository else {}
+    return service_artifact(name, f"img/{name}:1", lifecycle=lifecycle, **extra)
 
 
 def versions(cluster: Cluster, namespace: str, names: list[str]) -> dict[str, int]:
@@ -40,9 +37,8 @@ def lock(cluster: Cluster, namespace: str, name: str) -> None:
 
 
 def artifact_writes(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
-    assert cluster.control_plane is not None
     out = []
-    for line in cluster.control_plane.audit_log.read_text().splitlines():
+    for line in require_audit_log(cluster).read_text().splitlines():
         event = json.loads(line)
         ref = event.get("objectRef", {})
         if ref.get("namespace") == namespace and ref.get("resource") == "artifacts" and \

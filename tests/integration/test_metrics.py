@@ -3,54 +3,27 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from ..conftest import Cluster, create_artifact, get_artifact
+from ..support.builders import service_artifact
+from ..support.metrics import get, scrape, value
 from ..support.operator import OperatorProcess
 from ..support.wait import wait_for
 
 pytestmark = pytest.mark.cluster
 
 
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    status, text = _get(port, "/metrics")
-    assert status == 200
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
-          **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def _artifact(name: str) -> dict[str, object]:
-    return {"metadata": {"name": name},
-            "spec": {"containerGroups": [{"name": "api", "containers": [
-                {"name": "app", "imageUri": "nginx:1.27", "primary": True, "port": 8080}]}]}}
-
-
 def test_metrics_move_with_reconciles_and_probes_answer(
         cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
-    assert _get(operator.health_port, "/healthz") == (200, "ok\n")
-    assert _get(operator.health_port, "/readyz") == (200, "ok\n")
+    assert get(operator.health_port, "/healthz") == (200, "ok\n")
+    assert get(operator.health_port, "/readyz") == (200, "ok\n")
     before = scrape(operator.metrics_port)
 
     for name in ("m1", "m2", "m3"):
-        create_artifact(cluster, namespace, _artifact(name))
+        create_artifact(cluster, namespace, service_artifact(name))
     for name in ("m1", "m2", "m3"):
         wait_for(lambda n=name: get_artifact(cluster, namespace, n).get("status", {})  # type: ignore[misc]
                  .get("phase"), timeout=30, what=f"status of {name}")
@@ -82,10 +55,10 @@ def test_metrics_move_with_reconciles_and_probes_answer(
 def test_json_logs_name_the_artifact(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
     with OperatorProcess(cluster.kubeconfig, [namespace], tmp_path / "op.log",
                          args=["--log-format", "json", "--verbose"]) as op:
-        create_artifact(cluster, namespace, _artifact("good"))
+        create_artifact(cluster, namespace, service_artifact("good"))
         wait_for(lambda: get_artifact(cluster, namespace, "good").get("status"), timeout=30,
                  what="status of good")
-        _, metrics_text = _get(op.metrics_port, "/metrics")
+        _, metrics_text = get(op.metrics_port, "/metrics")
     lines = [line for line in op.logs().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # every line is one JSON object
     assert records

@@ -19,8 +19,17 @@ from kubernetes import client
 
 from artifact_operator.api import naming
 
-from ..conftest import Cluster, create_artifact, delete_artifact, get_artifact, patch_artifact
+from ..conftest import (
+    Cluster,
+    create_artifact,
+    delete_artifact,
+    get_artifact,
+    patch_artifact,
+    require_audit_log,
+)
+from ..support.builders import nim_artifact
 from ..support.kubelet import make_pods_ready
+from ..support.metrics import reconciles, wait_reconciles
 from ..support.operator import OperatorProcess, pause
 from ..support.wait import found, wait_for
 
@@ -37,13 +46,8 @@ NIM_PATH = "/opt/nim/.cache"
 
 def nim(name: str, image: str = IMAGE_X, *, mode: str = "dedicatedPvc",
         size: str | None = None) -> dict[str, Any]:
-    storage: dict[str, Any] = {"mode": mode}
-    if size:
-        storage["pvcSize"] = size
-    return {"metadata": {"name": name}, "spec": {
-        "type": "nim", "storage": storage,
-        "containerGroups": [{"name": "llm", "containers": [
-            {"name": "nim", "imageUri": image, "primary": True, "port": 8000}]}]}}
+    """A NIM artifact with its storage mode always stated (dedicatedPvc unless given)."""
+    return nim_artifact(name, image, mode=mode, size=size)
 
 
 @pytest.fixture
@@ -115,9 +119,8 @@ def operator_writes(cluster: Cluster, namespace: str, resource: str,
                     since: int = 0) -> list[dict[str, Any]]:
     """Writes the operator made to `resource` in `namespace` (from the audit log, which logs
     writes only), counting from line `since`."""
-    assert cluster.control_plane is not None, "needs the test control plane's audit log"
     out = []
-    lines = cluster.control_plane.audit_log.read_text().splitlines()
+    lines = require_audit_log(cluster).read_text().splitlines()
     for line in lines[since:]:
         entry = json.loads(line)
         ref = entry.get("objectRef") or {}
@@ -129,8 +132,7 @@ def operator_writes(cluster: Cluster, namespace: str, resource: str,
 
 
 def audit_position(cluster: Cluster) -> int:
-    assert cluster.control_plane is not None
-    return len(cluster.control_plane.audit_log.read_text().splitlines())
+    return len(require_audit_log(cluster).read_text().splitlines())
 
 
 def create_all(cluster: Cluster, namespace: str, manifests: list[dict[str, Any]]) -> None:
@@ -291,12 +293,17 @@ def test_artifacts_created_at_once_share_one_cache_claim_per_image_kept_by_defau
     uids = {n: c.metadata.uid for n, c in claims.items()}
 
     # Retention keep (the default): the claims outlive all their users.
+    gone_before = reconciles(operators[0], "gone")
     for name in ("x1", "x2", "y1"):
         delete_artifact(cluster, namespace, name)
     for name in ("x1", "x2", "y1"):
         wait_for(gone(lambda n=name: deployment(cluster, namespace, f"{n}-llm")),
                  timeout=60, what=f"Deployment {name}-llm to go")
-    pause(3)  # nothing is supposed to happen: give the operator the chance to get it wrong
+    wait_reconciles(operators[0], gone_before + 3, result="gone",
+                    what="the operator to handle the three deletions")
+    # The retention checks run in the background after the deletions (and again after the
+    # Deployments' deletions): the point is that over a stretch of time nothing goes.
+    pause(3)
     assert {n: c.metadata.uid for n, c in cache_claims(cluster, namespace).items()} == uids
     assert [w for w in operator_writes(cluster, namespace, "persistentvolumeclaims")
             if w["verb"] == "delete"] == []
@@ -317,6 +324,7 @@ def test_cache_claim_is_deleted_with_its_last_user_when_retention_is_delete(
                  what=f"Deployment {name}-llm")
 
     # Two of the three users of X go, and the only user of Y: Y's claim goes, X's stays.
+    gone_before = reconciles(operators[0], "gone")
     for name in ("x1", "x2", "y1"):
         delete_artifact(cluster, namespace, name)
     wait_for(gone(lambda: claim(cluster, namespace, CACHE_Y)), timeout=60,
@@ -324,7 +332,11 @@ def test_cache_claim_is_deleted_with_its_last_user_when_retention_is_delete(
     for name in ("x1", "x2"):
         wait_for(gone(lambda n=name: deployment(cluster, namespace, f"{n}-llm")),
                  timeout=60, what=f"Deployment {name}-llm to go")
-    pause(3)  # the operator has seen both deletions; it must not take X's claim
+    wait_reconciles(operators[0], gone_before + 3, result="gone",
+                    what="the operator to handle the three deletions")
+    # Y's claim going shows the retention checks run; X's run in the background too (again
+    # on its Deployments' deletions): over a stretch of time it must not take X's claim.
+    pause(3)
     assert claim(cluster, namespace, CACHE_X).metadata.uid == uid_x
 
     # The last user of X is deleted as a new one appears: the new one ends up with a claim.
@@ -336,6 +348,8 @@ def test_cache_claim_is_deleted_with_its_last_user_when_retention_is_delete(
     wait_for(lambda: status(cluster, namespace, "x4").get("storage", {}).get("claimName")
              == CACHE_X and claim(cluster, namespace, CACHE_X), timeout=60,
              what="x4 to have its cache claim")
+    # x4's status naming the claim is the positive signal; x3's retention check runs in the
+    # background, so the point is that over a stretch of time the claim stays.
     pause(3)
     assert claim(cluster, namespace, CACHE_X) is not None
     assert deployment(cluster, namespace, "x4-llm").spec.template.spec.volumes[0] \
@@ -374,6 +388,9 @@ def test_cache_users_are_read_from_the_cluster_across_operator_restarts(
     wait_for(gone(lambda: deployment(cluster, namespace, "x1-llm")), timeout=60,
              what="Deployment x1-llm to go")
     second = restart()
+    wait_reconciles(second, 1, what="the restarted operator to reconcile x2")
+    # The startup retention check of the claim runs in the background: over a stretch of
+    # time it must find x2 and keep the claim.
     pause(3)
     assert claim(cluster, namespace, CACHE_X).metadata.uid == uid
 
@@ -440,6 +457,8 @@ def test_switching_modes_prunes_the_dedicated_claim_and_spares_a_shared_one_in_u
              timeout=30, what="a to run without the cache")
     wait_for(lambda: status(cluster, namespace, "a").get("observedGeneration") == 3,
              timeout=30, what="a's status of generation 3")
+    # a's status of generation 3 is the positive signal; the retention check it started runs
+    # in the background: over a stretch of time it must find b and keep the claim.
     pause(3)
     assert claim(cluster, namespace, CACHE_X).metadata.uid == cache_uid
     assert "storage" not in status(cluster, namespace, "a")

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from ..conftest import Cluster, create_artifact, get_artifact
+from ..support.builders import primary, service_artifact
 from ..support.operator import OperatorProcess
 from ..support.wait import found, wait_for
 from .test_admission import ANNOTATION, install_roles, webhooks  # noqa: F401
@@ -28,18 +29,12 @@ RESOURCE = "artifacts.workload.dev"
 
 
 def artifact(name: str, repository: str | None = "shop", **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "displayName": f"{name} display", "description": "the shop's web front",
-        "containerGroups": [{"name": "api", "containers": [
-            {"name": "app", "imageUri": "nginx:1.27", "primary": True, "port": 8080,
-             "environmentVars": [{"name": "MODE", "value": "prod"}],
-             "readinessProbe": {"path": "/ready"}}]}],
-        "runtime": {"api": {"replicas": 1}},
-        **spec,
-    }
-    if repository:
-        body["repository"] = repository
-    return {"metadata": {"name": name}, "spec": body}
+    """The shop's web front, with the fields `kubectl artifact` shows and copies."""
+    app = primary(environmentVars=[{"name": "MODE", "value": "prod"}],
+                  readinessProbe={"path": "/ready"})
+    extra = {"repository": repository} if repository else {}
+    return service_artifact(name, app=app, replicas=1, displayName=f"{name} display",
+                            description="the shop's web front", **extra, **spec)
 
 
 def user(cluster: Cluster, namespace: str, tmp_path: Path, name: str, role: str) -> Path:

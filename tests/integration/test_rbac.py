@@ -19,7 +19,14 @@ from typing import Any
 import pytest
 from kubernetes import client, config, utils
 
-from ..conftest import Cluster, create_artifact, delete_artifact, get_artifact, patch_artifact
+from ..conftest import (
+    Cluster,
+    create_artifact,
+    delete_artifact,
+    get_artifact,
+    patch_artifact,
+    require_audit_log,
+)
 from ..contract.test_deploy import DEPLOY, helm_render, kustomize
 from ..support.accounts import (
     audit_writes,
@@ -27,6 +34,7 @@ from ..support.accounts import (
     sa_user,
     service_account_token,
 )
+from ..support.builders import service_artifact
 from ..support.operator import OperatorProcess
 from ..support.wait import wait_for
 from ..support.webhook import (
@@ -39,7 +47,6 @@ from .test_admission import (
     ADMIN,
     EDITOR,
     NET_ADMIN,
-    artifact,
     as_user,
     capabilities,
     create_as,
@@ -205,10 +212,10 @@ def _behaviours_work(cluster: Cluster, namespace: str, storage: str,
     # Admission: the webhook asks the API server (a SubjectAccessReview, with the operator's
     # token) who may add a capability. A refusal from RBAC would not name the field.
     error = refused(lambda: create_as(cluster, EDITOR, namespace,
-                                      artifact("by-editor", NET_ADMIN)))
+                                      service_artifact("by-editor", security=NET_ADMIN)))
     assert error.status == 403 and "only an admin" in error.body, error.body
     assert "securityContext.capabilities.add" in error.body
-    create_as(cluster, ADMIN, namespace, artifact("by-admin", NET_ADMIN))
+    create_as(cluster, ADMIN, namespace, service_artifact("by-admin", security=NET_ADMIN))
 
     # Service: Deployment, Service and a status.
     wait_for(lambda: _read(cluster.apps.read_namespaced_deployment, "web-api", namespace),
@@ -266,9 +273,7 @@ def _behaviours_work(cluster: Cluster, namespace: str, storage: str,
 def _written_only_by(cluster: Cluster, namespace: str, user: str) -> None:
     """What the operator wrote, it wrote with the ServiceAccount's token, not the admin's; and
     the webhook's access reviews were made with it too."""
-    if cluster.control_plane is None:
-        return
-    log = cluster.control_plane.audit_log
+    log = require_audit_log(cluster)
     writers = {w.user for w in audit_writes(log, namespace)
                if w.resource in ("deployments", "services", "persistentvolumeclaims",
                                  "artifacts", "events") or w.subresource == "status"}

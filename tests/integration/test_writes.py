@@ -14,9 +14,18 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from ..conftest import GROUP, PLURAL, VERSION, Cluster, create_artifact, get_artifact
+from ..conftest import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    Cluster,
+    create_artifact,
+    get_artifact,
+    require_audit_log,
+)
 from ..support.audit import AuditLog
 from ..support.kubelet import make_pods_ready
+from ..support.metrics import wait_artifacts_seen, wait_reconciles
 from ..support.operator import OperatorProcess, pause
 from ..support.samples import sample
 from ..support.wait import wait_for
@@ -29,9 +38,7 @@ DRIFTED = "drifted"
 
 
 def audit_of(cluster: Cluster) -> AuditLog:
-    if cluster.control_plane is None:
-        pytest.skip("write counting needs the audit log of the test control plane")
-    return AuditLog(cluster.control_plane.audit_log)
+    return AuditLog(require_audit_log(cluster))
 
 
 def phase_of(cluster: Cluster, namespace: str, name: str) -> str | None:
@@ -67,11 +74,13 @@ def test_creating_an_artifact_writes_each_child_once_and_status_once_per_phase(
              what="Progressing")
     wait_for(lambda: cluster.core.list_namespaced_pod(namespace, label_selector=MANAGED).items,
              timeout=30, what="the pod")
-    pause(2)  # the Deployment controller's own updates must not cause status writes either
+    # Idle writes: the point is a stretch of time. The Deployment controller's updates
+    # (replicas, conditions) reach the operator over it and must not cause status writes.
+    pause(2)
     progressing = [str(w) for w in audit.writes(namespace) if w.resource != "events"]
     make_pods_ready(cluster.core, namespace, MANAGED)
     wait_for(lambda: phase_of(cluster, namespace, "web") == "Ready", timeout=30, what="Ready")
-    pause(2)
+    pause(2)  # idle writes again: once Ready, the controllers' updates write nothing
     writes = audit.writes(namespace)
 
     status_write = f"patch artifacts/status {namespace}/web -> 200"
@@ -121,7 +130,8 @@ def test_restart_over_50_unchanged_artifacts_makes_no_writes(
         wait_for(lambda: cluster.apps.list_namespaced_deployment(
             namespace, field_selector=f"metadata.name={DRIFTED}-api").items,
             timeout=30, what="the drifted Deployment to be restored")
-        pause(3)  # a stretch in which the other 50 must stay untouched
+        # The restarted operator went over every artifact (the drifted one included).
+        wait_artifacts_seen(operator, UNCHANGED + 1)
         writes = audit.writes(namespace)
         others = [str(w) for w in writes
                   if w.resource != "events" and not w.name.startswith(DRIFTED)]
@@ -147,7 +157,10 @@ def test_resync_with_no_change_makes_no_writes(
         line = f"resync: {UNCHANGED + 1} artifacts queued"
         wait_for(lambda: operator.logs().count(line) >= 3, timeout=30,
                  what="three resyncs over every artifact")
-        pause(1)  # the last resync's reconciles finish
+        # Every artifact was gone over three times at least: at the start, and by two of
+        # the resyncs (a resync's passes may coalesce with the next one's, never with none).
+        wait_reconciles(operator, 3 * (UNCHANGED + 1),
+                        what="three passes over every artifact")
         writes = [str(w) for w in audit.writes(namespace)]
         assert writes == [], f"writes without any change: {writes}"
     finally:

@@ -11,13 +11,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-
-def container(**fields: Any) -> dict[str, Any]:
-    return {"name": "app", "imageUri": "nginx:1.27", **fields}
-
-
-def primary(**fields: Any) -> dict[str, Any]:
-    return container(**{"primary": True, "port": 8080, **fields})
+from ..support.builders import container, primary
 
 
 def artifact(spec: dict[str, Any], name: str = "case") -> dict[str, Any]:

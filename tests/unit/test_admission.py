@@ -26,20 +26,17 @@ from artifact_operator.logic.repository import repository_label_patch
 from artifact_operator.settings import DEFAULT_CERT_DIR, ApprovalSettings, Settings, WebhookSettings
 from artifact_operator.webhook.server import MUTATE_ID, VALIDATE_ID, enabled
 
+from ..support.builders import service_artifact
+
 REPO = Path(__file__).resolve().parents[2]
 WEBHOOK = REPO / "deploy" / "webhook"
 
 
 def art(name: str = "a", *, lifecycle: str = "draft", security: dict[str, Any] | None = None,
         image: str = "nginx:1", **spec: Any) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": "app", "imageUri": image, "primary": True,
-                                 "port": 8080}
-    if security is not None:
-        container["securityContext"] = security
-    return {"apiVersion": "workload.dev/v1alpha1", "kind": "Artifact",
-            "metadata": {"name": name, "namespace": "ns"},
-            "spec": {"lifecycle": lifecycle, **spec,
-                     "containerGroups": [{"name": "api", "containers": [container]}]}}
+    """A service artifact in namespace ns, with its lifecycle stated."""
+    return service_artifact(name, image, security=security, namespace="ns",
+                            lifecycle=lifecycle, **spec)
 
 
 CAPS = {"capabilities": {"add": ["NET_ADMIN"]}}

@@ -9,7 +9,8 @@ import yaml
 
 from artifact_operator.api.crd import CRD_FILE
 
-from .artifact_cases import C0, C1, artifact, container, groups, primary
+from ..support.builders import container, primary
+from .artifact_cases import C0, C1, artifact, groups
 from .test_validation import report, run_cli
 
 REPO = Path(__file__).resolve().parents[2]

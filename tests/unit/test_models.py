@@ -10,7 +10,8 @@ import pytest
 from artifact_operator.api.models import CredentialEnvVar, GeneratedDockerfile, StringEnvVar
 from artifact_operator.api.validation import InvalidArtifact, parse, validate
 
-from .artifact_cases import C0, G0, artifact, container, groups, primary
+from ..support.builders import container, primary
+from .artifact_cases import C0, G0, artifact, groups
 
 
 def test_seed_defaults_are_applied() -> None:

@@ -8,22 +8,18 @@ from typing import Any
 import pytest
 
 from artifact_operator.api.artifact import Artifact
-from artifact_operator.api.validation import parse
 from artifact_operator.logic.render import Rendered, render
 from artifact_operator.settings import Settings
+
+from ..support.builders import artifact as manifest
+from ..support.builders import parsed, primary, service_artifact
 
 UID = "0b7c6d4e-1111-4222-8333-444455556666"
 
 
 def artifact(groups: list[dict[str, Any]], name: str = "web", **spec: Any) -> Artifact:
-    return parse({"apiVersion": "workload.dev/v1alpha1", "kind": "Artifact",
-                  "metadata": {"name": name, "namespace": "team-a", "uid": UID,
-                               "generation": 1},
-                  "spec": {"containerGroups": groups, **spec}})
-
-
-def primary(**extra: Any) -> dict[str, Any]:
-    return {"name": "app", "imageUri": "nginx:1.27", "primary": True, "port": 8080, **extra}
+    """As stored in team-a: with a uid, so children get an owner."""
+    return parsed(manifest(name, *groups, namespace="team-a", uid=UID, generation=1, **spec))
 
 
 def one(rendered: Rendered, kind: str, name: str | None = None) -> dict[str, Any]:
@@ -84,10 +80,8 @@ def test_labels_selectors_and_owner_reference() -> None:
 
 
 def test_offline_render_without_uid_has_no_owner() -> None:
-    doc = {"apiVersion": "workload.dev/v1alpha1", "kind": "Artifact",
-           "metadata": {"name": "web", "namespace": "team-a"},
-           "spec": {"containerGroups": [{"name": "api", "containers": [primary()]}]}}
-    out = render(parse(doc), Settings())
+    doc = service_artifact("web", namespace="team-a")
+    out = render(parsed(doc), Settings())
     assert all("ownerReferences" not in o["metadata"] for o in out.objects)
 
 

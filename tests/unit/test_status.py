@@ -9,7 +9,6 @@ import pytest
 from artifact_operator.api.artifact import Artifact
 from artifact_operator.api.rules import Violation
 from artifact_operator.api.status import ArtifactStatus, Reason
-from artifact_operator.api.validation import parse
 from artifact_operator.logic.render import render
 from artifact_operator.logic.status import (
     Observed,
@@ -20,22 +19,18 @@ from artifact_operator.logic.status import (
 )
 from artifact_operator.settings import Settings
 
+from ..support.builders import parsed, primary, service_artifact
+
 NOW = "2026-01-02T03:04:05Z"
 EARLIER = "2026-01-01T00:00:00Z"
 ENDPOINT = "http://web-api.team-a.svc.cluster.local:8080"
 
 
 def artifact(generation: int = 2, image: str | None = "nginx:1.27") -> Artifact:
-    app: dict[str, Any] = {"name": "app", "primary": True, "port": 8080}
-    if image:
-        app["imageUri"] = image
-    else:
-        app["imageBuildConfig"] = {}
-    return parse({"apiVersion": "workload.dev/v1alpha1", "kind": "Artifact",
-                  "metadata": {"name": "web", "namespace": "team-a", "uid": "u",
-                               "generation": generation},
-                  "spec": {"containerGroups": [{"name": "api", "containers": [app]}],
-                           "runtime": {"api": {"replicas": 2}}}})
+    """Group api of 2 replicas; without an image, its container waits for a build."""
+    app = primary(image=image) if image else primary(image=None, imageBuildConfig={})
+    return parsed(service_artifact("web", app=app, replicas=2, namespace="team-a", uid="u",
+                                   generation=generation))
 
 
 def deployment(*, generation: int = 3, observed: int = 3, replicas: int = 2,

@@ -20,34 +20,22 @@ from artifact_operator.logic.render import Rendered, render
 from artifact_operator.logic.status import Observed, compute_status
 from artifact_operator.settings import Settings
 
+from ..support.builders import NIM_IMAGE, OTHER_NIM_IMAGE, nim_artifact
+
 UID = "0f6a5e49-0000-4000-8000-000000000001"
-IMAGE = "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3"
-OTHER_IMAGE = "nvcr.io/nim/mistralai/mistral-7b-instruct-v0.3:1.3.0"
+IMAGE = NIM_IMAGE
+OTHER_IMAGE = OTHER_NIM_IMAGE
 NOW = "2026-11-27T12:00:00Z"
 
 
 def nim(name: str = "llm", *, mode: str | None = None, size: str | None = None,
         image: str = IMAGE, uid: str | None = UID, groups: int = 1,
         env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "type": "nim",
-        "containerGroups": [{"name": f"g{i}", "containers": [{
-            "name": "nim", "imageUri": image, "primary": True, "port": 8000,
-            "environmentVars": env or []}]} for i in range(groups)],
-        "runtime": {"g0": {"resources": {"limits": {"nvidia.com/gpu": 1, "memory": "32Gi"}}}},
-    }
-    storage_spec: dict[str, Any] = {}
-    if mode:
-        storage_spec["mode"] = mode
-    if size:
-        storage_spec["pvcSize"] = size
-    if storage_spec:
-        spec["storage"] = storage_spec
-    meta: dict[str, Any] = {"name": name, "namespace": "team-a", "generation": 1}
-    if uid:
-        meta["uid"] = uid
-    return {"apiVersion": "workload.dev/v1alpha1", "kind": "Artifact", "metadata": meta,
-            "spec": spec}
+    """Groups g0, g1 ... serving `image`; g0 asks for a GPU."""
+    return nim_artifact(name, image, mode=mode, size=size, env=env or [],
+                        groups=tuple(f"g{i}" for i in range(groups)), namespace="team-a",
+                        uid=uid, generation=1, runtime={"g0": {"resources": {
+                            "limits": {"nvidia.com/gpu": 1, "memory": "32Gi"}}}})
 
 
 def rendered(doc: dict[str, Any], settings: Settings | None = None) -> Rendered:

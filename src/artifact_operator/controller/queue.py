@@ -108,7 +108,7 @@ class WorkQueue:
                     work.failures = 0
                 else:
                     work.failures += 1
-                    delay = min(2.0 ** (work.failures - 1), self.max_backoff)
+                    delay = min(2.0 ** min(work.failures - 1, 32), self.max_backoff)
                     log.info("retrying %s/%s in %.0fs", *key, delay)
                     if work.retry:
                         work.retry.cancel()

@@ -1,0 +1,328 @@
+"""WorkQueue: coalescing, one run per key at a time, bounded concurrency, backoff, settle
+holds, leadership (active or not) and forgetting keys that are gone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from artifact_operator.controller.queue import Key, WorkQueue
+
+A: Key = ("ns", "a")
+B: Key = ("ns", "b")
+
+
+async def until_idle(queue: WorkQueue, timeout: float = 2.0) -> None:
+    async def idle() -> None:
+        while not queue.idle:
+            await asyncio.sleep(0.001)
+    await asyncio.wait_for(idle(), timeout)
+
+
+async def until(cond: Callable[[], bool], timeout: float = 2.0) -> None:
+    async def wait() -> None:
+        while not cond():
+            await asyncio.sleep(0.001)
+    await asyncio.wait_for(wait(), timeout)
+
+
+class Worker:
+    """The work: counts runs, tracks how many run at once (per key and overall), and blocks
+    while `gate` is closed."""
+
+    def __init__(self, results: list[bool] | None = None) -> None:
+        self.runs: Counter[Key] = Counter()
+        self.order: list[Key] = []
+        self.running: Counter[Key] = Counter()
+        self.max_per_key = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.results = list(results or [])
+        self.cancelled: list[Key] = []
+
+    async def __call__(self, key: Key) -> bool:
+        self.runs[key] += 1
+        self.order.append(key)
+        self.running[key] += 1
+        self.in_flight += 1
+        self.max_per_key = max(self.max_per_key, self.running[key])
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await self.gate.wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(key)
+            raise
+        finally:
+            self.running[key] -= 1
+            self.in_flight -= 1
+        return self.results.pop(0) if self.results else True
+
+
+def queue_for(work: Any, *, concurrency: int = 4, max_backoff: float = 300.0,
+              known: Callable[[Key], bool] = lambda key: True,
+              forget: Callable[[Key], None] = lambda key: None,
+              active: bool = True) -> WorkQueue:
+    return WorkQueue(work, concurrency=concurrency, max_backoff=max_backoff, known=known,
+                     forget=forget, active=active)
+
+
+# -- coalescing and exclusivity -----------------------------------------------------------------
+
+
+async def test_enqueues_while_a_key_runs_coalesce_into_exactly_one_more_run() -> None:
+    worker = Worker()
+    worker.gate.clear()
+    queue = queue_for(worker)
+    queue.enqueue(A)
+    await until(lambda: worker.running[A] == 1)
+    for _ in range(10):
+        queue.enqueue(A)
+    worker.gate.set()
+    await until_idle(queue)
+    assert worker.runs[A] == 2
+
+
+async def test_enqueues_before_the_run_starts_coalesce_into_one_run() -> None:
+    worker = Worker()
+    queue = queue_for(worker)
+    for _ in range(5):
+        queue.enqueue(A)
+    await until_idle(queue)
+    assert worker.runs[A] == 1
+
+
+async def test_a_key_never_runs_twice_at_once() -> None:
+    worker = Worker()
+    queue = queue_for(worker, concurrency=8)
+    for _ in range(20):
+        queue.enqueue(A)
+        await asyncio.sleep(0)
+    await until_idle(queue)
+    assert worker.runs[A] >= 2, "enqueued during runs: it ran again"
+    assert worker.max_per_key == 1
+
+
+async def test_different_keys_run_concurrently_up_to_the_limit() -> None:
+    worker = Worker()
+    worker.gate.clear()
+    queue = queue_for(worker, concurrency=2)
+    keys = [("ns", f"k{i}") for i in range(5)]
+    queue.enqueue_all(keys)
+    await until(lambda: worker.in_flight == 2)
+    await asyncio.sleep(0.01)
+    assert worker.in_flight == 2, "no more than `concurrency` at once"
+    worker.gate.set()
+    await until_idle(queue)
+    assert worker.max_in_flight == 2
+    assert set(worker.runs) == set(keys) and set(worker.runs.values()) == {1}
+
+
+# -- retries with backoff ---------------------------------------------------------------------
+
+
+class Timers:
+    """The loop's call_later for the queue's own timers, recorded: the queue's callback runs
+    at once (no real waiting). Other timers (asyncio's timeouts) are left alone."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.delays: list[float] = []
+        self._call_soon = loop.call_soon
+        self._call_later = loop.call_later
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any,
+                   **kwargs: Any) -> asyncio.Handle:
+        if not isinstance(getattr(callback, "__self__", None), WorkQueue):
+            return self._call_later(delay, callback, *args, **kwargs)
+        self.delays.append(delay)
+        return self._call_soon(callback, *args)
+
+
+def record_timers(monkeypatch: pytest.MonkeyPatch) -> Timers:
+    """Called inside the test, so that it patches the loop the test runs on."""
+    loop = asyncio.get_running_loop()
+    recorded = Timers(loop)
+    monkeypatch.setattr(loop, "call_later", recorded.call_later)
+    return recorded
+
+
+async def test_failures_retry_after_doubling_delays_up_to_the_cap(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    timers = record_timers(monkeypatch)
+    worker = Worker(results=[False] * 6)
+    queue = queue_for(worker, max_backoff=10)
+    queue.enqueue(A)
+    await until(lambda: worker.runs[A] == 7)
+    await until_idle(queue)
+    assert timers.delays == [1, 2, 4, 8, 10, 10]
+    assert worker.runs[A] == 7, "the seventh run succeeded: no retry after it"
+
+
+async def test_a_success_resets_the_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    timers = record_timers(monkeypatch)
+    worker = Worker(results=[False, False, True, False])
+    queue = queue_for(worker)
+    queue.enqueue(A)
+    await until(lambda: worker.runs[A] == 3)
+    await until_idle(queue)
+    assert timers.delays == [1, 2]
+    queue.enqueue(A)  # a new trigger; this run fails again
+    await until(lambda: worker.runs[A] == 5)
+    await until_idle(queue)
+    assert timers.delays == [1, 2, 1]
+
+
+async def test_backoff_is_per_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    timers = record_timers(monkeypatch)
+    runs: Counter[Key] = Counter()
+
+    async def work(key: Key) -> bool:
+        runs[key] += 1
+        return key == B or runs[key] > 3  # A fails three times, B never
+
+    queue = queue_for(work)
+    queue.enqueue(A)
+    queue.enqueue(B)
+    await until(lambda: runs[A] == 4)
+    await until_idle(queue)
+    assert timers.delays == [1, 2, 4], "B's success does not reset A's count"
+    assert runs[B] == 1
+
+
+async def test_backoff_survives_a_key_that_fails_for_days(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # 1100 failures at the 300 s cap are under four days of an API server refusing an
+    # object: the key must keep being retried at the cap.
+    timers = record_timers(monkeypatch)
+    worker = Worker(results=[False] * 1100)
+    queue = queue_for(worker, max_backoff=300)
+    queue.enqueue(A)
+    await until(lambda: worker.runs[A] == 1101, timeout=5)
+    await until_idle(queue)
+    assert len(timers.delays) == 1100 and set(timers.delays[9:]) == {300}
+
+
+async def test_a_run_that_raises_stops_the_key_until_its_next_trigger() -> None:
+    # The reconciler catches everything and returns False; an exception escaping the work
+    # is a bug, but it must not wedge the key: the next trigger runs it again.
+    calls: list[Key] = []
+
+    async def work(key: Key) -> bool:
+        calls.append(key)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return True
+
+    queue = queue_for(work)
+    queue.enqueue(A)
+    await until_idle(queue)
+    queue.enqueue(A)
+    await until_idle(queue)
+    assert calls == [A, A]
+
+
+# -- settle holds -----------------------------------------------------------------------------
+
+
+async def test_hold_holds_until_its_time_is_up_then_runs_the_key_once_more() -> None:
+    answers: list[bool] = []
+    queue: WorkQueue
+
+    async def work(key: Key) -> bool:
+        answers.append(queue.hold(key, True, 0.05))
+        return True
+
+    queue = queue_for(work)
+    queue.enqueue(A)
+    await until_idle(queue)
+    queue.enqueue(A)  # another trigger within the hold: still held, no second timer
+    await until_idle(queue)
+    assert answers == [True, True]
+    await until(lambda: len(answers) == 3)
+    await until_idle(queue)
+    await asyncio.sleep(0.1)
+    assert answers == [True, True, False], "re-enqueued once when the time was up, then free"
+
+
+async def test_a_hold_that_clears_ends_at_once_and_a_later_one_starts_afresh() -> None:
+    answers: list[bool] = []
+    holding = [True, False, True]
+    queue: WorkQueue
+
+    async def work(key: Key) -> bool:
+        answers.append(queue.hold(key, holding.pop(0), 60))
+        return True
+
+    queue = queue_for(work)
+    for _ in range(3):
+        queue.enqueue(A)
+        await until_idle(queue)
+    assert answers == [True, False, True]
+    queue.deactivate()
+
+
+async def test_hold_of_a_key_the_queue_does_not_know_holds_nothing() -> None:
+    queue = queue_for(Worker())
+    assert queue.hold(A, True, 60) is False
+
+
+# -- leadership ---------------------------------------------------------------------------------
+
+
+async def test_an_inactive_queue_drops_triggers_and_activate_runs_the_given_keys() -> None:
+    worker = Worker()
+    queue = queue_for(worker, active=False)
+    queue.enqueue(A)
+    queue.enqueue_all([A, B])
+    await asyncio.sleep(0.01)
+    assert queue.idle and not worker.runs
+
+    queue.activate([A, B])
+    await until_idle(queue)
+    assert worker.runs == Counter({A: 1, B: 1})
+
+
+async def test_deactivate_cancels_running_work_and_drops_later_triggers() -> None:
+    worker = Worker()
+    worker.gate.clear()
+    queue = queue_for(worker)
+    queue.enqueue_all([A, B])
+    await until(lambda: worker.in_flight == 2)
+
+    queue.deactivate()
+    await until_idle(queue)
+    assert sorted(worker.cancelled) == [A, B]
+    queue.enqueue(A)
+    await asyncio.sleep(0.01)
+    assert queue.idle and worker.runs[A] == 1
+
+    worker.gate.set()
+    queue.activate([A])  # leader again: the key runs (it is not stuck as "running")
+    await until_idle(queue)
+    assert worker.runs[A] == 2
+
+
+# -- forgetting -------------------------------------------------------------------------------
+
+
+async def test_forget_is_called_once_a_key_is_done_and_no_longer_known() -> None:
+    known = {A, B}
+    forgotten: list[Key] = []
+    worker = Worker()
+    worker.gate.clear()
+    queue = queue_for(worker, known=lambda key: key in known, forget=forgotten.append)
+
+    queue.enqueue_all([A, B])
+    await until(lambda: worker.in_flight == 2)
+    known.discard(A)  # A's artifact is deleted while its run is under way
+    queue.enqueue(A)  # ... and its deletion event triggers one more run
+    assert forgotten == [], "not while it runs"
+    worker.gate.set()
+    await until_idle(queue)
+    assert worker.runs[A] == 2
+    assert forgotten == [A], "once, after the last run; B is still known"
