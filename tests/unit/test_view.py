@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from artifact_operator.api import naming
 from artifact_operator.controller.handlers import _child_index
 from artifact_operator.controller.view import ClusterView, slim
@@ -145,11 +143,6 @@ def test_a_deletion_we_made_hides_the_object_while_the_index_still_shows_it() ->
                                          ("Service", "web-api"): "6"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in ClusterView.children: the marker of a deletion we made is cleared only by "
-    "claim(), never by children(), once the watch has delivered the deletion; it stays "
-    "forever (one entry per pruned child) and hides an object of that name that anyone "
-    "but us re-creates"))
 def test_a_deletion_we_made_stops_hiding_once_the_watch_delivered_it() -> None:
     indexes = Indexes()
     deployment = child("Deployment", "web-old", 5)

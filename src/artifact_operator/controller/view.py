@@ -127,8 +127,13 @@ class ClusterView:
                 out[(obj["kind"], obj["metadata"]["name"])] = obj
         for kind, name in list(self._written_by_owner.get(key, ())):
             written = self._written.get((kind, namespace, name))
-            if written and (kind, name) not in out:
+            if (kind, name) in out:
+                continue
+            if written:
                 out[(kind, name)] = written
+            else:
+                # A deletion we made that the watch has delivered: nothing left to hide.
+                self._forget_write(kind, namespace, name)
         for ref in list(out):
             merged = self._overlay(ref[0], namespace, ref[1], out[ref])
             if merged is None:
