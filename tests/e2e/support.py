@@ -18,6 +18,7 @@ from kubernetes import client
 from ..conftest import Cluster
 from ..support.images import BuiltImage
 from ..support.node import Node
+from ..support.wait import wait_for
 
 
 @dataclass
@@ -84,6 +85,19 @@ class E2E:
         return _proxied(lambda: self.cluster.core.connect_get_namespaced_service_proxy_with_path(
             f"{service.metadata.name}:{port}", service.metadata.namespace, path.lstrip("/"),
             _preload_content=False))
+
+
+def until_ok(get: Callable[[], HttpAnswer], what: str, timeout: float = 30) -> HttpAnswer:
+    """Poll `get` until it answers 200: a Service's rules and endpoints follow a pod's
+    readiness within moments, not at once (refused or timed-out connections are retried)."""
+    def ok() -> HttpAnswer:
+        try:
+            answer = get()
+        except OSError as exc:  # URLError is one
+            raise AssertionError(str(exc)) from exc
+        assert answer.status == 200, answer
+        return answer
+    return wait_for(ok, timeout=timeout, what=what)
 
 
 def _get(url: str) -> HttpAnswer:

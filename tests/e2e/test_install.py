@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import pytest
 import yaml
-from kubernetes import client
+from kubernetes import client, watch
 
 from ..conftest import Cluster, get_artifact
 from ..support.images import WEB_PORT, containerd_name
@@ -24,12 +24,11 @@ from .installs import (
     LEASE,
     MANAGER,
     NAMESPACE,
-    WEBHOOK_SERVICE,
     HelmInstall,
     Install,
     KustomizeInstall,
 )
-from .support import E2E
+from .support import E2E, until_ok
 
 pytestmark = pytest.mark.e2e
 
@@ -154,9 +153,14 @@ class InstallScenario:
     def test_the_webhook_answers_through_its_service(
             self, install: Install, e2e: E2E, namespace: str) -> None:
         pod_ips = {p.status.pod_ip for p in two_ready_operator_pods(e2e.cluster)}
+        admission = client.AdmissionregistrationV1Api(e2e.cluster.api)
+        (config,) = [w for w in admission.list_validating_webhook_configuration().items
+                     if w.metadata.name.startswith("artifact-operator")]
+        service = config.webhooks[0].client_config.service
+        assert service is not None and service.namespace == NAMESPACE, "called by Service"
 
         def served_by_both() -> bool:
-            endpoints = e2e.cluster.core.read_namespaced_endpoints(WEBHOOK_SERVICE, NAMESPACE)
+            endpoints = e2e.cluster.core.read_namespaced_endpoints(service.name, NAMESPACE)
             ips = {a.ip for s in endpoints.subsets or [] for a in s.addresses or []}
             assert ips == pod_ips, ips
             return True
@@ -185,7 +189,8 @@ class InstallScenario:
         assert pod.spec.containers[0].readiness_probe.http_get.path == "/ready"
         assert e2e.pod_get(pod, WEB_PORT, "/ready").status == 200
         service = e2e.cluster.core.read_namespaced_service(f"web-{GROUP}", namespace)
-        assert e2e.service_get(service, WEB_PORT, "/healthz").status == 200
+        until_ok(lambda: e2e.service_get(service, WEB_PORT, "/healthz"),
+                 what="the Service's cluster IP to answer")
         assert status["endpoint"] == \
             f"http://web-{GROUP}.{namespace}.svc.cluster.local:{WEB_PORT}"
 
@@ -205,14 +210,37 @@ class InstallScenario:
         status = get_artifact(e2e.cluster, namespace, "unready").get("status", {})
         assert status.get("phase") != "Ready" and status.get("ready") == "0/1", status
 
-    def test_deleting_the_leader_pod_hands_the_lease_to_the_other_replica(
+    def test_deleting_the_leader_pod_hands_the_lease_to_another_replica(
             self, install: Install, e2e: E2E, namespace: str) -> None:
+        coordination = client.CoordinationV1Api(e2e.cluster.api)
         pods = {p.metadata.name for p in two_ready_operator_pods(e2e.cluster)}
-        holder = wait_for(lambda: lease_holder(e2e.cluster), timeout=60, what="a Lease holder")
-        (other,) = pods - {holder}
+
+        def held() -> Any:
+            lease = coordination.read_namespaced_lease(LEASE, NAMESPACE)
+            assert lease.spec.holder_identity in pods, lease.spec.holder_identity
+            return lease
+
+        lease = wait_for(held, timeout=60, what="a Lease held by one of the pods")
+        holder = lease.spec.holder_identity
         e2e.cluster.core.delete_namespaced_pod(holder, NAMESPACE)  # SIGTERM, grace period
-        assert wait_for(lambda: lease_holder(e2e.cluster) != holder and lease_holder(
-            e2e.cluster), timeout=60, what="the Lease to move") == other
+        # Every change of the Lease from before the deletion on: the leader hands it back on
+        # SIGTERM (no holder, a 1 s lease), then a replica takes it.
+        released, successor = False, None
+        for event in watch.Watch().stream(
+                coordination.list_namespaced_lease, NAMESPACE,
+                field_selector=f"metadata.name={LEASE}",
+                resource_version=lease.metadata.resource_version, timeout_seconds=90):
+            spec = event["object"].spec
+            if not spec.holder_identity:
+                released = True
+            elif spec.holder_identity != holder:
+                successor = spec.holder_identity
+                break
+        assert released, f"{holder} did not release the Lease on SIGTERM"
+        assert successor is not None, "no replica took the Lease"
+        # The other replica, or the one replacing the deleted pod if it campaigned first.
+        assert successor in {p.metadata.name for p in operator_pods(e2e.cluster)}
+        print(f"Lease: {holder} released it, {successor} took it")
         # The new leader reconciles.
         assert apply(e2e, namespace, web_artifact("after", e2e.refs["web"])).returncode == 0
         ready_artifact(e2e, namespace, "after")
