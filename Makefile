@@ -66,4 +66,4 @@ e2e-images: ## build the e2e tier's images (operator from the working tree, work
 	$(BIN)/python -m tests.support.images build --out $(E2E_IMAGES)
 
 clean: ## remove caches and the virtualenv
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info .e2e-images
