@@ -59,15 +59,15 @@ def built_images() -> dict[str, images.BuiltImage]:
 
 
 @pytest.fixture(scope="session")
-def e2e(built_images: dict[str, images.BuiltImage]) -> Iterator[E2E]:
-    built = built_images
+def e2e(built_images: dict[str, images.BuiltImage],
+        request: pytest.FixtureRequest) -> Iterator[E2E]:
     if os.environ.get("ARTIFACT_TEST_USE_KUBECONFIG") == "1":
-        yield from _kubeconfig_cluster(built)
+        yield from _kubeconfig_cluster(built_images)
     else:
-        yield from _local_node(built)
+        yield from _local_node(built_images, request.session)
 
 
-def _local_node(built: dict[str, images.BuiltImage]) -> Iterator[E2E]:
+def _local_node(built: dict[str, images.BuiltImage], session: pytest.Session) -> Iterator[E2E]:
     if not in_private_netns():
         _unavailable(f"not inside netns.sh's network namespace (no node0 with {NODE_IP}): "
                      "run `make e2e`, or set ARTIFACT_TEST_USE_KUBECONFIG=1")
@@ -96,6 +96,9 @@ def _local_node(built: dict[str, images.BuiltImage]) -> Iterator[E2E]:
         yield env
     finally:
         api.close()
+        if session.testsfailed:  # the logs go with the control plane's directory
+            for component in ("kubelet", "containerd"):
+                print(f"---- {component} ----\n{node.log_tail(component)}")
         node.stop()  # always: containerd's shims and mounts outlive a killed test otherwise
         cp.stop()
 
