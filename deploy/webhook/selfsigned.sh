@@ -6,8 +6,10 @@
 #   deploy/webhook/selfsigned.sh                  # make and install (uses kubectl's context)
 #   deploy/webhook/selfsigned.sh --certs-only DIR # only write ca.crt, tls.crt, tls.key to DIR
 #
-# Apply deploy/ (without certificate.yaml) first, run this, then restart the operator pods if
-# they were already running. Re-run it before the certificate expires (DAYS, default 365).
+# Apply deploy/ (without certificate.yaml) first, run this, then restart the operator pods,
+# which read the certificate when they start:
+#   kubectl -n artifact-operator-system rollout restart deployment/artifact-operator
+# Re-run it (and restart) before the certificate expires (DAYS, default 365).
 set -euo pipefail
 
 NAMESPACE=${NAMESPACE:-artifact-operator-system}

@@ -2,7 +2,13 @@
 
 etcd, kube-apiserver and kube-controller-manager are started as child processes on free ports,
 with a token file for an admin user (and any extra users a test needs), and torn down on stop().
-The same class backs the pytest fixtures and the benchmark.
+The same class backs the pytest fixtures, the e2e tier and the benchmark.
+
+With `node_ip` it is started for pods that talk to it (the "in-cluster" mode of
+../shared/k8s/README.md): the API server listens on every address of the private network
+namespace and advertises `node_ip` as the `kubernetes` Service's endpoint, ServiceAccount
+admission mounts tokens into pods, and the controller manager also runs the endpoint and Job
+controllers that a real node's Services and Jobs need. Only ever inside netns.sh.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ CONTROLLERS = (
     "deployment,replicaset,garbagecollector,namespace,serviceaccount,"
     "serviceaccount-token,persistentvolume-binder,persistentvolume-expander,pvc-protection"
 )
+# With a real node: Services get endpoints (kube-proxy routes by them), and Jobs run.
+NODE_CONTROLLERS = CONTROLLERS + ",endpoint,endpointslice,job"
 
 
 def default_assets() -> Path | None:
@@ -66,13 +74,16 @@ class ControlPlane:
     extra_apiserver_args: list[str] = field(default_factory=list)
     extra_kcm_args: list[str] = field(default_factory=list)
     audit: bool = False
+    # The node's address (netns.sh's NODE_IP) for the in-cluster mode; None: loopback only.
+    node_ip: str | None = None
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="artifact-cp-")))
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     port: int = 0
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        # In-cluster mode: the serving certificate names the node IP, not 127.0.0.1.
+        return f"https://{self.node_ip or '127.0.0.1'}:{self.port}"
 
     @property
     def kubeconfig(self) -> Path:
@@ -140,18 +151,29 @@ class ControlPlane:
             "--unsafe-no-fsync",
         ])
         self.port = free_port()
+        if self.node_ip is None:
+            network = ["--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+                       "--endpoint-reconciler-type", "none",
+                       # No pods run, so none needs a token mounted.
+                       "--disable-admission-plugins", "ServiceAccount"]
+        else:
+            # Pods reach the API server through the `kubernetes` Service, whose endpoint the
+            # lease reconciler keeps at the advertised node IP; logs/exec reach the kubelet on
+            # the node's InternalIP. ServiceAccount admission stays on (the default).
+            network = ["--bind-address", "0.0.0.0", "--advertise-address", self.node_ip,
+                       "--endpoint-reconciler-type", "lease",
+                       "--kubelet-preferred-address-types", "InternalIP,Hostname"]
         args = [
             str(self.assets / "kube-apiserver"),
             "--etcd-servers", f"http://127.0.0.1:{etcd_client}",
-            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
-            "--endpoint-reconciler-type", "none", "--secure-port", str(self.port),
+            *network, "--secure-port", str(self.port),
             "--cert-dir", str(d / "certs"), "--token-auth-file", str(d / "tokens.csv"),
             "--authorization-mode", "RBAC",
             "--service-account-key-file", str(d / "sa.pub"),
             "--service-account-signing-key-file", str(d / "sa.key"),
             "--service-account-issuer", "https://kubernetes.default.svc",
             "--service-cluster-ip-range", "10.96.0.0/16",
-            "--allow-privileged", "--disable-admission-plugins", "ServiceAccount",
+            "--allow-privileged",
         ]
         if self.audit:
             policy = d / "audit-policy.yaml"
@@ -174,7 +196,8 @@ class ControlPlane:
             str(self.assets / "kube-controller-manager"),
             "--kubeconfig", str(self.kubeconfig), "--bind-address", "127.0.0.1",
             "--secure-port", "0", "--port", "0", "--leader-elect=false",
-            "--use-service-account-credentials=false", "--controllers", CONTROLLERS,
+            "--use-service-account-credentials=false",
+            "--controllers", CONTROLLERS if self.node_ip is None else NODE_CONTROLLERS,
             "--service-account-private-key-file", str(d / "sa.key"),
             "--root-ca-file", str(self.ca_file),
             *self.extra_kcm_args,

@@ -1,0 +1,431 @@
+"""Container images for the e2e tier, built at test time: no Docker, no builder, no registry.
+
+An image is a directory tree (its root filesystem) that ../shared/k8s/node/oci_image.py turns
+into a single-layer OCI archive, which `ctr -n k8s.io images import` loads into the node's
+containerd (or a registry receives with `skopeo copy`, for a cluster elsewhere). Pods then run it
+with the default pull policy, by the name their manifests use.
+
+- `operator`: the operator image as the Dockerfile builds it, on Debian bookworm (a
+  `debootstrap --variant=minbase` root filesystem; bookworm's python3 is 3.11): a wheel of the
+  working tree and wheels of its dependencies (the Dockerfile's builder stage, here on the
+  host), installed into the virtualenv /opt/venv with `--no-index`, then pip and setuptools
+  removed; the Dockerfile's USER, ENTRYPOINT, CMD and ENV. `tests/e2e/test_images.py` checks
+  that the two agree.
+- `web`: a workload from Debian's `busybox-static`: `busybox httpd` serving /healthz and /ready
+  on 8080, runnable as uid 1000 with a read-only root filesystem and no capabilities.
+
+To add an image: a `BusyboxImage` with other files and entrypoint, or a `DebianImage` with
+other packages, in IMAGES. The debootstrap root filesystems and the busybox package are cached
+outside the repository (ARTIFACT_E2E_CACHE, default ~/.cache/artifact-operator-e2e), keyed by
+what goes into them; the images themselves are rebuilt every run (the operator from the
+working tree).
+
+    python -m tests.support.images build --out DIR [NAME...]   # writes DIR/images.json
+
+Building needs root (debootstrap, chroot) and the package registries, so it runs before the
+tests enter the private network namespace (`make e2e` does both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .controlplane import default_assets
+
+REPO = Path(__file__).resolve().parents[2]
+SUITE = "bookworm"
+# Docker's default PATH, which a Debian base image has and `ENV PATH=...:$PATH` extends.
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Bump when the way a cached root filesystem is made changes, so old caches are not reused.
+_RECIPE_REVISION = "1"
+
+
+def node_dir() -> Path:
+    """../shared/k8s/node: oci_image.py, node.sh, netns.sh (ARTIFACT_E2E_NODE_DIR overrides)."""
+    env = os.environ.get("ARTIFACT_E2E_NODE_DIR")
+    if env:
+        return Path(env)
+    assets = default_assets()
+    if assets is None:
+        raise FileNotFoundError("no ../shared/k8s: set KUBEBUILDER_ASSETS or ARTIFACT_E2E_NODE_DIR")
+    return assets.parent / "node"
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("ARTIFACT_E2E_CACHE")
+    base = Path(env) if env else Path(
+        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "artifact-operator-e2e"
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+def containerd_name(ref: str) -> str:
+    """The fully qualified name containerd (and the kubelet) use for an image reference:
+    `artifact-operator:0.1.0` is `docker.io/library/artifact-operator:0.1.0`."""
+    first, _, rest = ref.partition("/")
+    if not rest:
+        return f"docker.io/library/{ref}"
+    if "." in first or ":" in first or first == "localhost":
+        return ref
+    return f"docker.io/{ref}"
+
+
+def short_name(ref: str) -> str:
+    """The reference without its registry, as it goes under another registry."""
+    full = containerd_name(ref)
+    _, _, path = full.partition("/")
+    return path.removeprefix("library/") if full.startswith("docker.io/") else path
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """The OCI image config fields a Dockerfile sets (USER, ENTRYPOINT, CMD, ENV, WORKDIR)."""
+
+    user: str
+    entrypoint: list[str]
+    cmd: list[str] = field(default_factory=list)
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+
+    def oci(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"User": self.user, "Entrypoint": self.entrypoint,
+                                  "Env": [f"{k}={v}" for k, v in self.env.items()]}
+        if self.cmd:
+            config["Cmd"] = self.cmd
+        if self.workdir:
+            config["WorkingDir"] = self.workdir
+        return config
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    name: str          # the key in IMAGES
+    ref: str           # as manifests name it, e.g. artifact-operator:0.1.0
+    archive: Path      # the OCI archive for `ctr images import`
+    seconds: float     # how long it took to build
+
+    @property
+    def containerd_ref(self) -> str:
+        return containerd_name(self.ref)
+
+
+class ImageBuildError(RuntimeError):
+    pass
+
+
+def _run(args: Sequence[str | Path], log: Path, **kwargs: Any) -> None:
+    with open(log, "ab") as out:
+        out.write(f"$ {' '.join(map(str, args))}\n".encode())
+        out.flush()
+        done = subprocess.run([str(a) for a in args], stdout=out, stderr=subprocess.STDOUT,
+                              **kwargs)
+    if done.returncode != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise ImageBuildError(f"{args[0]} exited with {done.returncode}; log {log}:\n{tail}")
+
+
+def _oci_archive(rootfs: Path, ref: str, out: Path, config: ImageConfig) -> None:
+    """oci_image.py's build(), called with the whole config (its command line always puts a
+    PATH of its own first in Env, which would shadow the image's)."""
+    spec = importlib.util.spec_from_file_location("oci_image", node_dir() / "oci_image.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.build(str(rootfs), containerd_name(ref), str(out), config.oci())
+
+
+def archive_config(archive: Path) -> dict[str, Any]:
+    """The image config inside an OCI archive, as containerd reads it (index -> manifest)."""
+    with tarfile.open(archive) as tar:
+        def blob(digest: str) -> Any:
+            member = tar.extractfile(f"blobs/sha256/{digest.removeprefix('sha256:')}")
+            assert member is not None
+            return json.load(member)
+        index_file = tar.extractfile("index.json")
+        assert index_file is not None
+        index = json.load(index_file)
+        manifest = blob(index["manifests"][0]["digest"])
+        config: dict[str, Any] = blob(manifest["config"]["digest"])["config"]
+        return config
+
+
+def archive_files(archive: Path) -> dict[str, tarfile.TarInfo]:
+    """Path -> entry of the archive's single layer."""
+    with tarfile.open(archive) as tar:
+        index_file = tar.extractfile("index.json")
+        assert index_file is not None
+        digest = json.load(index_file)["manifests"][0]["digest"].removeprefix("sha256:")
+        manifest_file = tar.extractfile(f"blobs/sha256/{digest}")
+        assert manifest_file is not None
+        layer = json.load(manifest_file)["layers"][0]["digest"].removeprefix("sha256:")
+        layer_file = tar.extractfile(f"blobs/sha256/{layer}")
+        assert layer_file is not None
+        with tarfile.open(fileobj=layer_file, mode="r:gz") as inner:
+            return {m.name: m for m in inner.getmembers()}
+
+
+# -- bases ------------------------------------------------------------------------------------
+
+
+def debian_rootfs(packages: Sequence[str], log: Path) -> Path:
+    """A `debootstrap --variant=minbase --include=PACKAGES bookworm` tree, cached by what goes
+    into it. Built from scratch when missing (about a minute), then reused as is."""
+    mirror = os.environ.get("ARTIFACT_E2E_DEBIAN_MIRROR")  # unset: debootstrap's default
+    key = hashlib.sha256(json.dumps(
+        [_RECIPE_REVISION, SUITE, "minbase", sorted(packages), mirror]).encode()).hexdigest()[:16]
+    target = cache_dir() / f"rootfs-{SUITE}-{key}"
+    if (target / "usr" / "bin").is_dir():
+        return target
+    if shutil.which("debootstrap") is None:
+        raise ImageBuildError("debootstrap is missing: apt-get install debootstrap "
+                              "(`make e2e-setup` does)")
+    building = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=cache_dir()))
+    try:
+        _run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE,
+              building, *([mirror] if mirror else [])], log)
+        # What a slim base image leaves out: package caches and lists, docs, translations.
+        for junk in ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
+                     "usr/share/locale", "usr/share/info"):
+            _empty(building / junk)
+        building.rename(target)  # atomic: a half-built tree is never found as the cache
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return target
+
+
+def debian_package(name: str, log: Path) -> Path:
+    """One Debian package's files, unpacked (cached by name and version)."""
+    candidate = _candidate(name)
+    if candidate is None:
+        _run(["apt-get", "update", "-qq"], log)  # a fresh machine may have no package lists
+        candidate = _candidate(name)
+        if candidate is None:
+            raise ImageBuildError(f"Debian package {name} is not available from apt")
+    target = cache_dir() / f"deb-{name}-{candidate.replace(':', '_')}"
+    if target.is_dir():
+        return target
+    building = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=cache_dir()))
+    try:
+        _run(["apt-get", "download", f"{name}={candidate}"], log, cwd=building)
+        (deb,) = building.glob("*.deb")
+        _run(["dpkg-deb", "-x", deb, building / "files"], log)
+        building.rename(target)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return target
+
+
+def _candidate(name: str) -> str | None:
+    out = subprocess.run(["apt-cache", "policy", name], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.strip().startswith("Candidate:"):
+            version = line.split()[-1]
+            return None if version == "(none)" else version
+    return None
+
+
+def _empty(path: Path) -> None:
+    if path.is_dir():
+        for child in path.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+
+
+# -- recipes ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BusyboxImage:
+    """A static busybox in an otherwise empty tree, plus `files` (path -> text); `/bin/sh` is
+    busybox, `/tmp` has mode 1777 as in real images."""
+
+    ref: str
+    config: ImageConfig
+    files: Mapping[str, str] = field(default_factory=dict)
+
+    def fill(self, rootfs: Path, log: Path) -> None:
+        busybox = debian_package("busybox-static", log) / "files" / "bin" / "busybox"
+        (rootfs / "bin").mkdir()
+        shutil.copy2(busybox, rootfs / "bin" / "busybox")
+        (rootfs / "bin" / "sh").symlink_to("busybox")
+        (rootfs / "tmp").mkdir()
+        (rootfs / "tmp").chmod(0o1777)
+        for path, text in self.files.items():
+            target = rootfs / path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+            target.chmod(0o644)
+        for directory in [rootfs, *(p for p in rootfs.rglob("*") if p.is_dir())]:
+            if directory.name != "tmp":
+                directory.chmod(0o755)  # mkdtemp's 700 would lock out uid 1000
+
+
+@dataclass(frozen=True)
+class DebianImage:
+    """A Debian bookworm tree with `packages`, then `steps(rootfs, log)` run on a copy."""
+
+    ref: str
+    config: ImageConfig
+    packages: tuple[str, ...]
+    steps: Callable[[Path, Path], None]
+
+    def fill(self, rootfs: Path, log: Path) -> None:
+        base = debian_rootfs(self.packages, log)
+        rootfs.rmdir()
+        _run(["cp", "-a", "--reflink=auto", base, rootfs], log)
+        self.steps(rootfs, log)
+        _empty(rootfs / "dev")  # an image has an empty /dev; the runtime fills it
+        _empty(rootfs / "var" / "log")
+
+
+def _project_version() -> str:
+    return str(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"])
+
+
+def _chroot(rootfs: Path, *args: str) -> list[str]:
+    # A clean environment: nothing of the host's pip configuration reaches the image.
+    return ["chroot", str(rootfs), "/usr/bin/env", "-i", f"PATH={BASE_PATH}", "HOME=/root",
+            *args]
+
+
+def _install_operator(rootfs: Path, log: Path) -> None:
+    """The Dockerfile's two stages. Builder (here on the host, with network): a wheel of what
+    .dockerignore lets in (pyproject.toml, README.md, src/) and wheels of every dependency.
+    Final: a venv at /opt/venv, the wheels installed without an index, pip removed."""
+    with tempfile.TemporaryDirectory(prefix="operator-build-") as tmp:
+        context, dist = Path(tmp) / "context", Path(tmp) / "dist"
+        context.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(REPO / name, context / name)
+        shutil.copytree(REPO / "src", context / "src",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+        pip = [sys.executable, "-m", "pip"]
+        _run([*pip, "wheel", "-q", "--no-deps", "--wheel-dir", dist, context], log)
+        (wheel,) = dist.glob("artifact_operator-*.whl")
+        _run([*pip, "wheel", "-q", "--wheel-dir", dist, wheel], log)
+        shutil.copytree(dist, rootfs / "dist")
+    _run(_chroot(rootfs, "python3", "-m", "venv", "/opt/venv"), log)
+    _run(_chroot(rootfs, "/opt/venv/bin/pip", "install", "-q", "--no-cache-dir", "--no-index",
+                 "--find-links=/dist", "artifact-operator"), log)
+    _run(_chroot(rootfs, "/opt/venv/bin/python", "-m", "pip", "uninstall", "-q", "-y", "pip",
+                 "setuptools"), log)
+    shutil.rmtree(rootfs / "dist")
+
+
+# The Dockerfile's final stage, in the terms of the test-time image (test_images.py compares).
+OPERATOR = DebianImage(
+    ref=f"artifact-operator:{_project_version()}",
+    config=ImageConfig(
+        user="65532:65532",
+        entrypoint=["artifact-operator"],
+        cmd=["run", "--all-namespaces"],
+        # The Dockerfile's ENV, and LANG as its python:3.11-slim base sets it.
+        env={"PATH": f"/opt/venv/bin:{BASE_PATH}", "PYTHONDONTWRITEBYTECODE": "1",
+             "PYTHONUNBUFFERED": "1", "LANG": "C.UTF-8"},
+    ),
+    packages=("python3", "python3-venv", "ca-certificates"),
+    steps=_install_operator,
+)
+
+WEB_PORT = 8080
+WEB = BusyboxImage(
+    ref="localhost/artifact-e2e-web:1",
+    config=ImageConfig(
+        user="1000:1000",
+        entrypoint=["/bin/busybox", "httpd", "-f", "-v", "-p", str(WEB_PORT), "-h", "/www"],
+        env={"PATH": "/bin"},
+    ),
+    files={"www/healthz": "ok\n", "www/ready": "ready\n", "www/index.html": "artifact e2e\n"},
+)
+
+IMAGES: dict[str, DebianImage | BusyboxImage] = {"operator": OPERATOR, "web": WEB}
+
+
+# -- build, load, push ------------------------------------------------------------------------
+
+
+def build(names: Sequence[str], out: Path) -> dict[str, BuiltImage]:
+    """Build the named images into `out` (archives and images.json); return them."""
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "build.log"
+    built = load(out) if (out / "images.json").exists() else {}
+    for name in names:
+        recipe = IMAGES[name]
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix=f"image-{name}-", dir=cache_dir()) as tmp:
+            rootfs = Path(tmp) / "rootfs"
+            rootfs.mkdir()
+            recipe.fill(rootfs, log)
+            archive = out / f"{name}.tar"
+            _oci_archive(rootfs, recipe.ref, archive, recipe.config)
+        built[name] = BuiltImage(name, recipe.ref, archive, round(time.monotonic() - started, 1))
+    (out / "images.json").write_text(json.dumps(
+        {k: {**asdict(v), "archive": str(v.archive)} for k, v in built.items()}, indent=2))
+    return built
+
+
+def load(out: Path) -> dict[str, BuiltImage]:
+    """The images a previous `build` wrote to `out`."""
+    data = json.loads((out / "images.json").read_text())
+    return {k: BuiltImage(**{**v, "archive": Path(v["archive"])}) for k, v in data.items()}
+
+
+def import_into_containerd(image: BuiltImage, socket: Path) -> None:
+    """Load an image into a node's containerd, where the kubelet finds it (namespace k8s.io)."""
+    done = subprocess.run(["ctr", "--address", str(socket), "-n", "k8s.io", "images", "import",
+                           str(image.archive)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ImageBuildError(f"ctr import of {image.archive} failed: {done.stderr}")
+
+
+def push(image: BuiltImage, registry: str) -> str:
+    """Copy an image to `registry` (skopeo; for a cluster that pulls from there); return the
+    reference pods then use."""
+    ref = f"{registry.rstrip('/')}/{short_name(image.ref)}"
+    done = subprocess.run(["skopeo", "copy", f"oci-archive:{image.archive}", f"docker://{ref}"],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ImageBuildError(f"skopeo copy to {ref} failed: {done.stderr}")
+    return ref
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="build the e2e tier's images")
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="build images into a directory")
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("names", nargs="*", help=f"some of {', '.join(IMAGES)} (default: all)")
+    args = parser.parse_args(argv)
+    unknown = set(args.names) - set(IMAGES)
+    if unknown:
+        parser.error(f"unknown images: {', '.join(sorted(unknown))}")
+    started = time.monotonic()
+    for image in build(args.names or list(IMAGES), args.out).values():
+        size = image.archive.stat().st_size / 2**20
+        print(f"{image.name}: {image.containerd_ref} {image.archive} ({size:.0f} MiB, "
+              f"{image.seconds:.1f} s)")
+    print(f"images built in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
