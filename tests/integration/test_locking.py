@@ -12,7 +12,8 @@ from ..conftest import Cluster, create_artifact, get_artifact, patch_artifact, r
 from ..support.builders import service_artifact
 from ..support.operator import OperatorProcess
 from ..support.wait import wait_for
-from .test_admission import ADMIN, EDITOR, as_user, refused, webhooks  # noqa: F401
+from ..support.webhook import bind
+from .test_admission import ADMIN, EDITOR, as_user, install_roles, refused, webhooks  # noqa: F401
 
 pytestmark = pytest.mark.cluster
 
@@ -146,3 +147,78 @@ def test_a_locked_artifact_is_frozen_and_only_an_admin_deletes_it(
     as_user(cluster, ADMIN).delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
                                                             "frozen")
     assert refused(lambda: get_artifact(cluster, namespace, "frozen")).status == 404
+
+
+def _image(cluster: Cluster, namespace: str, name: str) -> str:
+    deployment = cluster.apps.read_namespaced_deployment(f"{name}-api", namespace)
+    return str(deployment.spec.template.spec.containers[0].image)
+
+
+def _observed(cluster: Cluster, namespace: str, name: str, reason: str) -> dict[str, Any]:
+    """The status once the operator has handled the artifact's latest generation."""
+    art = get_artifact(cluster, namespace, name)
+    status = art.get("status", {})
+    assert status.get("observedGeneration") == art["metadata"]["generation"], status
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == reason, ready
+    return dict(status)
+
+
+def test_without_the_webhook_a_changed_locked_spec_is_never_rolled_out(
+        cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    """A 1.20 server has no CEL and this operator serves no webhook: the API server stores an
+    editor's edit of a locked artifact, and the operator alone keeps it from running."""
+    install_roles(cluster)
+    bind(cluster.rbac, namespace, EDITOR, "artifact-editor")
+    editor = as_user(cluster, EDITOR)
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Artifact",
+            **manifest("held", "shop", lifecycle="locked")}
+    body["metadata"]["namespace"] = namespace
+    editor.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    locked = wait_for(lambda: get_artifact(cluster, namespace, "held").get("status", {})
+                      .get("lockedSpecDigest"), timeout=30, what="the locked spec's digest")
+    assert versions(cluster, namespace, ["held"]) == {"held": 1}
+    assert _image(cluster, namespace, "held") == "img/held:1"
+    deployment_rv = cluster.apps.read_namespaced_deployment(
+        "held-api", namespace).metadata.resource_version
+
+    # The editor changes the image of the locked artifact; then unlocks it and changes it.
+    for change in ({"spec": {"containerGroups": [{"name": "api", "containers": [
+            {"name": "app", "imageUri": "evil/held:2", "primary": True, "port": 8080}]}]}},
+            {"spec": {"lifecycle": "draft"}}):
+        editor.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "held", change)
+        status = wait_for(lambda: _observed(cluster, namespace, "held", "LockedSpecChanged"),
+                          timeout=30, what="the operator to refuse the change")
+        assert status["phase"] == "Degraded"
+        assert status["version"] == 1 and status["lockedSpecDigest"] == locked
+        # Nothing rolled out: the Deployment was not written at all.
+        deployment = cluster.apps.read_namespaced_deployment("held-api", namespace)
+        assert deployment.metadata.resource_version == deployment_rv
+        assert _image(cluster, namespace, "held") == "img/held:1"
+
+    # Restoring the locked spec restores normal service, without touching the children.
+    editor.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "held", {
+        "spec": {"lifecycle": "locked", "containerGroups": manifest(
+            "held", "shop")["spec"]["containerGroups"]}})
+    status = wait_for(lambda: _observed(cluster, namespace, "held", "RolloutInProgress"),
+                      timeout=30, what="the restored spec reconciled")
+    assert status["phase"] == "Progressing"
+    assert cluster.apps.read_namespaced_deployment(
+        "held-api", namespace).metadata.resource_version == deployment_rv
+
+
+def test_artifacts_locked_before_the_digest_existed_get_one_and_stay_frozen(
+        cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    """Migration: a locked artifact with a version but no digest (an older operator locked
+    it) gets the digest of its spec as it stands, and from then on is frozen."""
+    create_artifact(cluster, namespace, manifest("old", "shop", lifecycle="locked"))
+    digest = wait_for(lambda: get_artifact(cluster, namespace, "old").get("status", {})
+                      .get("lockedSpecDigest"), timeout=30, what="a digest")
+    # As an older operator left it: the digest removed, the version kept.
+    cluster.custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, "old", {"status": {"lockedSpecDigest": None}})
+    assert wait_for(lambda: get_artifact(cluster, namespace, "old").get("status", {})
+                    .get("lockedSpecDigest"), timeout=30, what="the digest again") == digest
+    patch_artifact(cluster, namespace, "old", {"spec": {"description": "changed"}})
+    wait_for(lambda: _observed(cluster, namespace, "old", "LockedSpecChanged"), timeout=30,
+             what="the change refused")

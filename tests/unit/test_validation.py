@@ -89,8 +89,10 @@ def _default(value: Any, schema: dict[str, Any]) -> Any:
 
 
 def _cel_failures(value: Any, schema: dict[str, Any], path: str) -> list[tuple[str, str]]:
+    # As on a create: the API server skips transition rules (those reading oldSelf).
     failures = [(path, rule["message"]) for rule in schema.get("x-kubernetes-validations", [])
-                if cel.evaluate(rule["rule"], {"self": value}) is not True]
+                if "oldSelf" not in rule["rule"]
+                and cel.evaluate(rule["rule"], {"self": value}) is not True]
     if isinstance(value, list) and schema.get("x-kubernetes-list-type") == "map":
         # The API server's structural check of list-map keys (duplicates are refused).
         keys = [tuple(item.get(k) for k in schema["x-kubernetes-list-map-keys"])
@@ -131,9 +133,11 @@ def test_cel_rules_accept_valid_specs(name: str) -> None:
 
 
 def test_every_cel_rule_is_exercised() -> None:
-    """No CEL rule without a case: each one refuses at least one case of CROSS_FIELD."""
+    """No CEL rule without a case: each one refuses at least one case of CROSS_FIELD (the
+    transition rule has its cases in test_lock.py)."""
     seen = {message for case in CROSS_FIELD for _, message in cel_failures(case.spec)}
-    all_rules = {rule["message"] for rules in _all_validations(_schema()) for rule in rules}
+    all_rules = {rule["message"] for rules in _all_validations(_schema()) for rule in rules
+                 if "oldSelf" not in rule["rule"]}
     assert all_rules - seen == set()
 
 

@@ -94,6 +94,11 @@ CEL_RULES: tuple[CelRule, ...] = (
             "each container group of a nim artifact needs a primary container with imageUri"),
     CelRule(("spec", "storage"), "self.mode == 'dedicatedPvc' || !has(self.pvcSize)",
             "pvcSize is only allowed with mode dedicatedPvc"),
+    # A transition rule (1.25+ servers): a locked spec is a released version. Its Python twin
+    # is the webhook's (logic/admission.py); the operator refuses to roll out a changed
+    # locked spec in any case (logic/lock.py).
+    CelRule(("spec",), "oldSelf.lifecycle != 'locked' || self == oldSelf",
+            "the spec of a locked artifact cannot change (clone it into a new draft)"),
 )
 
 

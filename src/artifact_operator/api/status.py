@@ -29,6 +29,7 @@ class Reason(StrEnum):
     shrink_refused = "ShrinkRefused"
     elevated_not_approved = "ElevatedNotApproved"
     secret_missing = "SecretMissing"
+    locked_spec_changed = "LockedSpecChanged"
     as_expected = "AsExpected"
     waiting = "Waiting"
 
@@ -76,18 +77,22 @@ class ArtifactStatus(Model):
     endpoint: str | None = Field(None, description="Endpoint of the first group with a Service.")
     container_groups: list[GroupStatus] = Field(default_factory=list)
     storage: StorageStatus | None = None
+    locked_spec_digest: str | None = Field(
+        None, description="Digest of the spec as it was locked: a locked artifact whose spec "
+        "differs is never rolled out.")
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any] | None) -> ArtifactStatus:
         """The stored status as a model. A status this version cannot read (written by
         another version, or by hand) counts as empty, except its `version`, which is never
-        given out twice."""
+        given out twice, and the digest of a locked spec, which keeps it frozen."""
         raw = raw or {}
         try:
             return cls.model_validate(raw)
         except ValidationError:
-            version = raw.get("version")
-            return cls(version=version if isinstance(version, int) else None)
+            version, digest = raw.get("version"), raw.get("lockedSpecDigest")
+            return cls(version=version if isinstance(version, int) else None,
+                       locked_spec_digest=digest if isinstance(digest, str) else None)
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

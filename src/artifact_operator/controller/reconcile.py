@@ -19,7 +19,7 @@ from typing import Any
 from artifact_operator import metrics
 from artifact_operator.api import naming
 from artifact_operator.api.artifact import Artifact
-from artifact_operator.api.models import CredentialEnvVar, Lifecycle
+from artifact_operator.api.models import CredentialEnvVar
 from artifact_operator.api.status import ArtifactStatus, Phase, Reason
 from artifact_operator.api.validation import InvalidArtifact, parse
 from artifact_operator.controller.apply import Applier
@@ -31,12 +31,14 @@ from artifact_operator.kube.client import CONNECTIONS, ApiError, Kube, permanent
 from artifact_operator.kube.events import EventRecorder, now
 from artifact_operator.logic.approval import Approver
 from artifact_operator.logic.claims import caches_mounted
+from artifact_operator.logic.lock import lock_state
 from artifact_operator.logic.render import Rendered, render
 from artifact_operator.logic.repository import repository_label_patch
 from artifact_operator.logic.status import (
     Observed,
     compute_status,
     deployment_settling,
+    frozen_status,
     invalid_status,
     status_patch,
 )
@@ -53,6 +55,7 @@ class Outcome(StrEnum):
 
     ok = "ok"  # everything rendered was applied; status is current
     invalid = "invalid"  # the spec breaks a rule: status says why, nothing was touched
+    frozen = "frozen"  # a locked artifact's spec changed: status says so, nothing was touched
     settling = "settling"  # status held while a Deployment takes its first step
     gone = "gone"  # the artifact was deleted meanwhile
     error = "error"  # the API server refused something (Degraded), or the pass failed
@@ -132,6 +135,14 @@ class Reconciler:
         body = self.view.artifacts.get(key)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return Outcome.gone
+        stored = ArtifactStatus.from_wire(body.get("status"))
+        lock = lock_state(body, stored)
+        if lock.changed:
+            # Never rolled out, whoever changed it and whether or not a webhook was there.
+            if await self._write_status(body, frozen_status(body, stored, now())):
+                self.events.post(body, "Warning", Reason.locked_spec_changed.value,
+                                 "the spec of a locked artifact changed; nothing was rolled out")
+            return Outcome.frozen
         try:
             artifact, rendered = self._render(body)
         except InvalidArtifact as exc:
@@ -151,15 +162,17 @@ class Reconciler:
             self.caches.apply_retention(artifact.namespace, claim)  # no longer used here
         if self._settling(key, rendered, live):
             return Outcome.settling
-        stored = ArtifactStatus.from_wire(body.get("status"))
         status = compute_status(artifact, obs, self.settings, stored, now())
         if status.phase != Phase.ready:
             missing = await self._missing_secrets(artifact)
             if missing:
                 obs.blockers.extend(missing)
                 status = compute_status(artifact, obs, self.settings, stored, now())
-        if artifact.spec.lifecycle == Lifecycle.locked and status.version is None:
-            status = status.model_copy(update={"version": await self.versions.assign(body)})
+        if lock.locked:
+            version = status.version if status.version is not None \
+                else await self.versions.assign(body)
+            status = status.model_copy(update={"version": version,
+                                               "locked_spec_digest": lock.digest})
         await self._write_status(body, status)
         return Outcome.error if obs.errors else Outcome.ok
 

@@ -200,6 +200,26 @@ def invalid_status(body: Mapping[str, Any], violations: Sequence[Violation],
                                        "phase": Phase.failed.value, "conditions": conditions})
 
 
+def frozen_status(body: Mapping[str, Any], previous: ArtifactStatus,
+                  now: str) -> ArtifactStatus:
+    """A locked artifact whose spec changed: Degraded, and nothing rolled out; what is known
+    about the running children stays as it was."""
+    generation = body.get("metadata", {}).get("generation")
+    message = ("the spec differs from the spec this artifact was locked with; nothing was "
+               "rolled out and the running version is kept: restore the locked spec, or "
+               "clone it into a new draft (kubectl artifact clone)")
+    conditions = [
+        _condition("Ready", False, Reason.locked_spec_changed, message, generation, previous,
+                   now),
+        _condition("Progressing", False, Reason.locked_spec_changed, "nothing is rolled out",
+                   generation, previous, now),
+        _condition("Degraded", True, Reason.locked_spec_changed, message, generation, previous,
+                   now),
+    ]
+    return previous.model_copy(update={"observed_generation": generation,
+                                       "phase": Phase.degraded.value, "conditions": conditions})
+
+
 def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
                    previous: ArtifactStatus | None, now: str) -> ArtifactStatus:
     previous = previous or ArtifactStatus()
