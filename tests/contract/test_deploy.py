@@ -285,6 +285,26 @@ def test_helm_webhook_modes() -> None:
     assert "--webhook-port=0" in container_args(off)
 
 
+def test_helm_webhooks_select_the_watched_namespaces_where_the_server_can() -> None:
+    def selectors(kube_version: str) -> list[Any]:
+        docs = helm_render({**NAMESPACED, "webhook": {"enabled": True}},
+                           kube_version=kube_version)
+        return [hook.get("namespaceSelector") for kind in ("ValidatingWebhookConfiguration",
+                                                           "MutatingWebhookConfiguration")
+                for config in by_kind(docs, kind) for hook in config["webhooks"]]
+
+    by_name = {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In",
+                                     "values": ["team-a", "team-b"]}]}
+    assert selectors("v1.21.0") == [by_name, by_name]
+    # 1.20 labels no namespace with its name: no selector; the operator judges only the
+    # namespaces it watches (its --namespace flags, from the same watchNamespaces).
+    assert selectors("v1.20.2") == [None, None]
+    args = container_args(helm_render({**NAMESPACED, "webhook": {"enabled": True}},
+                                      kube_version="v1.20.2"))
+    assert [a for a in args if a.startswith("--namespace")] == \
+        ["--namespace=team-a", "--namespace=team-b"]
+
+
 def test_helm_values_schema_refuses_bad_values() -> None:
     with helm.Chart.load(CHART) as chart:
         for bad in ({"replicaCount": 0}, {"watchNamespaces": ["Not_A_Namespace"]},

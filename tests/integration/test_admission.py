@@ -3,6 +3,8 @@ against the real control plane, with the operator serving the webhooks on loopba
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,3 +204,92 @@ def test_without_the_webhook_elevated_fields_are_stored_but_not_rendered(
         stored = get_artifact(cluster, namespace, "elevated")
         assert stored["spec"]["containerGroups"][0]["containers"][0]["securityContext"][
             "capabilities"] == {"add": ["NET_ADMIN"]}
+
+
+def _chart_webhooks(namespace: str, kube_version: str, port: int, ca: bytes,
+                    suffix: str) -> list[dict[str, Any]]:
+    """The chart's own webhook configurations for a namespaced install (watchNamespaces),
+    rendered for this server's version; only the transport is ours: the tests' API server
+    reaches the webhook on loopback, not through the chart's Service."""
+    from ..contract.test_deploy import helm_render
+
+    docs = helm_render({"watchNamespaces": [namespace], "webhook": {"enabled": True}},
+                       namespace="ops", kube_version=kube_version)
+    out = []
+    for doc in docs:
+        if doc["kind"] not in ("MutatingWebhookConfiguration",
+                               "ValidatingWebhookConfiguration"):
+            continue
+        doc["metadata"]["name"] += suffix
+        for hook in doc["webhooks"]:
+            path = hook["clientConfig"]["service"]["path"]
+            hook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}",
+                                    "caBundle": base64.b64encode(ca).decode()}
+        out.append(doc)
+    return out
+
+
+def test_the_charts_webhooks_for_watched_namespaces_work_on_this_server(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    """A namespaced Helm install: its webhooks judge Artifacts in the watched namespace (on
+    1.20 too, which has no namespace-name label to select by) and leave others alone."""
+    version = str(client.VersionApi(cluster.api).get_code().git_version)
+    install_roles(cluster)
+    bind(cluster.rbac, namespace, EDITOR, "artifact-editor")
+    other = f"{namespace[:50]}-other"
+    cluster.core.create_namespace({"metadata": {"name": other}})
+    cert = make_serving_cert(tmp_path / "certs")
+    proc = webhook_operator(cluster.kubeconfig, namespace, tmp_path / "operator.log", cert)
+    adm = client.AdmissionregistrationV1Api(cluster.api)
+    configs = []
+    try:
+        proc.start()
+        configs = _chart_webhooks(namespace, version, proc.webhook_port,  # type: ignore[attr-defined]
+                                  cert.ca.read_bytes(), f"-{namespace}")
+        if version.startswith("v1.20."):
+            assert all("namespaceSelector" not in h for c in configs for h in c["webhooks"])
+        for doc in configs:
+            create = adm.create_validating_webhook_configuration \
+                if doc["kind"] == "ValidatingWebhookConfiguration" \
+                else adm.create_mutating_webhook_configuration
+            create(doc)
+        invalid = service_artifact("bad", security=NET_ADMIN)
+        invalid["spec"]["containerGroups"][0]["containers"][0].pop("port")
+
+        # The watched namespace: judged (every violation, the admin-only field) ...
+        error = wait_for(lambda: _refusal(cluster, namespace, invalid), timeout=30,
+                         what="the chart's webhook to judge the watched namespace")
+        assert error.status == 422 and "a primary container must set port" in error.body
+        # ... and a lock holds there.
+        create_as(cluster, EDITOR, namespace, service_artifact("kept", lifecycle="locked"))
+        error = refused(lambda: as_user(cluster, EDITOR).patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, "kept", {"spec": {"description": "x"}}))
+        assert error.status == 422 and "locked" in error.body
+        # Another namespace is not this install's: admitted unjudged (the API server's own
+        # schema still applies), as the 1.21+ selector would leave it out.
+        create_artifact(cluster, other, invalid)
+        assert get_artifact(cluster, other, "bad")["spec"]["containerGroups"]
+    finally:
+        for doc in configs:
+            delete = adm.delete_validating_webhook_configuration \
+                if doc["kind"] == "ValidatingWebhookConfiguration" \
+                else adm.delete_mutating_webhook_configuration
+            with contextlib.suppress(client.ApiException):
+                delete(doc["metadata"]["name"])
+        proc.stop()
+        with contextlib.suppress(client.ApiException):
+            cluster.core.delete_namespace(other)
+        print("---- operator log ----\n" + proc.logs()[-10000:])
+
+
+def _refusal(cluster: Cluster, namespace: str, body: dict[str, Any]) -> client.ApiException:
+    """The refusal of creating `body`; fails (for wait_for to retry) while it is admitted."""
+    try:
+        create_artifact(cluster, namespace, body)
+    except client.ApiException as exc:
+        if exc.status in (422, 403):
+            return exc
+        raise
+    delete = cluster.custom.delete_namespaced_custom_object
+    delete(GROUP, VERSION, namespace, PLURAL, body["metadata"]["name"])
+    raise AssertionError("admitted: the webhook configuration is not in effect yet")

@@ -50,7 +50,7 @@ def run(config: Config, options: RunOptions) -> int:
     configure_logging(verbose=options.verbose, log_format=options.log_format)
     webhooks = webhook.enabled(config.webhook)
     if webhooks:
-        webhook.register(config.webhook)
+        webhook.register(config.webhook, options.namespaces)
     # One approval key for the webhook (signing) and the reconciler (verifying).
     context = Context(config, Health(), load_approver(config.approval),
                       leader_election=options.leader_election, webhooks=webhooks)

@@ -16,9 +16,10 @@ Every replica serves the webhooks; nothing here reads reconciler state. kopf ser
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -97,8 +98,20 @@ def _unanswered(exc: ApiError) -> kopf.AdmissionError:
                                code=503)
 
 
+def _outside(watched: frozenset[str], *bodies: Mapping[str, Any] | None) -> bool:
+    """A request from a namespace this operator does not watch: not ours to judge. On 1.20 the
+    webhook configurations cannot select namespaces by name, so such requests do reach us."""
+    if not watched:
+        return False
+    namespaces = {as_dict((b or {}).get("metadata")).get("namespace") for b in bodies if b}
+    return bool(namespaces) and not namespaces & watched
+
+
 async def validate_artifact(*, operation: str | None = None, old: Any = None, new: Any = None,
-                            userinfo: Any = None, memo: Any = None, **_: Any) -> None:
+                            userinfo: Any = None, memo: Any = None,
+                            watched: frozenset[str] = frozenset(), **_: Any) -> None:
+    if _outside(watched, new, old):
+        return
     operation = operation or ""
     found = review(operation, _raw(old), _raw(new))
     violations = list(found.violations)
@@ -119,8 +132,8 @@ async def validate_artifact(*, operation: str | None = None, old: Any = None, ne
 
 async def mutate_artifact(*, operation: str | None = None, old: Any = None, new: Any = None,
                           userinfo: Any = None, memo: Any = None, patch: Any = None,
-                          **_: Any) -> None:
-    if new is None:
+                          watched: frozenset[str] = frozenset(), **_: Any) -> None:
+    if new is None or _outside(watched, new, old):
         return
     decision = approval_decision(operation or "", _raw(old), dict(new))
     if decision.action is Approval.keep:
@@ -174,13 +187,17 @@ def enabled(webhook: WebhookSettings) -> bool:
     return True
 
 
-def register(webhook: WebhookSettings) -> None:
-    """Register the webhook handlers with kopf. Only when they are served: kopf refuses to run
-    with admission handlers and no server (`serve` sets it at startup)."""
+def register(webhook: WebhookSettings, namespaces: Iterable[str] = ()) -> None:
+    """Register the webhook handlers with kopf, judging requests from `namespaces` only (all
+    when empty). Only when they are served: kopf refuses to run with admission handlers and
+    no server (`serve` sets it at startup)."""
+    watched = frozenset(namespaces)
     kopf.on.validate(API_GROUP, API_VERSION, PLURAL, id=VALIDATE_ID,
-                     operations=["CREATE", "UPDATE", "DELETE"])(validate_artifact)
+                     operations=["CREATE", "UPDATE", "DELETE"])(
+        functools.partial(validate_artifact, watched=watched))
     kopf.on.mutate(API_GROUP, API_VERSION, PLURAL, id=MUTATE_ID,
-                   operations=["CREATE", "UPDATE"])(mutate_artifact)
+                   operations=["CREATE", "UPDATE"])(
+        functools.partial(mutate_artifact, watched=watched))
     log.info("serving admission webhooks on port %d", webhook.webhook_port)
 
 

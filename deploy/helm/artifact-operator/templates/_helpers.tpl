@@ -67,3 +67,20 @@ policy/v1
 policy/v1beta1
 {{- end -}}
 {{- end }}
+
+{{/*
+The namespaces the webhooks are called for. From 1.21 every namespace carries its name as the
+label kubernetes.io/metadata.name, so a namespaced install selects its watchNamespaces by it.
+A 1.20 server sets no such label: the webhooks are called for every namespace, and the
+operator (run with --namespace for each watched one) admits what is outside them unjudged.
+*/}}
+{{- define "artifact-operator.webhookNamespaceSelector" -}}
+{{- if and .Values.watchNamespaces (semverCompare ">=1.21-0" .Capabilities.KubeVersion.Version) -}}
+namespaceSelector:
+  matchExpressions:
+    - key: kubernetes.io/metadata.name
+      operator: In
+      values:
+        {{- toYaml .Values.watchNamespaces | nindent 8 }}
+{{- end -}}
+{{- end }}
