@@ -119,12 +119,14 @@ def test_kustomize_default_renders_everything_and_validates() -> None:
     kinds = {d["kind"] for d in docs}
     assert {"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
             "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap", "Service", "Deployment",
-            "PodDisruptionBudget", "ValidatingWebhookConfiguration",
-            "MutatingWebhookConfiguration"} <= kinds
+            "PodDisruptionBudget", "ValidatingWebhookConfiguration", "NetworkPolicy"} <= kinds
+    # Nothing mutates Artifacts any more (approvals are ArtifactApprovals).
+    assert "MutatingWebhookConfiguration" not in kinds
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition"} \
+        == {"artifacts.workload.dev", "artifactapprovals.workload.dev"}
     for doc in docs:
         if doc["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole",
-                               "ClusterRoleBinding", "ValidatingWebhookConfiguration",
-                               "MutatingWebhookConfiguration"):
+                               "ClusterRoleBinding", "ValidatingWebhookConfiguration"):
             assert doc["metadata"]["namespace"] == "artifact-operator-system", doc["kind"]
     validate_all(docs)
     validate_all(kustomize(DEPLOY / "prometheus"))
@@ -268,8 +270,17 @@ def test_helm_webhook_modes() -> None:
     ca = vwc["webhooks"][0]["clientConfig"]["caBundle"]
     (secret,) = [s for s in by_kind(self_signed, "Secret") if s["type"] == "kubernetes.io/tls"]
     assert secret["data"]["ca.crt"] == ca
-    (mwc,) = by_kind(self_signed, "MutatingWebhookConfiguration")
-    assert mwc["webhooks"][0]["clientConfig"]["caBundle"] == ca
+    assert not by_kind(self_signed, "MutatingWebhookConfiguration")
+    (policy,) = by_kind(self_signed, "NetworkPolicy")
+    (webhook_rule,) = [r for r in policy["spec"]["ingress"]
+                       if r["ports"] == [{"port": 9443, "protocol": "TCP"}]]
+    assert [list(f) for f in webhook_rule["from"]] == [["ipBlock"]]
+    mtls = helm_render({"webhook": {"enabled": True, "clientCA": "PEM",
+                                    "networkPolicy": {"apiServerCIDRs": ["10.0.0.1/32"]}}})
+    assert "--webhook-client-ca=/etc/artifact-operator/client-ca/ca.crt" in \
+        container_args(mtls)
+    (policy,) = by_kind(mtls, "NetworkPolicy")
+    assert {"ipBlock": {"cidr": "10.0.0.1/32"}} in policy["spec"]["ingress"][0]["from"]
     (key,) = [s for s in by_kind(self_signed, "Secret") if s["type"] == "Opaque"]
     assert len(key["data"]["key"]) > 40
     ports = manager_deployment(self_signed)["spec"]["template"]["spec"]["containers"][0]["ports"]

@@ -16,7 +16,7 @@ from artifact_operator.api import naming
 from artifact_operator.controller.reconcile import Outcome, Reconciler
 from artifact_operator.controller.view import ClusterView
 from artifact_operator.kube.events import EventRecorder
-from artifact_operator.logic.approval import Approver
+from artifact_operator.logic.approval import LegacyApprover
 from artifact_operator.settings import Settings
 
 from ..support.builders import in_namespace, primary, service_artifact
@@ -38,7 +38,7 @@ class Harness:
         self.events = EventRecorder(self.kube.as_kube(), enabled=events)
         self.reconciler = Reconciler(self.kube.as_kube(),
                                      settings or Settings(status_settle_seconds=0), self.view,
-                                     self.events, Approver(None))
+                                     self.events, LegacyApprover(None))
         self.catch_up()
 
     def create(self, manifest: Obj) -> Obj:

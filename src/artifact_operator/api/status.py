@@ -28,6 +28,7 @@ class Reason(StrEnum):
     claim_lost = "ClaimLost"
     shrink_refused = "ShrinkRefused"
     elevated_not_approved = "ElevatedNotApproved"
+    approval_stale = "ApprovalStale"
     secret_missing = "SecretMissing"
     as_expected = "AsExpected"
     waiting = "Waiting"
