@@ -40,8 +40,9 @@ lint: ## ruff, mypy and the import contracts between the layers
 
 crd: ## regenerate crds/ (and the copies under deploy/) from the models
 	$(BIN)/artifact-operator crd -o crds
-	cp crds/workload.dev_artifacts.yaml deploy/crd/bases/
-	cp crds/workload.dev_artifacts.yaml deploy/helm/artifact-operator/crds/
+	cp crds/workload.dev_artifacts.yaml crds/workload.dev_artifactapprovals.yaml deploy/crd/bases/
+	cp crds/workload.dev_artifacts.yaml crds/workload.dev_artifactapprovals.yaml \
+	  deploy/helm/artifact-operator/crds/
 
 settings-doc: ## print the configuration reference table of README.md from Settings
 	@$(BIN)/python -m artifact_operator.app.settings_doc

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from artifact_operator.api.crd import build_crd
+from artifact_operator.api.crd import build_approval_crd, build_crd
 
 from .support.controlplane import ControlPlane, ControlPlaneError, default_assets
 from .support.operator import OperatorProcess
@@ -71,8 +71,13 @@ def require_audit_log(cluster: Cluster) -> Path:
 
 
 def install_crd(api: client.ApiClient) -> None:
+    """Both CRDs the operator needs: Artifact and ArtifactApproval."""
+    for crd in (build_crd(), build_approval_crd()):
+        _install_one(api, crd)
+
+
+def _install_one(api: client.ApiClient, crd: dict[str, Any]) -> None:
     ext = client.ApiextensionsV1Api(api)
-    crd = build_crd()
     name = crd["metadata"]["name"]
     try:
         current = ext.read_custom_resource_definition(name)
@@ -88,7 +93,7 @@ def install_crd(api: client.ApiClient) -> None:
         return any(c.type == "Established" and c.status == "True"
                    for c in got.status.conditions or [])
 
-    wait_for(established, timeout=30, what="the Artifact CRD to be established")
+    wait_for(established, timeout=30, what=f"the CRD {name} to be established")
 
 
 @pytest.fixture(scope="session")

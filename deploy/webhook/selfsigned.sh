@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The webhook's certificates without cert-manager: a self-signed CA, a serving certificate for
 # the webhook Service signed by it, the Secrets the operator mounts, and the CA bundle patched
-# into both webhook configurations. Also creates the approval key Secret if there is none.
+# into the webhook configuration.
 #
 #   deploy/webhook/selfsigned.sh                  # make and install (uses kubectl's context)
 #   deploy/webhook/selfsigned.sh --certs-only DIR # only write ca.crt, tls.crt, tls.key to DIR
@@ -42,15 +42,8 @@ fi
 
 kubectl -n "$NAMESPACE" create secret tls webhook-server-cert \
   --cert="$DIR/tls.crt" --key="$DIR/tls.key" --dry-run=client -o yaml | kubectl apply -f -
-if ! kubectl -n "$NAMESPACE" get secret artifact-operator-approval-key >/dev/null 2>&1; then
-  kubectl -n "$NAMESPACE" create secret generic artifact-operator-approval-key \
-    --from-literal=key="$(openssl rand -hex 32)"
-fi
 CA_BUNDLE=$(base64 < "$DIR/ca.crt" | tr -d '\n')
-for config in \
-    validatingwebhookconfiguration/artifact-operator-validating-webhook-configuration \
-    mutatingwebhookconfiguration/artifact-operator-mutating-webhook-configuration; do
-  kubectl patch "$config" --type=json \
-    -p "[{\"op\":\"add\",\"path\":\"/webhooks/0/clientConfig/caBundle\",\"value\":\"$CA_BUNDLE\"}]"
-done
+kubectl patch validatingwebhookconfiguration/artifact-operator-validating-webhook-configuration \
+  --type=json \
+  -p "[{\"op\":\"add\",\"path\":\"/webhooks/0/clientConfig/caBundle\",\"value\":\"$CA_BUNDLE\"}]"
 echo "webhook certificate installed in $NAMESPACE; CA bundle patched"

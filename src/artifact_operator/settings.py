@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "ARTIFACT_OPERATOR_"
@@ -78,6 +78,21 @@ class WebhookSettings(BaseSettings):
     webhook_cert: Path | None = Field(None, description="Serving certificate (PEM).")
     webhook_key: Path | None = Field(None, description="Private key of the certificate.")
     webhook_host: str | None = Field(None, description="Address to listen on (all if unset).")
+    webhook_client_ca: Path | None = Field(
+        None, description="CA (PEM) whose client certificates the webhook requires (mutual "
+        "TLS): the CA of the API server's admission client certificate. Unset: any caller "
+        "that reaches the port is served (then restrict it with the shipped NetworkPolicy).")
+    webhook_max_in_flight: int = Field(
+        32, ge=1, le=1024, description="Admission requests served at once; more are refused "
+        "with 503.")
+
+    @field_validator("webhook_client_ca")
+    @classmethod
+    def _ca_exists(cls, value: Path | None) -> Path | None:
+        # Fail at start, not at the first review: a missing CA must not mean "no mTLS".
+        if value is not None and not value.is_file():
+            raise ValueError(f"webhook client CA file not found: {value}")
+        return value
 
     @property
     def cert(self) -> Path:
@@ -89,13 +104,16 @@ class WebhookSettings(BaseSettings):
 
 
 class ApprovalSettings(BaseSettings):
-    """The approval key: `ARTIFACT_OPERATOR_APPROVAL_KEY`, or a file named by
-    `ARTIFACT_OPERATOR_APPROVAL_KEY_FILE` (a mounted Secret, shared by every replica)."""
+    """The key of the old HMAC approval annotations: `ARTIFACT_OPERATOR_APPROVAL_KEY`, or a
+    file named by `ARTIFACT_OPERATOR_APPROVAL_KEY_FILE`. Only verified now: artifacts approved
+    that way keep running until their next change; ArtifactApprovals need no key."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
-    approval_key: SecretStr | None = Field(None, description="HMAC key for approvals.")
-    approval_key_file: Path | None = Field(None, description="File holding the HMAC key.")
+    approval_key: SecretStr | None = Field(
+        None, description="HMAC key of the old annotation approvals (only verified, for "
+        "migration).")
+    approval_key_file: Path | None = Field(None, description="File holding that key.")
 
 
 @dataclass(frozen=True)

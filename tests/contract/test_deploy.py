@@ -119,12 +119,16 @@ def test_kustomize_default_renders_everything_and_validates() -> None:
     kinds = {d["kind"] for d in docs}
     assert {"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
             "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap", "Service", "Deployment",
-            "PodDisruptionBudget", "ValidatingWebhookConfiguration",
-            "MutatingWebhookConfiguration"} <= kinds
+            "PodDisruptionBudget", "ValidatingWebhookConfiguration"} <= kinds
+    # Not by default: without the cluster's API server CIDRs it would admit nobody.
+    assert "NetworkPolicy" not in kinds
+    # Nothing mutates Artifacts any more (approvals are ArtifactApprovals).
+    assert "MutatingWebhookConfiguration" not in kinds
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition"} \
+        == {"artifacts.workload.dev", "artifactapprovals.workload.dev"}
     for doc in docs:
         if doc["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole",
-                               "ClusterRoleBinding", "ValidatingWebhookConfiguration",
-                               "MutatingWebhookConfiguration"):
+                               "ClusterRoleBinding", "ValidatingWebhookConfiguration"):
             assert doc["metadata"]["namespace"] == "artifact-operator-system", doc["kind"]
     validate_all(docs)
     validate_all(kustomize(DEPLOY / "prometheus"))
@@ -268,10 +272,21 @@ def test_helm_webhook_modes() -> None:
     ca = vwc["webhooks"][0]["clientConfig"]["caBundle"]
     (secret,) = [s for s in by_kind(self_signed, "Secret") if s["type"] == "kubernetes.io/tls"]
     assert secret["data"]["ca.crt"] == ca
-    (mwc,) = by_kind(self_signed, "MutatingWebhookConfiguration")
-    assert mwc["webhooks"][0]["clientConfig"]["caBundle"] == ca
-    (key,) = [s for s in by_kind(self_signed, "Secret") if s["type"] == "Opaque"]
-    assert len(key["data"]["key"]) > 40
+    assert not by_kind(self_signed, "MutatingWebhookConfiguration")
+    # No NetworkPolicy without the API servers' CIDRs: one admitting nobody would stop every
+    # Artifact write.
+    assert not by_kind(self_signed, "NetworkPolicy")
+    mtls = helm_render({"webhook": {"enabled": True, "clientCA": "PEM",
+                                    "networkPolicy": {"apiServerCIDRs": ["10.0.0.1/32"]}}})
+    assert "--webhook-client-ca=/etc/artifact-operator/client-ca/ca.crt" in \
+        container_args(mtls)
+    (policy,) = by_kind(mtls, "NetworkPolicy")
+    (webhook_rule,) = [r for r in policy["spec"]["ingress"]
+                       if r["ports"] == [{"port": 9443, "protocol": "TCP"}]]
+    assert webhook_rule["from"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
+    # No approval key on a fresh install: nothing signs any more (only an earlier version's
+    # key is kept, for migration).
+    assert not [s for s in by_kind(self_signed, "Secret") if s["type"] == "Opaque"]
     ports = manager_deployment(self_signed)["spec"]["template"]["spec"]["containers"][0]["ports"]
     assert {"name": "webhook-server", "containerPort": 9443, "protocol": "TCP"} in ports
     cert_manager = helm_render({"webhook": {"enabled": True, "certManager": {"enabled": True}}})
@@ -295,10 +310,10 @@ def test_helm_webhooks_select_the_watched_namespaces_where_the_server_can() -> N
 
     by_name = {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In",
                                      "values": ["team-a", "team-b"]}]}
-    assert selectors("v1.21.0") == [by_name, by_name]
+    assert selectors("v1.21.0") == [by_name]
     # 1.20 labels no namespace with its name: no selector; the operator judges only the
     # namespaces it watches (its --namespace flags, from the same watchNamespaces).
-    assert selectors("v1.20.2") == [None, None]
+    assert selectors("v1.20.2") == [None]
     args = container_args(helm_render({**NAMESPACED, "webhook": {"enabled": True}},
                                       kube_version="v1.20.2"))
     assert [a for a in args if a.startswith("--namespace")] == \

@@ -10,6 +10,7 @@ import pytest
 from kubernetes_validate import utils as kv
 
 from artifact_operator.api.validation import parse
+from artifact_operator.logic.approval import Decision, Grant, decide
 from artifact_operator.logic.render import render
 from artifact_operator.settings import Settings
 
@@ -36,7 +37,10 @@ def _objects() -> list[Any]:
     params = []
     for label, doc in _artifacts():
         for elevated in (False, True):
-            for obj in render(parse(doc), Settings(), elevated_approved=elevated).objects:
+            artifact = parse(doc)
+            decisions = {g: Decision(Grant.approved if elevated else Grant.missing, "")
+                         for g in decide(artifact, [])}
+            for obj in render(artifact, Settings(), decisions).objects:
                 ident = f"{label}-{obj['kind']}-{obj['metadata']['name'][-12:]}"
                 params.append(pytest.param(obj, id=f"{ident}{'-admin' if elevated else ''}"))
     return params

@@ -34,7 +34,7 @@ from ..support.accounts import (
     sa_user,
     service_account_token,
 )
-from ..support.builders import service_artifact
+from ..support.builders import PINNED_IMAGE, service_artifact
 from ..support.operator import OperatorProcess
 from ..support.wait import wait_for
 from ..support.webhook import (
@@ -47,6 +47,7 @@ from .test_admission import (
     ADMIN,
     EDITOR,
     NET_ADMIN,
+    approve,
     as_user,
     capabilities,
     create_as,
@@ -212,10 +213,13 @@ def _behaviours_work(cluster: Cluster, namespace: str, storage: str,
     # Admission: the webhook asks the API server (a SubjectAccessReview, with the operator's
     # token) who may add a capability. A refusal from RBAC would not name the field.
     error = refused(lambda: create_as(cluster, EDITOR, namespace,
-                                      service_artifact("by-editor", security=NET_ADMIN)))
+                                      service_artifact("by-editor", PINNED_IMAGE,
+                                                       security=NET_ADMIN)))
     assert error.status == 403 and "only an admin" in error.body, error.body
     assert "securityContext.capabilities.add" in error.body
-    create_as(cluster, ADMIN, namespace, service_artifact("by-admin", security=NET_ADMIN))
+    create_as(cluster, ADMIN, namespace,
+              service_artifact("by-admin", PINNED_IMAGE, security=NET_ADMIN))
+    approve(cluster, namespace, "by-admin")
 
     # Service: Deployment, Service and a status.
     wait_for(lambda: _read(cluster.apps.read_namespaced_deployment, "web-api", namespace),
@@ -240,7 +244,7 @@ def _behaviours_work(cluster: Cluster, namespace: str, storage: str,
     wait_for(lambda: claim(cluster, namespace, "llm-model-store").spec.resources
              .requests["storage"] == "150Gi", timeout=30, what="the claim to grow to 150Gi")
 
-    # The admin's capability is rendered (the approval verified with the key).
+    # The admin's capability is rendered (the operator reads the ArtifactApproval).
     add = wait_for(lambda: capabilities(cluster, namespace, "by-admin-api").get("add"),
                    timeout=30, what="the admin's Deployment with its capability")
     assert add == ["NET_ADMIN"]

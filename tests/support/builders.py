@@ -22,6 +22,8 @@ Obj = dict[str, Any]
 API_VERSION = "workload.dev/v1alpha1"
 KIND = "Artifact"
 IMAGE = "nginx:1.27"
+# Containers with elevated securityContext fields must run an image pinned by digest.
+PINNED_IMAGE = "nginx@sha256:" + "0" * 64
 NIM_IMAGE = "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3"
 OTHER_NIM_IMAGE = "nvcr.io/nim/mistralai/mistral-7b-instruct-v0.3:1.3.0"
 

@@ -89,10 +89,11 @@ def sample(index: int, name: str | None = None) -> dict[str, Any]:
 
 
 def elevated(name: str) -> dict[str, Any]:
-    """Elevated securityContext fields: rendered only with an admin's approval."""
+    """Elevated securityContext fields: rendered only with an admin's approval (and so with
+    an image pinned by digest)."""
     return {"metadata": {"name": name}, "spec": {"containerGroups": [
         {"name": "api", "containers": [
-            {"name": "app", "imageUri": "nginx:1.27", "primary": True, "port": 8080,
+            {"name": "app", "imageUri": "nginx@sha256:" + "0" * 64, "primary": True, "port": 8080,
              "securityContext": {"allowPrivilegeEscalation": True,
                                  "capabilities": {"add": ["NET_ADMIN"], "drop": ["NET_RAW"]},
                                  "seccompProfile": {"type": "Unconfined"}}}]}]}}

@@ -1,6 +1,6 @@
-"""The operator's admission webhooks on loopback: a throwaway CA and serving certificate, the
-operator serving them, and Validating/MutatingWebhookConfigurations that send one
-namespace's Artifacts to it (other tests' namespaces are left alone)."""
+"""The operator's admission webhook on loopback: a throwaway CA and serving certificate, the
+operator serving it, and a ValidatingWebhookConfiguration that sends one namespace's
+Artifacts to it (other tests' namespaces are left alone)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from .controlplane import ADMIN_TOKEN, ControlPlane, free_port
 from .operator import OperatorProcess
 
 SELECTOR_LABEL = "artifact-operator.test/webhook"
-APPROVAL_KEY = "test-approval-key-0123456789abcdef"
 
 
 @dataclass
@@ -67,17 +66,12 @@ def _webhook(name: str, path: str, port: int, ca: bytes, namespace: str,
 @contextlib.contextmanager
 def registered_webhooks(api: client.ApiClient, namespace: str, port: int,
                         ca: Path) -> Iterator[None]:
-    """Register both webhooks for `namespace` only; unregister on exit."""
+    """Register the webhook for `namespace` only; unregister on exit."""
     core = client.CoreV1Api(api)
     core.patch_namespace(namespace, {"metadata": {"labels": {SELECTOR_LABEL: namespace}}})
     adm = client.AdmissionregistrationV1Api(api)
     name = f"artifact-{namespace}"
     data = ca.read_bytes()
-    adm.create_mutating_webhook_configuration({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": [_webhook("mutate-artifact.workload.dev", "/mutate-artifact", port, data,
-                              namespace, ["CREATE", "UPDATE"])]})
     adm.create_validating_webhook_configuration({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
@@ -90,12 +84,10 @@ def registered_webhooks(api: client.ApiClient, namespace: str, port: int,
         # Unregistered before the namespace goes, so its deletion is not held up by us.
         with contextlib.suppress(client.ApiException):
             adm.delete_validating_webhook_configuration(name)
-        with contextlib.suppress(client.ApiException):
-            adm.delete_mutating_webhook_configuration(name)
 
 
 def webhook_operator(kubeconfig: Path, namespace: str | None, log_path: Path,
-                     cert: ServingCert, *, approval_key: str | None = APPROVAL_KEY,
+                     cert: ServingCert, *, approval_key: str | None = None,
                      extra_args: list[str] | None = None,
                      env: dict[str, str] | None = None) -> OperatorProcess:
     """The operator serving the webhooks on loopback; `namespace` None watches all."""

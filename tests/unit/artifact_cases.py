@@ -111,6 +111,9 @@ CROSS_FIELD: tuple[Case, ...] = (
     Case("provided-dockerfile-with-entrypoint", {"containerGroups": groups(primary(
         imageBuildConfig={"dockerfile": {"source": "provided", "entrypoint": ["python"]}}))},
          f"{C0}.imageBuildConfig.dockerfile.entrypoint", "unknown field"),
+    Case("elevated-with-a-tag", {"containerGroups": groups(primary(
+        imageUri="nginx:1.27", securityContext={"capabilities": {"add": ["NET_ADMIN"]}}))},
+         f"{C0}.imageUri", "must pin its image by digest"),
 )
 
 # Valid specs that exercise the same rules from the allowed side.
@@ -134,4 +137,8 @@ VALID: dict[str, dict[str, Any]] = {
                       "storage": {"pvcSize": "150Gi"}, "runtime": {"api": {"replicas": 1}}},
     "nim-cache": {"type": "nim", "containerGroups": groups(primary()),
                   "storage": {"mode": "nimCache"}},
+    "elevated-pinned": {"containerGroups": groups(primary(
+        imageUri="nginx@sha256:" + "0" * 64,
+        securityContext={"allowPrivilegeEscalation": True,
+                         "seccompProfile": {"type": "Unconfined"}}))},
 }

@@ -1,4 +1,5 @@
-"""The webhook's decisions, the approval signature and the shipped webhook/RBAC manifests.
+"""The webhook's decisions, the old approval annotation (verified for migration) and the
+shipped webhook/RBAC manifests.
 No cluster: these are the pure parts; tests/integration/test_admission.py runs them for real."""
 
 from __future__ import annotations
@@ -11,20 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
+from artifact_operator.api.elevated import elevated_groups, elevated_paths
 from artifact_operator.api.validation import parse
-from artifact_operator.app.context import load_approver
-from artifact_operator.logic.admission import (
-    Approval,
-    annotation_after,
-    approval_decision,
-    review,
-)
-from artifact_operator.logic.approval import ANNOTATION, Approver
-from artifact_operator.logic.elevated import elevated_paths
-from artifact_operator.logic.render import render
+from artifact_operator.app.context import load_legacy_approver
+from artifact_operator.logic.admission import review
+from artifact_operator.logic.approval import LEGACY_ANNOTATION, LegacyApprover
 from artifact_operator.logic.repository import repository_label_patch
-from artifact_operator.settings import DEFAULT_CERT_DIR, ApprovalSettings, Settings, WebhookSettings
-from artifact_operator.webhook.server import MUTATE_ID, VALIDATE_ID, enabled
+from artifact_operator.settings import DEFAULT_CERT_DIR, ApprovalSettings, WebhookSettings
+from artifact_operator.webhook.server import VALIDATE_ID, enabled
 
 from ..support.builders import service_artifact
 
@@ -32,8 +27,12 @@ REPO = Path(__file__).resolve().parents[2]
 WEBHOOK = REPO / "deploy" / "webhook"
 
 
+PINNED = "nginx@sha256:" + "a" * 64
+OTHER = "other@sha256:" + "b" * 64
+
+
 def art(name: str = "a", *, lifecycle: str = "draft", security: dict[str, Any] | None = None,
-        image: str = "nginx:1", **spec: Any) -> dict[str, Any]:
+        image: str = PINNED, **spec: Any) -> dict[str, Any]:
     """A service artifact in namespace ns, with its lifecycle stated."""
     return service_artifact(name, image, security=security, namespace="ns",
                             lifecycle=lifecycle, **spec)
@@ -113,24 +112,36 @@ class TestReview:
     def test_unchanged_elevated_fields_need_no_admin_but_a_new_image_does(self) -> None:
         old = art(security=CAPS)
         assert review("UPDATE", old, art(security=CAPS, description="x")).admin_only == []
-        assert paths(review("UPDATE", old, art(security=CAPS, image="other:1")).admin_only) \
+        assert paths(review("UPDATE", old, art(security=CAPS, image=OTHER)).admin_only) \
             == ["spec.containerGroups[0].containers[0].securityContext.capabilities.add"]
 
-    def test_paths_agree_with_the_renderer(self) -> None:
+    def test_paths_agree_with_what_approvals_cover(self) -> None:
         security = {"capabilities": {"add": ["X"]}, "allowPrivilegeEscalation": True,
                     "seccompProfile": {"type": "Unconfined"}}
         doc = art(security=security)
-        dropped = render(parse(doc), Settings()).elevated_dropped
-        assert elevated_paths(doc["spec"]) == dropped and len(dropped) == 3
+        assert elevated_groups(doc["spec"]) == {"api": elevated_paths(doc["spec"])}
+        assert len(elevated_paths(doc["spec"])) == 3
+
+    @pytest.mark.parametrize("image", ["nginx:1", "nginx", "nginx@sha256:abc",
+                                       "nginx:1@sha256:" + "A" * 64])
+    def test_an_elevated_container_must_pin_its_image(self, image: str) -> None:
+        found = review("CREATE", None, art(security=CAPS, image=image))
+        assert [(v.path, "pin its image by digest" in v.message) for v in found.violations] \
+            == [("spec.containerGroups[0].containers[0].imageUri", True)]
+        # Without elevated fields a tag is fine.
+        assert review("CREATE", None, art(image=image)).violations == []
 
 
-class TestApproval:
-    approver = Approver(b"k" * 32)
+class TestLegacyApproval:
+    """The old HMAC annotation: only verified now, so artifacts approved that way keep
+    running until their next change (the reconciler's part is in test_reconcile.py)."""
+
+    approver = LegacyApprover(b"k" * 32)
 
     def signed(self, doc: dict[str, Any]) -> dict[str, Any]:
-        value = self.approver.sign("ns", doc["metadata"]["name"], doc["spec"])
+        value = self.approver._signature("ns", doc["metadata"]["name"], doc["spec"])
         assert value is not None
-        doc["metadata"]["annotations"] = {ANNOTATION: value}
+        doc["metadata"]["annotations"] = {LEGACY_ANNOTATION: value}
         return doc
 
     def test_an_approval_verifies_for_what_was_approved(self) -> None:
@@ -140,7 +151,7 @@ class TestApproval:
         assert self.approver.verify(doc)
 
     @pytest.mark.parametrize("change", [
-        lambda d: d["spec"]["containerGroups"][0]["containers"][0].update(imageUri="evil:1"),
+        lambda d: d["spec"]["containerGroups"][0]["containers"][0].update(imageUri=OTHER),
         lambda d: d["spec"]["containerGroups"][0]["containers"][0].update(name="other"),
         lambda d: d["spec"]["containerGroups"][0]["containers"][0]["securityContext"][
             "capabilities"]["add"].append("SYS_ADMIN"),
@@ -154,24 +165,20 @@ class TestApproval:
 
     def test_another_key_or_no_key_approves_nothing(self) -> None:
         doc = self.signed(art(security=CAPS))
-        assert not Approver(b"other").verify(doc)
-        assert not Approver(None).verify(doc)
-        assert Approver(None).sign("ns", "a", doc["spec"]) is None
-
-    def test_nothing_elevated_needs_no_approval(self) -> None:
-        assert self.approver.sign("ns", "a", art()["spec"]) is None
+        assert not LegacyApprover(b"other").verify(doc)
+        assert not LegacyApprover(None).verify(doc)
 
     def test_the_key_comes_from_the_environment_or_a_file(
             self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         doc = self.signed(art(security=CAPS))
         monkeypatch.setenv("ARTIFACT_OPERATOR_APPROVAL_KEY", "k" * 32)
-        assert load_approver(ApprovalSettings()).verify(doc)
+        assert load_legacy_approver(ApprovalSettings()).verify(doc)
         monkeypatch.delenv("ARTIFACT_OPERATOR_APPROVAL_KEY")
         (tmp_path / "key").write_text("k" * 32 + "\n")
         monkeypatch.setenv("ARTIFACT_OPERATOR_APPROVAL_KEY_FILE", str(tmp_path / "key"))
-        assert load_approver(ApprovalSettings()).verify(doc)
+        assert load_legacy_approver(ApprovalSettings()).verify(doc)
         monkeypatch.setenv("ARTIFACT_OPERATOR_APPROVAL_KEY_FILE", str(tmp_path / "missing"))
-        assert not load_approver(ApprovalSettings()).configured
+        assert not load_legacy_approver(ApprovalSettings()).configured
 
 
 def test_repository_label_is_patched_only_when_missing_or_wrong() -> None:
@@ -183,52 +190,6 @@ def test_repository_label_is_patched_only_when_missing_or_wrong() -> None:
     doc["spec"].pop("repository")
     assert repository_label_patch(doc, parse(doc)) == \
         {"metadata": {"labels": {"workload.dev/repository": None}}}
-
-
-class TestApprovalDecision:
-    """What the mutating webhook does with the approval annotation (pure)."""
-
-    def with_annotation(self, doc: dict[str, Any], value: str | None) -> dict[str, Any]:
-        doc = copy.deepcopy(doc)
-        if value is not None:
-            doc["metadata"]["annotations"] = {ANNOTATION: value}
-        return doc
-
-    def test_nothing_elevated_keeps_nothing(self) -> None:
-        assert approval_decision("CREATE", None, art()).action is Approval.keep
-        stale = self.with_annotation(art(), "hmac-sha256:old")
-        assert approval_decision("UPDATE", stale, stale).action is Approval.clear
-
-    def test_new_or_changed_elevated_fields_ask_who_is_asking(self) -> None:
-        assert approval_decision("CREATE", None, art(security=CAPS)).action is Approval.ask
-        old = self.with_annotation(art(security=CAPS), "sig")
-        more = self.with_annotation(
-            art(security={"capabilities": {"add": ["NET_ADMIN", "SYS_TIME"]}}), "sig")
-        assert approval_decision("UPDATE", old, more).action is Approval.ask
-        other_image = self.with_annotation(art(security=CAPS, image="other:1"), "sig")
-        assert approval_decision("UPDATE", old, other_image).action is Approval.ask
-
-    def test_a_forged_or_removed_annotation_is_asked_about(self) -> None:
-        old = self.with_annotation(art(security=CAPS), "sig")
-        forged = self.with_annotation(art(security=CAPS), "hmac-sha256:forged")
-        decision = approval_decision("UPDATE", old, forged)
-        assert (decision.action, decision.given, decision.previous) == \
-            (Approval.ask, "hmac-sha256:forged", "sig")
-        # Anyone but an admin gets the stored approval back, whatever they sent.
-        assert annotation_after(decision, admin=False, signature=None) == "sig"
-        assert annotation_after(decision, admin=True, signature="new") == "new"
-
-    def test_unrelated_writes_keep_the_standing_approval(self) -> None:
-        old = self.with_annotation(art(security=CAPS), "sig")
-        relabelled = self.with_annotation(art(security=CAPS, description="x"), "sig")
-        relabelled["metadata"]["labels"] = {"workload.dev/repository": "shop"}
-        assert approval_decision("UPDATE", old, relabelled).action is Approval.keep
-
-    def test_a_non_admin_creating_with_elevated_fields_stores_no_approval(self) -> None:
-        decision = approval_decision("CREATE", None, self.with_annotation(
-            art(security=CAPS), "hmac-sha256:copied-from-elsewhere"))
-        assert decision.action is Approval.ask
-        assert annotation_after(decision, admin=False, signature=None) is None
 
 
 class TestServing:
@@ -251,9 +212,10 @@ class TestShippedManifests:
     def test_webhook_configurations_call_the_handlers_through_the_service(self) -> None:
         configs = {d["kind"]: d for d in _docs(WEBHOOK / "manifests.yaml")}
         service = _docs(WEBHOOK / "service.yaml")[0]
+        # Only the validating webhook: nothing is signed or mutated any more.
         expected = {"ValidatingWebhookConfiguration": (VALIDATE_ID, {"CREATE", "UPDATE",
-                                                                      "DELETE"}),
-                    "MutatingWebhookConfiguration": (MUTATE_ID, {"CREATE", "UPDATE"})}
+                                                                      "DELETE"})}
+        assert set(configs) == set(expected)
         for kind, (handler_id, operations) in expected.items():
             config = configs[kind]
             assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == \
@@ -304,6 +266,14 @@ class TestShippedManifests:
             return {v for rule in roles[role]["rules"] if "artifacts" in rule["resources"]
                     for v in rule["verbs"]}
 
+        def approval_verbs(role: str) -> set[str]:
+            return {v for rule in roles[role]["rules"]
+                    if "artifactapprovals" in rule["resources"] for v in rule["verbs"]}
+
+        # Approving is writing an ArtifactApproval: admins only; the others read.
+        assert {"create", "update", "patch", "delete"} <= approval_verbs("artifact-admin")
+        assert approval_verbs("artifact-editor") == {"get", "list", "watch"}
+        assert approval_verbs("artifact-viewer") == {"get", "list", "watch"}
         assert "elevate" in verbs("artifact-admin")
         assert "elevate" not in verbs("artifact-editor")
         assert {"create", "update", "patch", "delete"} <= verbs("artifact-editor")
@@ -313,3 +283,12 @@ class TestShippedManifests:
         assert labels["artifact-viewer"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
         assert not any(k.startswith("rbac.authorization.k8s.io/aggregate")
                        for k in labels["artifact-admin"])
+
+
+def test_the_network_policy_admits_only_given_addresses_to_the_webhook_port() -> None:
+    (policy,) = _docs(WEBHOOK / "networkpolicy.yaml")
+    webhook_rules = [r for r in policy["spec"]["ingress"]
+                     if any(p["port"] == WebhookSettings().webhook_port for p in r["ports"])]
+    (rule,) = webhook_rules
+    assert [list(f) for f in rule["from"]] == [["ipBlock"]]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]

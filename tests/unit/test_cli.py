@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from artifact_operator.api.crd import CRD_FILE
+from artifact_operator.api.crd import APPROVAL_CRD_FILE, CRD_FILE
 
 from ..support.builders import container, primary
 from .artifact_cases import C0, C1, artifact, groups
@@ -93,12 +93,14 @@ def test_unreadable_or_empty_input_is_an_error(tmp_path: Path) -> None:
 
 
 def test_crd_command_prints_the_checked_in_crd(tmp_path: Path) -> None:
-    checked_in = (REPO / "crds" / CRD_FILE).read_text()
+    checked_in = "---\n".join(
+        (REPO / "crds" / name).read_text() for name in (CRD_FILE, APPROVAL_CRD_FILE))
     printed = run_cli("crd")
     assert (printed.returncode, printed.stdout) == (0, checked_in)
     written = run_cli("crd", "-o", str(tmp_path))
     assert written.returncode == 0
-    assert (tmp_path / CRD_FILE).read_text() == checked_in
+    for name in (CRD_FILE, APPROVAL_CRD_FILE):
+        assert (tmp_path / name).read_text() == (REPO / "crds" / name).read_text()
 
 
 def test_readme_validate_example_is_true(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from typing import Any
 
 import yaml
 
-from artifact_operator.api.crd import CRD_FILE, build_crd, render_crd_yaml
+from artifact_operator.api.crd import CRD_FILE, build_crd, crd_files, render_crd_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -13,6 +13,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_checked_in_crd_matches_the_models() -> None:
     checked_in = (REPO / "crds" / CRD_FILE).read_text()
     assert checked_in == render_crd_yaml(), "crds/ is stale: run `make crd`"
+    for name, text in crd_files().items():
+        assert (REPO / "crds" / name).read_text() == text, "crds/ is stale: run `make crd`"
 
 
 def _walk(node: object, path: str = "") -> list[tuple[str, dict[str, object]]]:

@@ -16,10 +16,10 @@ from artifact_operator.api import naming
 from artifact_operator.controller.reconcile import Outcome, Reconciler
 from artifact_operator.controller.view import ClusterView
 from artifact_operator.kube.events import EventRecorder
-from artifact_operator.logic.approval import Approver
+from artifact_operator.logic.approval import LegacyApprover
 from artifact_operator.settings import Settings
 
-from ..support.builders import in_namespace, primary, service_artifact
+from ..support.builders import PINNED_IMAGE, in_namespace, primary, service_artifact
 from ..support.fake_kube import FakeKube, Write
 
 Obj = dict[str, Any]
@@ -38,7 +38,7 @@ class Harness:
         self.events = EventRecorder(self.kube.as_kube(), enabled=events)
         self.reconciler = Reconciler(self.kube.as_kube(),
                                      settings or Settings(status_settle_seconds=0), self.view,
-                                     self.events, Approver(None))
+                                     self.events, LegacyApprover(None))
         self.catch_up()
 
     def create(self, manifest: Obj) -> Obj:
@@ -390,3 +390,72 @@ async def test_events_are_posted_only_when_enabled(events: bool) -> None:
     posted = sorted(e["message"] for e in h.kube.of_kind("Event"))
     assert posted == (["Created Deployment web-api", "Created Service web-api"]
                       if events else [])
+
+
+# -- approvals ----------------------------------------------------------------------------
+
+NET_ADMIN = {"capabilities": {"add": ["NET_ADMIN"]}}
+
+
+def approval_for(h: Harness) -> dict[str, list[Obj]]:
+    """The approval index as kopf fills it: the admin's approval of `web` as stored now."""
+    from artifact_operator.api.validation import parse
+    from artifact_operator.logic.approval import approval_spec
+
+    spec = approval_spec(parse(h.artifact()))
+    return {(NS, "web"): [{"metadata": {"name": "web", "namespace": NS,
+                                        "resourceVersion": "1"}, "spec": spec}]}
+
+
+def deployed_caps(h: Harness) -> Any:
+    d = h.kube.stored("Deployment", NS, "web-api")
+    return d and d["spec"]["template"]["spec"]["containers"][0]["securityContext"][
+        "capabilities"].get("add")
+
+
+async def test_a_stale_approval_keeps_what_runs_and_writes_no_child() -> None:
+    h = Harness()
+    h.create(service_artifact("web", PINNED_IMAGE, security=NET_ADMIN))
+    await h.reconcile()
+    assert h.kube.writes == [STATUS]  # never approved: nothing rendered
+    assert condition(h.status(), "Ready")["reason"] == "ElevatedNotApproved"
+    h.view.bind({}, approvals=approval_for(h))
+    await h.reconcile()
+    assert deployed_caps(h) == ["NET_ADMIN"]
+    h.catch_up()
+    await h.edit({"containerGroups": [{"name": "api", "containers": [primary(
+        image=PINNED_IMAGE, securityContext=NET_ADMIN, entrypoint=["sh", "-c", "x"])]}]})
+    await h.reconcile()
+    assert h.kube.writes == [STATUS]  # the Deployment is neither applied nor deleted
+    assert deployed_caps(h) == ["NET_ADMIN"]
+    degraded = condition(h.status(), "Degraded")
+    assert degraded["reason"] == "ApprovalStale" and "container/app" in degraded["message"]
+
+
+async def test_the_old_annotation_keeps_what_runs_until_the_next_change() -> None:
+    from artifact_operator.logic.approval import LEGACY_ANNOTATION
+
+    h = Harness()
+    doc = service_artifact("web", PINNED_IMAGE, security=NET_ADMIN)
+    h.reconciler.legacy = legacy = LegacyApprover(b"k" * 32)
+    signature = legacy._signature(NS, "web", doc["spec"])
+    assert signature is not None
+    doc["metadata"]["annotations"] = {LEGACY_ANNOTATION: signature}
+    h.create(doc)
+    # Running before the upgrade: here, applied once under an approval that is then gone.
+    h.view.bind({}, approvals=approval_for(h))
+    await h.reconcile()
+    h.view.bind({}, approvals={})
+    h.catch_up()
+    await h.reconcile()
+    assert DEPLOYMENT not in h.kube.writes and deployed_caps(h) == ["NET_ADMIN"]
+    # Approved on the annotation's word: neither held nor stale.
+    assert condition(h.status(), "Ready")["reason"] not in ("ElevatedNotApproved",
+                                                            "ApprovalStale")
+    assert condition(h.status(), "Degraded")["status"] == "False"
+    # The next change (not covered by the old annotation) holds the group.
+    await h.edit({"containerGroups": [{"name": "api", "containers": [primary(
+        image=PINNED_IMAGE, securityContext=NET_ADMIN, entrypoint=["sh", "-c", "x"])]}]})
+    await h.reconcile()
+    assert DEPLOYMENT not in h.kube.writes and deployed_caps(h) == ["NET_ADMIN"]
+    assert condition(h.status(), "Degraded")["reason"] == "ApprovalStale"

@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 
 from artifact_operator.api.artifact import Artifact
+from artifact_operator.logic.approval import Decision, Grant, decide
 from artifact_operator.logic.render import Rendered, render
 from artifact_operator.settings import Settings
 
+from ..support.builders import PINNED_IMAGE, parsed, primary, service_artifact
 from ..support.builders import artifact as manifest
-from ..support.builders import parsed, primary, service_artifact
 
 UID = "0b7c6d4e-1111-4222-8333-444455556666"
 
@@ -209,23 +210,26 @@ def test_user_tightening_is_merged_on_top_of_the_defaults() -> None:
         "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}}
 
 
-def test_elevated_fields_need_approval() -> None:
-    doc = artifact([{"name": "api", "containers": [primary(securityContext={
-        "allowPrivilegeEscalation": True, "capabilities": {"add": ["NET_ADMIN"]},
-        "seccompProfile": {"type": "Unconfined"}})]}])
-    plain = render(doc, Settings())
-    assert containers(plain)[0]["securityContext"] == {
-        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-        "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
-    path = "spec.containerGroups[0].containers[0].securityContext"
-    assert plain.elevated_dropped == [f"{path}.capabilities.add",
-                                      f"{path}.allowPrivilegeEscalation",
-                                      f"{path}.seccompProfile.type"]
-    approved = render(doc, Settings(), elevated_approved=True)
-    assert containers(approved)[0]["securityContext"] == {
+def test_an_elevated_group_is_rendered_only_when_approved_never_without_its_fields() -> None:
+    doc = artifact([
+        {"name": "api", "containers": [primary(image=PINNED_IMAGE, securityContext={
+            "allowPrivilegeEscalation": True, "capabilities": {"add": ["NET_ADMIN"]},
+            "seccompProfile": {"type": "Unconfined"}})]},
+        {"name": "plain", "containers": [primary()]}])
+    for decisions in (None, decide(doc, [])):
+        held = render(doc, Settings(), decisions)
+        # The elevated group is held back whole; the other group renders as usual.
+        assert {o["metadata"]["name"] for o in held.of_kind("Deployment")} == {"web-plain"}
+        assert list(held.held) == ["api"]
+        assert held.held["api"].grant == Grant.missing
+    approved = render(doc, Settings(), {"api": Decision(Grant.approved, "")})
+    assert containers(approved, "web-api")[0]["securityContext"] == {
         "allowPrivilegeEscalation": True, "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]},
         "runAsNonRoot": True, "seccompProfile": {"type": "Unconfined"}}
-    assert approved.elevated_dropped == []
+    assert approved.held == {}
+    stale = render(doc, Settings(), {"api": Decision(Grant.stale, "changed")})
+    assert stale.held["api"].grant == Grant.stale
+    assert {o["metadata"]["name"] for o in stale.of_kind("Deployment")} == {"web-plain"}
 
 
 # -- runtime overrides --------------------------------------------------------------------

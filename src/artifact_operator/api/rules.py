@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from artifact_operator.api.elevated import container_elevated
 from artifact_operator.api.naming import container_name
 from artifact_operator.api.raw import as_dict, as_list
 
@@ -39,6 +40,7 @@ class CelRule:
 
 
 GROUPS = ("spec", "containerGroups", "[]")
+PINNED = re.compile(r"@sha256:[a-f0-9]{64}$")
 CONTAINERS = (*GROUPS, "containers", "[]")
 
 CEL_RULES: tuple[CelRule, ...] = (
@@ -74,6 +76,19 @@ CEL_RULES: tuple[CelRule, ...] = (
     CelRule((*CONTAINERS, "securityContext", "seccompProfile"),
             "self.type == 'Localhost' ? has(self.localhostProfile) : !has(self.localhostProfile)",
             "localhostProfile is required with, and only with, type Localhost"),
+    # An approval is for what the image is now: a tag can be moved to other code later.
+    CelRule(CONTAINERS,
+            "!has(self.securityContext) || !("
+            "(has(self.securityContext.capabilities) && "
+            "has(self.securityContext.capabilities.add) && "
+            "size(self.securityContext.capabilities.add) > 0) || "
+            "(has(self.securityContext.allowPrivilegeEscalation) && "
+            "self.securityContext.allowPrivilegeEscalation) || "
+            "(has(self.securityContext.seccompProfile) && "
+            "self.securityContext.seccompProfile.type == 'Unconfined')) || "
+            "(has(self.imageUri) && self.imageUri.matches('@sha256:[a-f0-9]{64}$'))",
+            "a container with elevated securityContext fields must pin its image by digest "
+            "(imageUri ending in @sha256:<64 hex>)"),
     CelRule(GROUPS, "self.containers.filter(c, c.primary).size() <= 1",
             "a container group has at most one primary container"),
     # Unnamed containers run as container-<index>; CEL cannot see the index, so a clash
@@ -170,6 +185,12 @@ def _check_container(c: dict[str, Any], path: str) -> Iterator[Violation]:
         yield Violation(f"{path}.port", "a non-primary container must not set port")
     if not c.get("imageUri") and c.get("imageBuildConfig") is None:
         yield Violation(f"{path}.imageUri", "imageUri is required unless imageBuildConfig is set")
+    image = c.get("imageUri")
+    if container_elevated(c) and not (isinstance(image, str) and PINNED.search(image)):
+        yield Violation(f"{path}.imageUri",
+                        "a container with elevated securityContext fields must pin its image "
+                        "by digest (imageUri ending in @sha256:<64 hex>): an approval is for "
+                        "what the image is now, and a tag can move")
     env = [as_dict(e) for e in as_list(c.get("environmentVars"))]
     yield from _duplicates([(i, e.get("name")) for i, e in enumerate(env)],
                            "environment variable name", path + ".environmentVars[{}].name")

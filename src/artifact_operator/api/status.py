@@ -28,6 +28,7 @@ class Reason(StrEnum):
     claim_lost = "ClaimLost"
     shrink_refused = "ShrinkRefused"
     elevated_not_approved = "ElevatedNotApproved"
+    approval_stale = "ApprovalStale"
     secret_missing = "SecretMissing"
     locked_spec_changed = "LockedSpecChanged"
     as_expected = "AsExpected"

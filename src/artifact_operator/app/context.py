@@ -20,15 +20,17 @@ from artifact_operator.controller.reconcile import Reconciler
 from artifact_operator.controller.view import ClusterView
 from artifact_operator.kube.client import Kube
 from artifact_operator.kube.events import EventRecorder
-from artifact_operator.logic.approval import Approver
+from artifact_operator.logic.approval import LegacyApprover
 from artifact_operator.settings import ApprovalSettings, Config
 from artifact_operator.webhook import server as webhook
 
 log = logging.getLogger(__name__)
 
 
-def load_approver(settings: ApprovalSettings) -> Approver:
-    """The approval key from the environment or its file; without one nothing is approved."""
+def load_legacy_approver(settings: ApprovalSettings) -> LegacyApprover:
+    """The key of the old HMAC approvals, from the environment or its file. Only verified,
+    for artifacts approved before ArtifactApprovals (they keep running until their next
+    change); without it, those need an ArtifactApproval at once."""
     key: bytes | None = None
     if settings.approval_key is not None:
         key = settings.approval_key.get_secret_value().encode()
@@ -38,18 +40,14 @@ def load_approver(settings: ApprovalSettings) -> Approver:
         except OSError as exc:
             log.warning("cannot read the approval key file %s: %s",
                         settings.approval_key_file, exc.strerror)
-    if not key:
-        log.warning("no approval key configured (ARTIFACT_OPERATOR_APPROVAL_KEY or "
-                    "ARTIFACT_OPERATOR_APPROVAL_KEY_FILE): elevated securityContext fields "
-                    "are never rendered")
-    return Approver(key)
+    return LegacyApprover(key)
 
 
 @dataclass
 class Context:
     config: Config
     health: Health
-    approver: Approver
+    legacy: LegacyApprover
     leader_election: bool
     webhooks: bool
     kube: Kube | None = None
@@ -65,15 +63,14 @@ class Context:
         # With leader election the replica starts as a standby; run.py activates it.
         self.reconciler = Reconciler(
             kube, self.config.settings, view, EventRecorder(kube, self.config.settings.events),
-            self.approver, active=not self.leader_election)
+            self.legacy, active=not self.leader_election)
         memo.reconciler = self.reconciler
         self._resync = asyncio.get_running_loop().create_task(
             self.reconciler.resync_forever())
         if self.webhooks:
             webhook.serve(settings, self.config.webhook)
             # Its own client: access reviews must not wait behind a burst of reconciles.
-            self.admission = webhook.Admission(
-                await Kube.connect(client_login=client_login), self.approver)
+            self.admission = webhook.Admission(await Kube.connect(client_login=client_login))
             memo.admission = self.admission
             # kopf binds the webhook server only after startup: until it listens, the pod
             # must not receive the Service's admission calls.

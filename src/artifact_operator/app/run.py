@@ -18,7 +18,7 @@ from typing import Any
 import kopf
 from kopf._core.engines.peering import Identity  # not re-exported by kopf
 
-from artifact_operator.app.context import Context, load_approver
+from artifact_operator.app.context import Context, load_legacy_approver
 from artifact_operator.app.observability import Health, configure_logging, serve
 from artifact_operator.kube.client import Kube
 from artifact_operator.kube.leader import LeaderElector, default_identity, default_namespace
@@ -51,8 +51,8 @@ def run(config: Config, options: RunOptions) -> int:
     webhooks = webhook.enabled(config.webhook)
     if webhooks:
         webhook.register(config.webhook, options.namespaces)
-    # One approval key for the webhook (signing) and the reconciler (verifying).
-    context = Context(config, Health(), load_approver(config.approval),
+    # The old HMAC approvals are only verified now (migration); nothing signs any more.
+    context = Context(config, Health(), load_legacy_approver(config.approval),
                       leader_election=options.leader_election, webhooks=webhooks)
 
     @kopf.on.startup(id="artifact-operator-startup")

@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from artifact_operator.api.approval import APPROVAL_PLURAL
 from artifact_operator.api.models import API_GROUP, API_VERSION, KIND, PLURAL
 
 Obj = dict[str, Any]
@@ -58,6 +59,27 @@ class Cluster:
         got = self._call(self.api.list_namespaced_custom_object, API_GROUP, API_VERSION,
                          self.namespace, PLURAL, label_selector=label_selector)
         return list(got.get("items", []))
+
+    def get_approval(self, name: str) -> Obj | None:
+        from kubernetes.client import ApiException
+
+        try:
+            return self._call(self.api.get_namespaced_custom_object, API_GROUP, API_VERSION,
+                              self.namespace, APPROVAL_PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create_approval(self, body: Obj) -> Obj:
+        return self._call(self.api.create_namespaced_custom_object, API_GROUP, API_VERSION,
+                          self.namespace, APPROVAL_PLURAL, body)
+
+    def replace_approval(self, name: str, body: Obj) -> Obj:
+        """A full replace carrying the resourceVersion read: a concurrent change is a 409,
+        never overwritten."""
+        return self._call(self.api.replace_namespaced_custom_object, API_GROUP, API_VERSION,
+                          self.namespace, APPROVAL_PLURAL, name, body)
 
     def watch(self, name: str, resource_version: str, timeout: float) -> Any:
         """Events of one artifact after `resource_version`, for at most `timeout` seconds."""

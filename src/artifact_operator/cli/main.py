@@ -35,16 +35,17 @@ def _artifacts(path: str) -> Iterator[Any]:
 
 
 def cmd_crd(args: argparse.Namespace) -> int:
-    from artifact_operator.api.crd import CRD_FILE, render_crd_yaml
+    from artifact_operator.api.crd import crd_files
 
-    text = render_crd_yaml()
+    files = crd_files()
     if args.output_dir:
-        out = Path(args.output_dir) / CRD_FILE
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
-        print(f"wrote {out}", file=sys.stderr)
+        for name, text in files.items():
+            out = Path(args.output_dir) / name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text)
+            print(f"wrote {out}", file=sys.stderr)
     else:
-        sys.stdout.write(text)
+        sys.stdout.write("---\n".join(files.values()))
     return 0
 
 
@@ -77,6 +78,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from artifact_operator.api.validation import InvalidArtifact, parse
+    from artifact_operator.logic.approval import Decision, Grant, decide
     from artifact_operator.logic.render import render
     from artifact_operator.settings import Settings
 
@@ -91,12 +93,15 @@ def cmd_render(args: argparse.Namespace) -> int:
             for v in exc.violations:
                 print(f"  {v.path}: {v.message}", file=sys.stderr)
             return 1
-        rendered = render(artifact, settings, elevated_approved=args.elevated_approved)
+        decisions = decide(artifact, [])
+        if args.elevated_approved:
+            decisions = {g: Decision(Grant.approved, "") for g in decisions}
+        rendered = render(artifact, settings, decisions)
         for group, container in rendered.waiting_for_image.items():
             print(f"# group {group} not rendered: container {container} has no imageUri yet",
                   file=sys.stderr)
-        for path in rendered.elevated_dropped:
-            print(f"# {path} dropped: elevated fields need admin approval", file=sys.stderr)
+        for held in rendered.held.values():
+            print(f"# {held.message}", file=sys.stderr)
         objects.extend(rendered.objects)
     sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False))
     return 0
@@ -120,7 +125,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from artifact_operator.settings import Config
 
     config = Config.load(webhook_port=args.webhook_port, webhook_cert=args.webhook_cert,
-                         webhook_key=args.webhook_key, webhook_host=args.webhook_host)
+                         webhook_key=args.webhook_key, webhook_host=args.webhook_host,
+                         webhook_client_ca=args.webhook_client_ca)
     _without_client_libraries(config.settings.client_login)
     from artifact_operator.app.run import RunOptions, run
 
@@ -143,14 +149,17 @@ def _webhook_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"its private key (default {cert_dir}/tls.key)")
     parser.add_argument("--webhook-host", default=None,
                         help="address to listen on for the webhooks (default: all)")
+    parser.add_argument("--webhook-client-ca", default=None,
+                        help="require client certificates of this CA (mutual TLS; the CA of "
+                        "the API server's admission client certificate)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="artifact-operator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("crd", help="print the Artifact CRD generated from the models")
-    p.add_argument("-o", "--output-dir", help="write the CRD file into this directory")
+    p = sub.add_parser("crd", help="print the CRDs (Artifact, ArtifactApproval) from the models")
+    p.add_argument("-o", "--output-dir", help="write the CRD files into this directory")
     p.set_defaults(func=cmd_crd)
 
     p = sub.add_parser("validate", help="check Artifacts in a file; no cluster needed",

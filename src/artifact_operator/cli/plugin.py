@@ -1,4 +1,4 @@
-"""`kubectl artifact`: clone, lock, list the versions of, and import Artifacts.
+"""`kubectl artifact`: clone, lock, approve, list the versions of, and import Artifacts.
 
 A kubectl plugin (the console script `kubectl-artifact`). It talks to the cluster with the
 user's own kubeconfig, context and namespace, so the API server's RBAC and the operator's
@@ -72,6 +72,55 @@ def cmd_clone(args: argparse.Namespace) -> int:
         return 0
     cluster.create(body)
     print(f"{RESOURCE}/{args.new} created (a draft clone of {args.source})")
+    return 0
+
+
+def approval_manifest(artifact: Obj, existing: Obj | None) -> Obj:
+    """The ArtifactApproval approving every elevated group of `artifact` as it is now: named
+    after it, bound to its uid, owned by it (garbage collected with it; not a controller
+    reference, and no blockOwnerDeletion, which would need rights on the artifact's
+    finalizers)."""
+    from artifact_operator.api.approval import APPROVAL_KIND
+    from artifact_operator.api.validation import parse
+    from artifact_operator.logic.approval import approval_spec
+
+    parsed = parse(artifact)  # raises InvalidArtifact: an invalid spec is not approved
+    meta = artifact["metadata"]
+    metadata: Obj = {
+        "name": meta["name"],
+        "ownerReferences": [{"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND,
+                             "name": meta["name"], "uid": meta["uid"]}],
+    }
+    if existing is not None:
+        metadata["resourceVersion"] = existing["metadata"]["resourceVersion"]
+    return {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": APPROVAL_KIND,
+            "metadata": metadata, "spec": approval_spec(parsed)}
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from artifact_operator.api.validation import InvalidArtifact
+
+    cluster = connect(args)
+    artifact = cluster.get(args.name)
+    try:
+        body = approval_manifest(artifact, None)
+    except InvalidArtifact as exc:
+        raise PluginError(f"error: {args.name} is invalid, not approving it: {exc}") from exc
+    groups = body["spec"]["groups"]
+    if not groups:
+        print(f"{RESOURCE}/{args.name} has no elevated securityContext fields: nothing to "
+              "approve")
+        return 0
+    # The request is the user's own: the API server's RBAC decides whether they may approve
+    # (the shipped artifact-admin role may; editors and viewers may not).
+    existing = cluster.get_approval(args.name)
+    if existing is None:
+        cluster.create_approval(body)
+    else:
+        cluster.replace_approval(args.name, approval_manifest(artifact, existing))
+    for group in groups:
+        print(f"artifactapprovals.{API_GROUP}/{args.name}: group {group['name']} approved "
+              f"({', '.join(group['elevated'])}) at {group['digest'][:19]}")
     return 0
 
 
@@ -290,6 +339,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=duration, default=60.0,
                    help="how long to wait for the version (default 60s)")
     p.set_defaults(func=cmd_lock)
+
+    p = sub.add_parser("approve", parents=[common],
+                       help="approve an artifact's elevated container groups as they are now "
+                       "(admins)",
+                       description="Create or update the ArtifactApproval of NAME: the digest "
+                       "of each container group with elevated securityContext fields, bound "
+                       "to NAME's uid. The operator runs those fields only while it matches.")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_approve)
 
     p = sub.add_parser("versions", parents=[common], help="list the versions of a repository",
                        description="List the artifacts labelled workload.dev/repository="

@@ -110,9 +110,10 @@ class Applier:
     async def prune(self, body: Obj, uid: str | None, rendered: Rendered,
                     live: Mapping[Ref, Obj]) -> None:
         """Delete the children this artifact controls that are no longer rendered, except the
-        groups that keep running their last good image while they wait for a build."""
+        groups that keep running what they run: those waiting for a build, and those held
+        back for lack of a current approval (never rolled without their approved fields)."""
         wanted = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects}
-        keep_groups = set(rendered.waiting_for_image)
+        keep_groups = set(rendered.waiting_for_image) | set(rendered.held)
         for ref, obj in list(live.items()):
             if ref in wanted or not controlled_by(obj, uid):
                 continue

@@ -12,6 +12,7 @@ from typing import Any, cast
 import kopf
 
 from artifact_operator.api import naming
+from artifact_operator.api.approval import APPROVAL_PLURAL
 from artifact_operator.api.models import API_GROUP, API_VERSION, PLURAL
 from artifact_operator.controller.reconcile import Reconciler
 from artifact_operator.controller.view import slim
@@ -100,13 +101,27 @@ async def secrets(body: Any, namespace: str | None, labels: Any, **_: Any) -> An
     return _child_index(body, namespace, labels)
 
 
+def _approval_key(body: Any, namespace: str | None) -> tuple[str, str] | None:
+    artifact = (body.get("spec") or {}).get("artifact") or {}
+    name = artifact.get("name") if isinstance(artifact, dict) else None
+    return (namespace, str(name)) if namespace and name else None
+
+
+# ArtifactApprovals by the artifact they name. Only read: whether one holds is decided per
+# reconcile (logic/approval.decide), and the uid in it is checked there.
+@kopf.index(API_GROUP, API_VERSION, APPROVAL_PLURAL)
+async def approvals(body: Any, namespace: str | None, **_: Any) -> Any:
+    key = _approval_key(body, namespace)
+    return {key: slim(body)} if key is not None else {}
+
+
 def _bind(memo: Any, kwargs: dict[str, Any]) -> Reconciler:
     reconciler = reconciler_of(memo)
     if not reconciler.view.indexes:  # kopf hands its indexes only to handlers
         reconciler.view.bind({
             "Deployment": kwargs["deployments"], "Service": kwargs["services"],
             "PersistentVolumeClaim": kwargs["claims"], "Secret": kwargs["secrets"],
-        })
+        }, approvals=kwargs["approvals"])
     return reconciler
 
 
@@ -158,3 +173,12 @@ async def claim_event(body: Any, namespace: str | None, name: str, labels: Any, 
 async def secret_event(body: Any, namespace: str | None, labels: Any, memo: Any,
                        **kwargs: Any) -> None:
     await _child_event(body, namespace, labels, memo, kwargs)
+
+
+@kopf.on.event(API_GROUP, API_VERSION, APPROVAL_PLURAL)
+async def approval_event(body: Any, namespace: str | None, memo: Any, **kwargs: Any) -> None:
+    """An approval given, changed or withdrawn: the artifact it names decides again."""
+    reconciler = _bind(memo, kwargs)
+    key = _approval_key(body, namespace)
+    if key is not None and key in reconciler.view.artifacts:
+        reconciler.enqueue(key)

@@ -29,8 +29,9 @@ from artifact_operator.controller.versions import Versions
 from artifact_operator.controller.view import ClusterView, Key, Obj, Ref
 from artifact_operator.kube.client import CONNECTIONS, ApiError, Kube, permanent
 from artifact_operator.kube.events import EventRecorder, now
-from artifact_operator.logic.approval import Approver
+from artifact_operator.logic.approval import Decision, Grant, LegacyApprover, decide
 from artifact_operator.logic.claims import caches_mounted
+from artifact_operator.logic.compare import covers
 from artifact_operator.logic.lock import lock_state
 from artifact_operator.logic.render import Rendered, render
 from artifact_operator.logic.repository import repository_label_patch
@@ -63,13 +64,13 @@ class Outcome(StrEnum):
 
 class Reconciler:
     def __init__(self, kube: Kube, settings: Settings, view: ClusterView,
-                 events: EventRecorder, approver: Approver, *,
+                 events: EventRecorder, legacy: LegacyApprover, *,
                  concurrency: int = CONNECTIONS, active: bool = True) -> None:
         self.kube = kube
         self.settings = settings
         self.view = view
         self.events = events
-        self.approver = approver
+        self.legacy = legacy
         self.versions = Versions(kube)
         self.queue = WorkQueue(self.run, concurrency=concurrency,
                                max_backoff=settings.max_backoff_seconds,
@@ -78,7 +79,7 @@ class Reconciler:
         self.caches = SharedCaches(kube, settings, view, events, self.queue.enqueue)
         self.applier = Applier(kube, view, events, self.caches)
         self._phases: dict[Key, str] = {}
-        self._rendered: OrderedDict[tuple[Any, Any], tuple[Artifact, Rendered]] = OrderedDict()
+        self._rendered: OrderedDict[tuple[Any, ...], tuple[Artifact, Rendered]] = OrderedDict()
 
     # -- triggers ---------------------------------------------------------------------------
 
@@ -153,6 +154,7 @@ class Reconciler:
             return Outcome.invalid
         await self._label_repository(body, artifact)
         live = self.view.children(key)
+        rendered = self._hold_changed_legacy(artifact, rendered, live)
         obs = Observed(rendered=rendered, live=live)
         caches_before = caches_mounted(live.values())
         for obj in rendered.objects:
@@ -185,18 +187,53 @@ class Reconciler:
         render work.
         """
         meta = body["metadata"]
-        version = (meta.get("uid"), meta.get("resourceVersion"))
+        key = (meta["namespace"], meta["name"])
+        approvals = self.view.approvals(key)
+        # Approvals change independently of the artifact: their versions are part of the key.
+        version = (meta.get("uid"), meta.get("resourceVersion"),
+                   *sorted(str(a["metadata"].get("resourceVersion")) for a in approvals))
         cached = self._rendered.get(version)
         if cached is not None:
             self._rendered.move_to_end(version)
             return cached
         artifact = parse(body)
-        result = artifact, render(artifact, self.settings,
-                                  elevated_approved=self.approver.verify(body))
+        decisions = decide(artifact, approvals, legacy=self.legacy.verify(body))
+        result = artifact, render(artifact, self.settings, decisions)
         self._rendered[version] = result
         if len(self._rendered) > RENDER_CACHE:
             self._rendered.popitem(last=False)
         return result
+
+    @staticmethod
+    def _hold_changed_legacy(artifact: Artifact, rendered: Rendered,
+                             live: Mapping[Ref, Obj]) -> Rendered:
+        """Groups approved only by the old HMAC annotation keep running what runs now, and
+        nothing else: the annotation never covered entrypoint, env, other containers or the
+        runtime, so a group whose Deployment would change (or does not exist) is held as
+        stale until an ArtifactApproval covers it."""
+        if not rendered.legacy:
+            return rendered
+        held: dict[str, Decision] = {}
+        for group in rendered.legacy:
+            name = naming.group_object_name(artifact.name, group)
+            want = next(o for o in rendered.of_kind("Deployment")
+                        if o["metadata"]["name"] == name)
+            current = live.get(("Deployment", name))
+            if current is None or not covers(current, want):
+                held[group] = Decision(
+                    Grant.stale, f"group {group}: approved by the old "
+                    "workload.dev/elevated-approval annotation, which covers only what runs "
+                    "now; this change needs an admin's approval (kubectl artifact approve "
+                    f"{artifact.name})")
+        if not held:
+            return rendered
+        # A copy: the cached render stays as it was (the next pass decides again).
+        return Rendered(
+            objects=[o for o in rendered.objects
+                     if o["metadata"].get("labels", {}).get(naming.LABEL_GROUP) not in held],
+            waiting_for_image=dict(rendered.waiting_for_image),
+            held={**rendered.held, **held},
+            legacy=[g for g in rendered.legacy if g not in held])
 
     async def _label_repository(self, body: Obj, artifact: Artifact) -> None:
         patch = repository_label_patch(body, artifact)

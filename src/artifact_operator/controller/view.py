@@ -54,13 +54,26 @@ class ClusterView:
         self.artifacts: dict[Key, Obj] = {}
         # kind -> index (kopf.Index: (namespace, artifact) and other keys -> bodies)
         self.indexes: dict[str, Mapping[Any, Any]] = {}
+        # ArtifactApprovals by (namespace, artifact they name): kept apart from the children,
+        # which the operator applies and prunes; approvals it only reads.
+        self.approval_index: Mapping[Any, Any] | None = None
         self._written: dict[tuple[str, str, str], Obj | None] = {}
         # The same writes by owning artifact, so a reconcile looks only at its own.
         self._written_by_owner: dict[Key, set[Ref]] = {}
         self._writer_owner: dict[tuple[str, str, str], Key] = {}
 
-    def bind(self, indexes: Mapping[str, Any]) -> None:
+    def bind(self, indexes: Mapping[str, Any], approvals: Mapping[Any, Any] | None = None
+             ) -> None:
         self.indexes.update(indexes)
+        if approvals is not None:
+            self.approval_index = approvals
+
+    def approvals(self, key: Key) -> list[Obj]:
+        """The ArtifactApprovals that name this artifact (by name; `decide` checks the uid)."""
+        index = self.approval_index
+        if index is None or key not in index:
+            return []
+        return list(index[key])
 
     def note_artifact(self, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]

@@ -3,25 +3,25 @@
 `review` says which rules a CREATE, UPDATE or DELETE of an Artifact breaks: `violations` for
 anyone (every rule of the spec, all at once; a locked spec never changes or goes back to
 draft) and `admin_only` (deleting a locked artifact, setting elevated securityContext fields),
-which stand unless the requester is an admin. `approval_decision` says what the mutating
-webhook does with the `workload.dev/elevated-approval` annotation; only `ask` needs to know
-whether the requester is an admin, and `annotation_after` finishes the decision with that.
-The webhook server (`webhook/server.py`) asks the API server the questions these cannot.
+which stand unless the requester is an admin. The webhook server (`webhook/server.py`) asks
+the API server the questions these cannot.
+
+None of this grants anything: elevated fields run only under an ArtifactApproval, which the
+API server's RBAC lets only admins write (logic/approval.py). The webhook refuses early and
+with every reason at once; a caller that fools it gains no more than the RBAC still allows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
+from artifact_operator.api.elevated import elevated_content, elevated_paths
 from artifact_operator.api.models import API_GROUP, PLURAL
 from artifact_operator.api.raw import as_dict
 from artifact_operator.api.rules import Violation, order
 from artifact_operator.api.validation import format_violations, validate
-from artifact_operator.logic.approval import ANNOTATION
-from artifact_operator.logic.elevated import elevated_content, elevated_paths
 
 ELEVATE_VERB = "elevate"
 ADMIN_HINT = f"only an admin (verb {ELEVATE_VERB} on {PLURAL}.{API_GROUP}) may"
@@ -73,38 +73,3 @@ def review(operation: str, old: Mapping[str, Any] | None,
 
 def message(violations: list[Violation]) -> str:
     return f"{len(violations)} violation(s): {format_violations(violations)}"
-
-
-class Approval(Enum):
-    keep = "keep"  # leave the annotation as the request has it
-    clear = "clear"  # remove it: nothing elevated is left to approve
-    ask = "ask"  # elevated fields or the annotation changed: only an admin decides
-
-
-@dataclass(frozen=True)
-class ApprovalDecision:
-    action: Approval
-    given: str | None = None  # the annotation in the request
-    previous: str | None = None  # the annotation stored before it
-
-
-def approval_decision(operation: str, old: Mapping[str, Any] | None,
-                      new: Mapping[str, Any]) -> ApprovalDecision:
-    given = as_dict(as_dict(new.get("metadata")).get("annotations")).get(ANNOTATION)
-    previous = as_dict(as_dict((old or {}).get("metadata")).get("annotations")).get(ANNOTATION)
-    content = elevated_content(as_dict(new.get("spec")))
-    if not content:
-        return ApprovalDecision(Approval.clear if given is not None else Approval.keep,
-                                given, previous)
-    # Re-decide only when the elevated fields or the annotation change: a metadata write by
-    # anyone else (the operator labelling the artifact) keeps the standing approval.
-    asked = (operation == "CREATE" or old is None or given != previous
-             or content != elevated_content(as_dict(old.get("spec"))))
-    return ApprovalDecision(Approval.ask if asked else Approval.keep, given, previous)
-
-
-def annotation_after(decision: ApprovalDecision, *, admin: bool,
-                     signature: str | None) -> str | None:
-    """The annotation to store after an `ask`: an admin's request gets the signature of what
-    it asks for; anyone else's keeps what was stored (nobody else sets or changes it)."""
-    return signature if admin else decision.previous

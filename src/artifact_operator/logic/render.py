@@ -9,11 +9,13 @@ to the stored object.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from artifact_operator.api import naming
 from artifact_operator.api.artifact import Artifact
+from artifact_operator.api.elevated import container_elevated
 from artifact_operator.api.models import (
     ApiTokenEnvVar,
     ArtifactType,
@@ -22,6 +24,7 @@ from artifact_operator.api.models import (
     RuntimeOverride,
     StorageMode,
 )
+from artifact_operator.logic.approval import Decision, Grant
 from artifact_operator.logic.containers import (
     HTTP_PORT_NAME,
     MODEL_STORE_VOLUME,
@@ -29,7 +32,6 @@ from artifact_operator.logic.containers import (
     pod_container,
     resources_of,
 )
-from artifact_operator.logic.elevated import elevated_paths
 from artifact_operator.settings import Settings
 
 Manifest = dict[str, Any]
@@ -43,11 +45,20 @@ class Rendered:
     objects: list[Manifest] = field(default_factory=list)
     # Groups left unrendered because a container waits for an image build: group -> container.
     waiting_for_image: dict[str, str] = field(default_factory=dict)
-    # Elevated securityContext fields dropped for lack of admin approval (field paths).
-    elevated_dropped: list[str] = field(default_factory=list)
+    # Groups with elevated fields and no current approval, left unrendered (their running
+    # Deployment, if any, is kept, like a group waiting for an image): group -> decision.
+    held: dict[str, Decision] = field(default_factory=dict)
+    # Groups rendered on the old HMAC annotation's word: applied only while that changes
+    # nothing that runs (the reconciler checks against the live Deployment).
+    legacy: list[str] = field(default_factory=list)
 
     def of_kind(self, kind: str) -> list[Manifest]:
         return [o for o in self.objects if o["kind"] == kind]
+
+
+def group_elevated(group: ContainerGroup) -> bool:
+    """Whether the group asks for elevated fields (rendered only once they are approved)."""
+    return any(container_elevated(c.dump()) for c in group.containers)
 
 
 def model_image(group: ContainerGroup) -> str | None:
@@ -72,10 +83,13 @@ def storage_claim_name(artifact: Artifact, group: ContainerGroup) -> str | None:
     return naming.dedicated_claim_name(artifact.name)
 
 
-def render(artifact: Artifact, settings: Settings, *, elevated_approved: bool = False) -> Rendered:
+def render(artifact: Artifact, settings: Settings,
+           decisions: Mapping[str, Decision] | None = None) -> Rendered:
+    """`decisions`: one per group with elevated fields (`logic.approval.decide`); a group with
+    elevated fields and no decision that renders them is held back, never rendered without
+    them (its pods would run other than what was asked and approved)."""
+    decisions = decisions or {}
     out = Rendered()
-    if not elevated_approved:
-        out.elevated_dropped = elevated_paths(artifact.spec.dump())
     # Offline (`artifact-operator render`) there is no uid yet, so no owner to point at.
     uid = artifact.metadata.uid
     owner = naming.owner_reference(artifact.api_version, artifact.kind, artifact.name, uid) \
@@ -89,10 +103,18 @@ def render(artifact: Artifact, settings: Settings, *, elevated_approved: bool = 
             idx = group.containers.index(waiting)
             out.waiting_for_image[group.name] = naming.container_name(waiting.name, idx)
             continue
+        decision = decisions.get(group.name)
+        elevated = group_elevated(group)
+        if elevated and (decision is None or not decision.renders_elevated):
+            out.held[group.name] = decision or Decision(
+                Grant.missing, f"group {group.name}: elevated fields need an admin's approval")
+            continue
+        if decision is not None and decision.grant == Grant.legacy:
+            out.legacy.append(group.name)
         claim = storage_claim_name(artifact, group)
         if claim is not None and claim not in claims:
             claims[claim] = _claim(artifact, group, claim, owner, settings)
-        deployments.append(_deployment(artifact, group, owner, claim, settings, elevated_approved))
+        deployments.append(_deployment(artifact, group, owner, claim, settings, elevated))
         service = _service(artifact, group, owner)
         if service is not None:
             services.append(service)

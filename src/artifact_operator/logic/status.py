@@ -24,6 +24,7 @@ from artifact_operator.api.status import (
     Reason,
     StorageStatus,
 )
+from artifact_operator.logic.approval import Grant
 from artifact_operator.logic.render import Rendered, endpoint, storage_claim_name
 from artifact_operator.settings import Settings
 
@@ -110,6 +111,14 @@ def _groups(artifact: Artifact, obs: Observed, settings: Settings) -> list[_Grou
         desired, ready, updated, state = _deployment_state(live)
         if live is None:
             desired = wanted  # not created yet (or refused): still count what is wanted
+        held = obs.rendered.held.get(group.name)
+        if held is not None:
+            # Not applied: what runs (if anything) is reported as it is, under the reason.
+            out.append(_Group(group.name, desired, ready, updated,
+                              Reason.approval_stale if held.grant == Grant.stale
+                              else Reason.elevated_not_approved,
+                              name if live is not None else None, None, None))
+            continue
         out.append(_Group(group.name, desired, ready, updated, state, name,
                           name if has_service else None,
                           endpoint(artifact, group, settings) if has_service else None))
@@ -234,6 +243,10 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
     claim_degraded, claim_waiting = _claim_problems(artifact, obs)
 
     degraded: list[tuple[Reason, str]] = list(obs.errors)
+    # A stale approval is Degraded: the spec asks for something that does not run, and what
+    # runs is no longer what the spec says. Never approved is only not Ready.
+    degraded += [(Reason.approval_stale, d.message) for d in obs.rendered.held.values()
+                 if d.grant == Grant.stale]
     degraded += [(Reason.progress_deadline_exceeded,
                   f"group {g.name}: rollout exceeded its progress deadline") for g in deadline]
     degraded += [(Reason.replicas_unavailable,
@@ -245,10 +258,8 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
         not_ready.append((Reason.image_not_built, "; ".join(waiting)))
     not_ready += list(obs.blockers)
     not_ready += claim_waiting
-    if obs.rendered.elevated_dropped:
-        not_ready.append((Reason.elevated_not_approved,
-                          "elevated securityContext fields need an admin's approval and were "
-                          "not rendered: " + ", ".join(obs.rendered.elevated_dropped)))
+    not_ready += [(Reason.elevated_not_approved, d.message)
+                  for d in obs.rendered.held.values() if d.grant != Grant.stale]
     if rolling:
         not_ready.append((Reason.rollout_in_progress, "rollout in progress: " + ", ".join(
             f"{g.name} {g.updated}/{g.desired} updated, {g.ready}/{g.desired} ready"

@@ -1,16 +1,21 @@
-"""The admission webhooks, wired into kopf: every rule on every cluster, before anything is
+"""The admission webhook, wired into kopf: every rule on every cluster, before anything is
 stored.
 
 `/validate-artifact` (CREATE, UPDATE, DELETE) refuses what `logic.admission.review` finds,
 with every violation at once; admin-only findings stand unless the requester is an admin.
-`/mutate-artifact` (CREATE, UPDATE) records an admin's approval of elevated fields in the
-`workload.dev/elevated-approval` annotation and keeps everyone else from setting or changing
-it. The decisions are pure (`logic/admission.py`); this module asks the API server what they
+The decisions are pure (`logic/admission.py`); this module asks the API server what they
 cannot know: "is this user an admin" is a SubjectAccessReview for verb `elevate` on
 `artifacts.workload.dev` in the artifact's namespace.
 
-Every replica serves the webhooks; nothing here reads reconciler state. kopf serves them
-(`kopf.WebhookServer`, TLS) but does not manage the WebhookConfigurations: those ship in
+The webhook grants nothing: it signs no approval (elevated fields run only under an
+ArtifactApproval, which RBAC lets only admins write). It trusts the `userInfo` of a review
+only as far as its caller is authenticated: with `webhook_client_ca` set, only a client
+holding a certificate of that CA (the API server's admission client certificate) completes
+the TLS handshake (`BoundedWebhookServer`). It also bounds what one caller can make it hold:
+request bodies (aiohttp's limit) and requests in flight.
+
+Every replica serves the webhook; nothing here reads reconciler state. kopf serves it
+(`kopf.WebhookServer`, TLS) but does not manage the WebhookConfiguration: it ships in
 `deploy/webhook/`, pointing at a Service, which kopf cannot configure.
 """
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -27,31 +33,22 @@ import kopf
 from artifact_operator.api.models import API_GROUP, API_VERSION, PLURAL
 from artifact_operator.api.raw import as_dict
 from artifact_operator.kube.client import ApiError, Kube
-from artifact_operator.logic.admission import (
-    ELEVATE_VERB,
-    Approval,
-    annotation_after,
-    approval_decision,
-    message,
-    review,
-)
-from artifact_operator.logic.approval import ANNOTATION, Approver
+from artifact_operator.kube.webhook_server import BoundedWebhookServer
+from artifact_operator.logic.admission import ELEVATE_VERB, message, review
 from artifact_operator.settings import DEFAULT_CERT_DIR, WebhookSettings
 
 log = logging.getLogger(__name__)
 
 VALIDATE_ID = "validate-artifact"
-MUTATE_ID = "mutate-artifact"
 
 Obj = dict[str, Any]
 
 
 class Admission:
-    """What the webhook handlers need: an API client for access reviews, and the approver."""
+    """What the webhook handler needs: an API client for access reviews."""
 
-    def __init__(self, kube: Kube, approver: Approver) -> None:
+    def __init__(self, kube: Kube) -> None:
         self.kube = kube
-        self.approver = approver
 
     async def is_admin(self, userinfo: Mapping[str, Any], namespace: str) -> bool:
         spec: Obj = {"resourceAttributes": {
@@ -130,30 +127,6 @@ async def validate_artifact(*, operation: str | None = None, old: Any = None, ne
         raise kopf.AdmissionError(message(violations), code=code)
 
 
-async def mutate_artifact(*, operation: str | None = None, old: Any = None, new: Any = None,
-                          userinfo: Any = None, memo: Any = None, patch: Any = None,
-                          watched: frozenset[str] = frozenset(), **_: Any) -> None:
-    if new is None or _outside(watched, new, old):
-        return
-    decision = approval_decision(operation or "", _raw(old), dict(new))
-    if decision.action is Approval.keep:
-        return
-    value: str | None = None
-    if decision.action is Approval.ask:
-        admission = admission_of(memo)
-        namespace = _namespace(new, old)
-        try:
-            admin = await admission.is_admin(userinfo, namespace)
-        except ApiError as exc:
-            raise _unanswered(exc) from exc
-        name = str(as_dict(new.get("metadata")).get("name") or "")
-        signature = admission.approver.sign(namespace, name, as_dict(new.get("spec"))) \
-            if admin else None
-        value = annotation_after(decision, admin=admin, signature=signature)
-    if value != decision.given:
-        patch.setdefault("metadata", {}).setdefault("annotations", {})[ANNOTATION] = value
-
-
 # -- wiring --------------------------------------------------------------------------------
 
 def listening(host: str | None, port: int) -> Callable[[], bool]:
@@ -188,20 +161,23 @@ def enabled(webhook: WebhookSettings) -> bool:
 
 
 def register(webhook: WebhookSettings, namespaces: Iterable[str] = ()) -> None:
-    """Register the webhook handlers with kopf, judging requests from `namespaces` only (all
-    when empty). Only when they are served: kopf refuses to run with admission handlers and
-    no server (`serve` sets it at startup)."""
-    watched = frozenset(namespaces)
+    """Register the webhook handler with kopf, judging requests from `namespaces` only (all
+    when empty). Only when it is served: kopf refuses to run with admission handlers and no
+    server (`serve` sets it at startup)."""
     kopf.on.validate(API_GROUP, API_VERSION, PLURAL, id=VALIDATE_ID,
                      operations=["CREATE", "UPDATE", "DELETE"])(
-        functools.partial(validate_artifact, watched=watched))
-    kopf.on.mutate(API_GROUP, API_VERSION, PLURAL, id=MUTATE_ID,
-                   operations=["CREATE", "UPDATE"])(
-        functools.partial(mutate_artifact, watched=watched))
-    log.info("serving admission webhooks on port %d", webhook.webhook_port)
+        functools.partial(validate_artifact, watched=frozenset(namespaces)))
+    log.info("serving the admission webhook on port %d (client certificates %s)",
+             webhook.webhook_port,
+             "required" if webhook.webhook_client_ca else "not required")
 
 
 def serve(settings: kopf.OperatorSettings, webhook: WebhookSettings) -> None:
-    settings.admission.server = kopf.WebhookServer(
+    client_ca = webhook.webhook_client_ca
+    settings.admission.server = BoundedWebhookServer(
         addr=webhook.webhook_host, port=webhook.webhook_port,
-        certfile=str(webhook.cert), pkeyfile=str(webhook.key))
+        certfile=str(webhook.cert), pkeyfile=str(webhook.key),
+        # Mutual TLS: without a certificate of this CA, no request is even read.
+        verify_mode=ssl.CERT_REQUIRED if client_ca else None,
+        verify_cafile=str(client_ca) if client_ca else None,
+        max_in_flight=webhook.webhook_max_in_flight)

@@ -37,6 +37,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: [workload.dev]
   resources: [artifacts/finalizers]
   verbs: [update]
+# Approvals are only read: admins write them (artifact-admin), never the operator.
+- apiGroups: [workload.dev]
+  resources: [artifactapprovals]
+  verbs: [get, list, watch]
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch, delete]

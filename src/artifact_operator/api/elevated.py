@@ -1,5 +1,8 @@
 """Elevated securityContext fields: the one definition of what only an admin may set.
 
+In `api` (not `logic`) because a rule of the spec needs it: an elevated container must pin
+its image by digest (`rules.py`).
+
 `capabilities.add`, `allowPrivilegeEscalation: true` and seccomp `Unconfined`. Read from the
 raw spec, defensively, so the webhook can judge a spec that fails validation and the renderer
 the same fields of a valid one.
@@ -12,6 +15,31 @@ from typing import Any
 
 from artifact_operator.api.naming import container_name
 from artifact_operator.api.raw import as_dict, as_list
+
+
+def container_elevated(container: Any) -> list[str]:
+    """The elevated fields a raw container sets, as paths below the container."""
+    sc = as_dict(as_dict(container).get("securityContext"))
+    out: list[str] = []
+    if as_list(as_dict(sc.get("capabilities")).get("add")):
+        out.append("securityContext.capabilities.add")
+    if sc.get("allowPrivilegeEscalation") is True:
+        out.append("securityContext.allowPrivilegeEscalation")
+    if as_dict(sc.get("seccompProfile")).get("type") == "Unconfined":
+        out.append("securityContext.seccompProfile.type")
+    return out
+
+
+def elevated_groups(spec: Any) -> dict[str, list[str]]:
+    """Group name -> the field paths of its elevated fields, for groups that have any."""
+    out: dict[str, list[str]] = {}
+    for gi, group in enumerate(as_list(as_dict(spec).get("containerGroups"))):
+        group = as_dict(group)
+        for ci, container in enumerate(as_list(group.get("containers"))):
+            for rel in container_elevated(container):
+                out.setdefault(str(group.get("name", "default")), []).append(
+                    f"spec.containerGroups[{gi}].containers[{ci}].{rel}")
+    return out
 
 
 def iter_elevated(spec: Any) -> Iterator[tuple[list[str], dict[str, Any]]]:
