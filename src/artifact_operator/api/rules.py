@@ -94,6 +94,12 @@ CEL_RULES: tuple[CelRule, ...] = (
             "each container group of a nim artifact needs a primary container with imageUri"),
     CelRule(("spec", "storage"), "self.mode == 'dedicatedPvc' || !has(self.pvcSize)",
             "pvcSize is only allowed with mode dedicatedPvc"),
+    # A structural schema cannot bound map keys (no propertyNames): the header name limit of
+    # the model (models.MAX_HEADER_NAME) is here for CEL servers, and in the model for the
+    # webhook, `validate` and the operator everywhere.
+    *(CelRule((*CONTAINERS, probe, "httpHeaders"), "self.all(k, size(k) <= 256)",
+              "probe header names are at most 256 characters")
+      for probe in ("livenessProbe", "readinessProbe", "startupProbe")),
 )
 
 

@@ -29,6 +29,8 @@ class Reason(StrEnum):
     shrink_refused = "ShrinkRefused"
     elevated_not_approved = "ElevatedNotApproved"
     secret_missing = "SecretMissing"
+    secret_not_usable = "SecretNotUsable"
+    token_secret_conflict = "TokenSecretConflict"
     as_expected = "AsExpected"
     waiting = "Waiting"
 

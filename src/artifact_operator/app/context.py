@@ -40,7 +40,7 @@ def load_approver(settings: ApprovalSettings) -> Approver:
                         settings.approval_key_file, exc.strerror)
     if not key:
         log.warning("no approval key configured (ARTIFACT_OPERATOR_APPROVAL_KEY or "
-                    "ARTIFACT_OPERATOR_APPROVAL_KEY_FILE): elevated securityContext fields "
+                    "ARTIFACT_OPERATOR_APPROVAL_KEY_FILE): elevated fields "
                     "are never rendered")
     return Approver(key)
 

@@ -2,7 +2,7 @@
 
 `review` says which rules a CREATE, UPDATE or DELETE of an Artifact breaks: `violations` for
 anyone (every rule of the spec, all at once; a locked spec never changes or goes back to
-draft) and `admin_only` (deleting a locked artifact, setting elevated securityContext fields),
+draft) and `admin_only` (deleting a locked artifact, setting elevated fields),
 which stand unless the requester is an admin. `approval_decision` says what the mutating
 webhook does with the `workload.dev/elevated-approval` annotation; only `ask` needs to know
 whether the requester is an admin, and `annotation_after` finishes the decision with that.
@@ -66,7 +66,7 @@ def review(operation: str, old: Mapping[str, Any] | None,
         out.violations.sort(key=order)
     content = elevated_content(new_spec)
     if content and content != elevated_content(old_spec):
-        out.admin_only += [Violation(path, f"an elevated securityContext field: {ADMIN_HINT} "
+        out.admin_only += [Violation(path, f"an elevated field: {ADMIN_HINT} "
                                      "set it") for path in elevated_paths(new_spec)]
     return out
 

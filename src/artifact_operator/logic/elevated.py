@@ -1,6 +1,10 @@
-"""Elevated securityContext fields: the one definition of what only an admin may set.
+"""Elevated fields: the one definition of what only an admin may set.
 
-`capabilities.add`, `allowPrivilegeEscalation: true` and seccomp `Unconfined`. Read from the
+`capabilities.add`, `allowPrivilegeEscalation: true`, seccomp `Unconfined`, and a probe
+`host` (the kubelet then sends the probe from the node's network to any address, which turns a
+probe into a request the pod itself could not make). The webhook (who may set them), the
+approval signature (what an approval covers) and the renderer (what runs without one) all read
+them here. Read from the
 raw spec, defensively, so the webhook can judge a spec that fails validation and the renderer
 the same fields of a valid one.
 """
@@ -12,6 +16,8 @@ from typing import Any
 
 from artifact_operator.api.naming import container_name
 from artifact_operator.api.raw import as_dict, as_list
+
+PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 
 
 def iter_elevated(spec: Any) -> Iterator[tuple[list[str], dict[str, Any]]]:
@@ -37,6 +43,11 @@ def iter_elevated(spec: Any) -> Iterator[tuple[list[str], dict[str, Any]]]:
             if as_dict(sc.get("seccompProfile")).get("type") == "Unconfined":
                 paths.append(f"{base}.seccompProfile.type")
                 entry["seccompProfile"] = "Unconfined"
+            for probe in PROBES:
+                host = as_dict(container.get(probe)).get("host")
+                if host:
+                    paths.append(f"spec.containerGroups[{gi}].containers[{ci}].{probe}.host")
+                    entry.setdefault("probeHosts", {})[probe] = host
             if entry:
                 entry.update(group=group.get("name", "default"),
                              container=container_name(container.get("name"), ci),

@@ -29,6 +29,11 @@ from artifact_operator.logic.containers import (
     pod_container,
     resources_of,
 )
+from artifact_operator.logic.credentials import (
+    SecretFacts,
+    credential_refs,
+    not_usable,
+)
 from artifact_operator.logic.elevated import elevated_paths
 from artifact_operator.settings import Settings
 
@@ -43,11 +48,23 @@ class Rendered:
     objects: list[Manifest] = field(default_factory=list)
     # Groups left unrendered because a container waits for an image build: group -> container.
     waiting_for_image: dict[str, str] = field(default_factory=dict)
-    # Elevated securityContext fields dropped for lack of admin approval (field paths).
+    # Elevated fields (logic/elevated.py) dropped for lack of admin approval (field paths).
     elevated_dropped: list[str] = field(default_factory=list)
+    # Groups left unrendered because a credential Secret they read is not usable
+    # (logic/credentials.py): group -> one sentence per reference.
+    secrets_not_usable: dict[str, list[str]] = field(default_factory=dict)
+    # The token Secret name when it exists and is not this artifact's, and the groups that
+    # use it, left unrendered.
+    token_conflict: str | None = None
+    token_held: list[str] = field(default_factory=list)
 
     def of_kind(self, kind: str) -> list[Manifest]:
         return [o for o in self.objects if o["kind"] == kind]
+
+    @property
+    def held_groups(self) -> set[str]:
+        """Groups not rendered this time: whatever of them runs keeps running."""
+        return {*self.waiting_for_image, *self.secrets_not_usable, *self.token_held}
 
 
 def model_image(group: ContainerGroup) -> str | None:
@@ -72,8 +89,14 @@ def storage_claim_name(artifact: Artifact, group: ContainerGroup) -> str | None:
     return naming.dedicated_claim_name(artifact.name)
 
 
-def render(artifact: Artifact, settings: Settings, *, elevated_approved: bool = False) -> Rendered:
+def render(artifact: Artifact, settings: Settings, *, elevated_approved: bool = False,
+           secrets: SecretFacts | None = None) -> Rendered:
+    """`secrets` None: nothing is known of the namespace's Secrets (offline rendering), so
+    every referenced Secret is taken as usable."""
     out = Rendered()
+    facts = secrets or SecretFacts()
+    token_name = naming.token_secret_name(artifact.name)
+    refs = list(credential_refs(artifact.spec.dump()))
     if not elevated_approved:
         out.elevated_dropped = elevated_paths(artifact.spec.dump())
     # Offline (`artifact-operator render`) there is no uid yet, so no owner to point at.
@@ -89,6 +112,15 @@ def render(artifact: Artifact, settings: Settings, *, elevated_approved: bool = 
             idx = group.containers.index(waiting)
             out.waiting_for_image[group.name] = naming.container_name(waiting.name, idx)
             continue
+        blocked = [f"{ref.user()}: {not_usable(ref.secret)}" for ref in refs
+                   if ref.group == group.name and ref.secret in facts.not_usable]
+        if blocked:
+            out.secrets_not_usable[group.name] = blocked
+            continue
+        if facts.token_conflict and _group_uses_api_token(group):
+            out.token_conflict = token_name
+            out.token_held.append(group.name)
+            continue
         claim = storage_claim_name(artifact, group)
         if claim is not None and claim not in claims:
             claims[claim] = _claim(artifact, group, claim, owner, settings)
@@ -97,7 +129,7 @@ def render(artifact: Artifact, settings: Settings, *, elevated_approved: bool = 
         if service is not None:
             services.append(service)
     out.objects.extend(claims.values())
-    if _uses_api_token(artifact):
+    if _uses_api_token(artifact) and not facts.token_conflict:
         # Rendered even while groups wait for an image, so the token outlives the wait.
         out.objects.append(_token_secret(artifact, owner))
     out.objects.extend(deployments)
@@ -128,11 +160,17 @@ def _artifact_labels(artifact: Artifact, component: str) -> dict[str, str]:
     }
 
 
-def _uses_api_token(artifact: Artifact) -> bool:
+def _group_uses_api_token(group: ContainerGroup) -> bool:
     return any(isinstance(env, ApiTokenEnvVar)
-               for group in artifact.spec.container_groups
-               for container in group.containers
-               for env in container.environment_vars)
+               for container in group.containers for env in container.environment_vars)
+
+
+def _uses_api_token(artifact: Artifact) -> bool:
+    return any(_group_uses_api_token(group) for group in artifact.spec.container_groups)
+
+
+def uses_api_token(artifact: Artifact) -> bool:
+    return _uses_api_token(artifact)
 
 
 def _token_secret(artifact: Artifact, owner: Manifest | None) -> Manifest:

@@ -24,6 +24,7 @@ from artifact_operator.api.status import (
     Reason,
     StorageStatus,
 )
+from artifact_operator.logic.credentials import token_conflict
 from artifact_operator.logic.render import Rendered, endpoint, storage_claim_name
 from artifact_operator.settings import Settings
 
@@ -103,8 +104,9 @@ def _groups(artifact: Artifact, obs: Observed, settings: Settings) -> list[_Grou
         has_service = ("Service", name) in rendered_names
         runtime = (artifact.spec.runtime or {}).get(group.name) or RuntimeOverride()
         wanted = runtime.replicas if runtime.replicas is not None else 1
-        if group.name in obs.rendered.waiting_for_image:
-            out.append(_Group(group.name, wanted, 0, 0, Reason.image_not_built, None, None, None))
+        held = _held_reason(obs.rendered, group.name)
+        if held is not None:
+            out.append(_Group(group.name, wanted, 0, 0, held, None, None, None))
             continue
         live = obs.live.get(("Deployment", name))
         desired, ready, updated, state = _deployment_state(live)
@@ -116,12 +118,23 @@ def _groups(artifact: Artifact, obs: Observed, settings: Settings) -> list[_Grou
     return out
 
 
+def _held_reason(rendered: Rendered, group: str) -> Reason | None:
+    if group in rendered.waiting_for_image:
+        return Reason.image_not_built
+    if group in rendered.secrets_not_usable:
+        return Reason.secret_not_usable
+    if group in rendered.token_held:
+        return Reason.token_secret_conflict
+    return None
+
+
 def _claims(artifact: Artifact, obs: Observed) -> list[str]:
     """The claims the rendered groups mount, in group order, each once."""
     if artifact.spec.type != ArtifactType.nim:
         return []
+    held = obs.rendered.held_groups
     names = (storage_claim_name(artifact, g) for g in artifact.spec.container_groups
-             if g.name not in obs.rendered.waiting_for_image)
+             if g.name not in held)
     return list(dict.fromkeys(n for n in names if n))
 
 
@@ -214,6 +227,10 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
     claim_degraded, claim_waiting = _claim_problems(artifact, obs)
 
     degraded: list[tuple[Reason, str]] = list(obs.errors)
+    if obs.rendered.token_conflict:
+        degraded.append((Reason.token_secret_conflict,
+                         f"{token_conflict(obs.rendered.token_conflict)}: group(s) "
+                         f"{', '.join(obs.rendered.token_held)}"))
     degraded += [(Reason.progress_deadline_exceeded,
                   f"group {g.name}: rollout exceeded its progress deadline") for g in deadline]
     degraded += [(Reason.replicas_unavailable,
@@ -223,11 +240,13 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
     not_ready: list[tuple[Reason, str]] = []
     if waiting:
         not_ready.append((Reason.image_not_built, "; ".join(waiting)))
+    not_ready += [(Reason.secret_not_usable, "; ".join(messages))
+                  for messages in obs.rendered.secrets_not_usable.values()]
     not_ready += list(obs.blockers)
     not_ready += claim_waiting
     if obs.rendered.elevated_dropped:
         not_ready.append((Reason.elevated_not_approved,
-                          "elevated securityContext fields need an admin's approval and were "
+                          "elevated fields need an admin's approval and were "
                           "not rendered: " + ", ".join(obs.rendered.elevated_dropped)))
     if rolling:
         not_ready.append((Reason.rollout_in_progress, "rollout in progress: " + ", ".join(
