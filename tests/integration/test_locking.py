@@ -4,9 +4,12 @@ who may delete them."""
 from __future__ import annotations
 
 import json
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import watch as kwatch
 
 from ..conftest import Cluster, create_artifact, get_artifact, patch_artifact
 from ..support.operator import OperatorProcess
@@ -150,3 +153,52 @@ def test_a_locked_artifact_is_frozen_and_only_an_admin_deletes_it(
     as_user(cluster, ADMIN).delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
                                                             "frozen")
     assert refused(lambda: get_artifact(cluster, namespace, "frozen")).status == 404
+
+
+def test_two_replicas_that_both_lead_never_hand_out_a_version_twice(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    """Two operator processes without leader election both reconcile (both act as leaders)
+    and lock a burst of artifacts of one repository: every version is given once, the
+    numbers are contiguous, and no artifact's version ever changes."""
+    seen: dict[str, list[int]] = {}
+    stop = threading.Event()
+
+    def record() -> None:
+        # Every version any artifact was ever seen with, from a watch of the namespace.
+        while not stop.is_set():
+            stream = kwatch.Watch().stream(cluster.custom.list_namespaced_custom_object,
+                                           GROUP, VERSION, namespace, PLURAL,
+                                           timeout_seconds=2)
+            for event in stream:
+                obj = event["object"]
+                version = (obj.get("status") or {}).get("version")
+                if version is not None:
+                    versions_of = seen.setdefault(obj["metadata"]["name"], [])
+                    if version not in versions_of:
+                        versions_of.append(version)
+
+    names = [f"burst-{i:02d}" for i in range(16)]
+    for name in names:
+        create_artifact(cluster, namespace, manifest(name, "shop"))
+    recorder = threading.Thread(target=record, daemon=True)
+    recorder.start()
+    replicas = [OperatorProcess(cluster.kubeconfig, [namespace],
+                                tmp_path / f"operator-{i}.log") for i in range(2)]
+    try:
+        for proc in replicas:
+            proc.start()
+        for name in names:
+            wait_for(lambda n=name: get_artifact(cluster, namespace, n).get("status", {})
+                     .get("observedGeneration") == 1, timeout=60, what=f"{name} reconciled")
+        # Locked at once, in an order unlike the one the watches list them in.
+        for name in reversed(names):
+            lock(cluster, namespace, name)
+        got = wait_for(lambda: versions(cluster, namespace, names), timeout=60,
+                       what="every version")
+        assert sorted(got.values()) == list(range(1, len(names) + 1)), got
+    finally:
+        for proc in replicas:
+            proc.stop()
+        stop.set()
+        recorder.join(10)
+    assert {n: v for n, v in seen.items() if len(v) > 1} == {}, seen

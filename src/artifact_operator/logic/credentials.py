@@ -81,6 +81,13 @@ def credential_refs(spec: Any) -> Iterator[CredentialRef]:
                     env=str(env.get("name", "")), secret=secret, key=str(env.get("key", "")))
 
 
+def uses_api_token(spec: Any) -> bool:
+    return any(as_dict(env).get("source") == "dr-api-token"
+               for group in as_list(as_dict(spec).get("containerGroups"))
+               for container in as_list(as_dict(group).get("containers"))
+               for env in as_list(as_dict(container).get("environmentVars")))
+
+
 def referenced_secrets(spec: Any) -> set[str]:
     return {ref.secret for ref in credential_refs(spec)}
 
