@@ -177,9 +177,7 @@ def test_two_replicas_that_both_lead_never_hand_out_a_version_twice(
                     if version not in versions_of:
                         versions_of.append(version)
 
-    names = [f"burst-{i:02d}" for i in range(16)]
-    for name in names:
-        create_artifact(cluster, namespace, manifest(name, "shop"))
+    names = [f"burst-{i:02d}" for i in range(24)]
     recorder = threading.Thread(target=record, daemon=True)
     recorder.start()
     replicas = [OperatorProcess(cluster.kubeconfig, [namespace],
@@ -187,12 +185,10 @@ def test_two_replicas_that_both_lead_never_hand_out_a_version_twice(
     try:
         for proc in replicas:
             proc.start()
-        for name in names:
-            wait_for(lambda n=name: get_artifact(cluster, namespace, n).get("status", {})
-                     .get("observedGeneration") == 1, timeout=60, what=f"{name} reconciled")
-        # Locked at once, in an order unlike the one the watches list them in.
+        # Created locked, all at once: each replica creates (or finds) the children of each
+        # and then numbers it, in whatever order its own requests come back.
         for name in reversed(names):
-            lock(cluster, namespace, name)
+            create_artifact(cluster, namespace, manifest(name, "shop", lifecycle="locked"))
         got = wait_for(lambda: versions(cluster, namespace, names), timeout=60,
                        what="every version")
         assert sorted(got.values()) == list(range(1, len(names) + 1)), got

@@ -56,12 +56,18 @@ class ListWatch:
                         if kind != "BOOKMARK":
                             self._note(kind, obj)
             except ApiError as exc:
-                if exc.status != 410:  # 410: our resourceVersion is too old; relist at once
-                    log.warning("watch of %s (%s) in %s failed, relisting in %.0fs: %s",
-                                self.kind, self.selector, namespace or "all namespaces",
-                                backoff, exc)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
+                if exc.status == 410:
+                    continue  # our resourceVersion is too old: relist at once
+                log.warning("watch of %s (%s) in %s failed, relisting in %.0fs: %s",
+                            self.kind, self.selector, namespace or "all namespaces",
+                            backoff, exc)
+            except Exception:
+                # Never let the task die: reconciles wait for `synced`, and a dead watch
+                # would leave the Secrets' picture stale for good.
+                log.exception("watch of %s (%s) in %s failed, relisting in %.0fs",
+                              self.kind, self.selector, namespace or "all namespaces", backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
 
     async def _list(self, namespace: str | None) -> str:
         items, version = await self.kube.list_with_version(
