@@ -4,9 +4,12 @@ who may delete them."""
 from __future__ import annotations
 
 import json
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import watch as kwatch
 
 from ..conftest import Cluster, create_artifact, get_artifact, patch_artifact, require_audit_log
 from ..support.builders import service_artifact
@@ -222,3 +225,48 @@ def test_artifacts_locked_before_the_digest_existed_get_one_and_stay_frozen(
     patch_artifact(cluster, namespace, "old", {"spec": {"description": "changed"}})
     wait_for(lambda: _observed(cluster, namespace, "old", "LockedSpecChanged"), timeout=30,
              what="the change refused")
+
+
+def test_two_replicas_that_both_lead_never_hand_out_a_version_twice(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    """Two operator processes without leader election both reconcile (both act as leaders)
+    and lock a burst of artifacts of one repository: every version is given once, the
+    numbers are contiguous, and no artifact's version ever changes."""
+    seen: dict[str, list[int]] = {}
+    stop = threading.Event()
+
+    def record() -> None:
+        # Every version any artifact was ever seen with, from a watch of the namespace.
+        while not stop.is_set():
+            stream = kwatch.Watch().stream(cluster.custom.list_namespaced_custom_object,
+                                           GROUP, VERSION, namespace, PLURAL,
+                                           timeout_seconds=2)
+            for event in stream:
+                obj = event["object"]
+                version = (obj.get("status") or {}).get("version")
+                if version is not None:
+                    versions_of = seen.setdefault(obj["metadata"]["name"], [])
+                    if version not in versions_of:
+                        versions_of.append(version)
+
+    names = [f"burst-{i:02d}" for i in range(24)]
+    recorder = threading.Thread(target=record, daemon=True)
+    recorder.start()
+    replicas = [OperatorProcess(cluster.kubeconfig, [namespace],
+                                tmp_path / f"operator-{i}.log") for i in range(2)]
+    try:
+        for proc in replicas:
+            proc.start()
+        # Created locked, all at once: each replica creates (or finds) the children of each
+        # and then numbers it, in whatever order its own requests come back.
+        for name in reversed(names):
+            create_artifact(cluster, namespace, manifest(name, "shop", lifecycle="locked"))
+        got = wait_for(lambda: versions(cluster, namespace, names), timeout=60,
+                       what="every version")
+        assert sorted(got.values()) == list(range(1, len(names) + 1)), got
+    finally:
+        for proc in replicas:
+            proc.stop()
+        stop.set()
+        recorder.join(10)
+    assert {n: v for n, v in seen.items() if len(v) > 1} == {}, seen

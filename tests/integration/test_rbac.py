@@ -204,6 +204,11 @@ def _behaviours_work(cluster: Cluster, namespace: str, storage: str,
             {"name": "app", "imageUri": "nginx:1.27", "primary": True, "port": 8080}]}]}})
     create_artifact(cluster, namespace, nim("llm"))
     create_artifact(cluster, namespace, nim("cached", mode="nimCache"))
+    # A credential Secret that opts in, without the key the artifact reads (the webhook
+    # refuses a reference to a Secret that does not opt in or does not exist).
+    cluster.core.create_namespaced_secret(namespace, {"metadata": {
+        "name": "db-creds", "labels": {"workload.dev/usable-by-artifacts": "true"}},
+        "stringData": {"user": "u"}})
     create_artifact(cluster, namespace, with_env("creds", [
         {"name": "DB_PASSWORD", "source": "dr-credential", "drCredentialId": "db-creds",
          "key": "password"}]))
@@ -260,10 +265,11 @@ def _behaviours_work(cluster: Cluster, namespace: str, storage: str,
         GROUP, VERSION, namespace, PLURAL, "frozen"))
     assert error.status == 403 and "the artifact is locked" in error.body, error.body
 
-    # A credential Secret that does not exist (looked up with GET) shows in the conditions.
+    # The key the Secret lacks (the opted-in Secrets listed and watched) shows in the
+    # conditions.
     cond = wait_for(lambda: (c := ready_condition(cluster, namespace, "creds"))
                     .get("reason") == "SecretMissing" and c, timeout=30, what="SecretMissing")
-    assert "Secret db-creds" in cond["message"] and "does not exist" in cond["message"]
+    assert "Secret db-creds has no key password" in cond["message"]
 
     # Cache retention `delete`: the last user gone, the operator deletes the claim.
     delete_artifact(cluster, namespace, "cached")

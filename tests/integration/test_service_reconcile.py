@@ -26,9 +26,16 @@ from ..conftest import (
 from ..support.audit import AuditLog
 from ..support.kubelet import make_pods_ready
 from ..support.operator import OperatorProcess, pause
+from ..support.samples import opted_in_secret
 from ..support.wait import found, wait_for
 
 pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(autouse=True)
+def credentials(cluster: Cluster, namespace: str) -> None:
+    """The Secret `two_groups` reads, opted in to artifacts."""
+    opted_in_secret(cluster.core, namespace, "db-creds")
 
 NAME = "shop"
 SELECTOR = f"workload.dev/artifact={NAME}"

@@ -27,7 +27,7 @@ from ..support.audit import AuditLog
 from ..support.kubelet import make_pods_ready
 from ..support.metrics import wait_artifacts_seen, wait_reconciles
 from ..support.operator import OperatorProcess, pause
-from ..support.samples import sample
+from ..support.samples import opted_in_secret, sample
 from ..support.wait import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -97,6 +97,7 @@ def settled(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
     namespace = f"writes-{uuid.uuid4().hex[:6]}"
     cluster.core.create_namespace({"metadata": {"name": namespace}})
     log = tmp_path_factory.mktemp("settled") / "operator.log"
+    opted_in_secret(cluster.core, namespace, "db.creds")  # what the samples read
     try:
         with OperatorProcess(cluster.kubeconfig, [namespace], log):
             for i in range(UNCHANGED):

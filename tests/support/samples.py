@@ -18,7 +18,7 @@ def two_groups(name: str) -> dict[str, Any]:
              "readinessProbe": {"path": "/ready"},
              "livenessProbe": {"path": "/live", "port": 9000, "scheme": "HTTPS",
                                "periodSeconds": 10, "httpHeaders": {"X-Probe": "1"}},
-             "startupProbe": {"path": "/start", "host": "localhost",
+             "startupProbe": {"path": "/start",
                               "initialDelaySeconds": 0, "failureThreshold": 30}},
             {"name": "sidecar", "imageUri": "busybox:1.36", "entrypoint": ["sleep", "1d"],
              "livenessProbe": {"path": "/health"}}]},
@@ -97,3 +97,11 @@ def elevated(name: str) -> dict[str, Any]:
              "securityContext": {"allowPrivilegeEscalation": True,
                                  "capabilities": {"add": ["NET_ADMIN"], "drop": ["NET_RAW"]},
                                  "seccompProfile": {"type": "Unconfined"}}}]}]}}
+
+
+def opted_in_secret(core: Any, namespace: str, name: str) -> None:
+    """A credential Secret that artifacts may read (labelled usable-by-artifacts), with the
+    key the samples read."""
+    core.create_namespaced_secret(namespace, {
+        "metadata": {"name": name, "labels": {"workload.dev/usable-by-artifacts": "true"}},
+        "stringData": {"password": "not-a-real-password"}})

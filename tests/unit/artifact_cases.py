@@ -114,6 +114,11 @@ CROSS_FIELD: tuple[Case, ...] = (
     Case("elevated-with-a-tag", {"containerGroups": groups(primary(
         imageUri="nginx:1.27", securityContext={"capabilities": {"add": ["NET_ADMIN"]}}))},
          f"{C0}.imageUri", "must pin its image by digest"),
+    # A structural schema cannot bound map keys: the header name bound is a CEL rule too.
+    *(Case(f"{probe[:-5].lower()}-header-name-too-long", {"containerGroups": groups(primary(
+        **{probe: {"path": "/", "httpHeaders": {"x" * 257: "v"}}}))},
+        f"{C0}.{probe}.httpHeaders.{'x' * 257}.[key]", "at most 256 characters")
+      for probe in ("livenessProbe", "readinessProbe", "startupProbe")),
 )
 
 # Valid specs that exercise the same rules from the allowed side.

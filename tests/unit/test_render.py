@@ -126,7 +126,8 @@ def test_probes_render_as_http_get_with_the_seed_timings() -> None:
         livenessProbe={"path": "/live", "port": 9000, "scheme": "HTTPS", "host": "h",
                        "httpHeaders": {"b": "2", "a": "1"}, "initialDelaySeconds": 5,
                        "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 7},
-        startupProbe={"path": "/start"})]}]), Settings())
+        startupProbe={"path": "/start"}, imageUri=PINNED_IMAGE)]}]), Settings(),
+        {"api": Decision(Grant.approved, "")})  # a probe host is elevated: approved here
     app = containers(out)[0]
     defaults = {"initialDelaySeconds": 30, "periodSeconds": 30, "timeoutSeconds": 30,
                 "failureThreshold": 3}

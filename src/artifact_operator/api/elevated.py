@@ -1,11 +1,14 @@
-"""Elevated securityContext fields: the one definition of what only an admin may set.
+"""Elevated fields: the one definition of what only an admin may set.
 
 In `api` (not `logic`) because a rule of the spec needs it: an elevated container must pin
 its image by digest (`rules.py`).
 
-`capabilities.add`, `allowPrivilegeEscalation: true` and seccomp `Unconfined`. Read from the
-raw spec, defensively, so the webhook can judge a spec that fails validation and the renderer
-the same fields of a valid one.
+`capabilities.add`, `allowPrivilegeEscalation: true`, seccomp `Unconfined`, and a probe
+`host` (the kubelet then sends the probe from the node's network to any address, which turns a
+probe into a request the pod itself could not make). The webhook (who may set them), the
+approval (which groups need one) and the renderer (what runs only with one) all read them
+here. Read from the raw spec, defensively, so the webhook can judge a spec that fails
+validation and the renderer the same fields of a valid one.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any
 
 from artifact_operator.api.naming import container_name
 from artifact_operator.api.raw import as_dict, as_list
+
+PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 
 
 def container_elevated(container: Any) -> list[str]:
@@ -27,6 +32,8 @@ def container_elevated(container: Any) -> list[str]:
         out.append("securityContext.allowPrivilegeEscalation")
     if as_dict(sc.get("seccompProfile")).get("type") == "Unconfined":
         out.append("securityContext.seccompProfile.type")
+    out += [f"{probe}.host" for probe in PROBES
+            if as_dict(as_dict(container).get(probe)).get("host")]
     return out
 
 
@@ -65,6 +72,11 @@ def iter_elevated(spec: Any) -> Iterator[tuple[list[str], dict[str, Any]]]:
             if as_dict(sc.get("seccompProfile")).get("type") == "Unconfined":
                 paths.append(f"{base}.seccompProfile.type")
                 entry["seccompProfile"] = "Unconfined"
+            for probe in PROBES:
+                host = as_dict(container.get(probe)).get("host")
+                if host:
+                    paths.append(f"spec.containerGroups[{gi}].containers[{ci}].{probe}.host")
+                    entry.setdefault("probeHosts", {})[probe] = host
             if entry:
                 entry.update(group=group.get("name", "default"),
                              container=container_name(container.get("name"), ci),

@@ -39,9 +39,18 @@ PVC_SIZE = r"^\d+(\.\d+)?(Gi|Mi|Ti)$"
 # is ignored), and server-side apply of Artifacts merges them by name.
 UNIQUE_BY_NAME: dict[str, Any] = {
     "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
-# Bounds the seed does not have: a 1.25+ API server estimates the cost of the CRD's CEL rules
-# from maxItems, and refuses a CRD whose rules iterate unbounded lists.
-MAX_LIST = 64
+# Bounds the seed does not have. Every list and map of the spec has one, far above what a real
+# artifact holds, so that one object cannot make the API server, the webhook or the operator
+# do unbounded work (and a 1.25+ API server, which estimates the cost of the CRD's CEL rules
+# from maxItems, accepts the rules). They are in the models, so the CRD and `validate` agree.
+MAX_LIST = 64  # container groups, containers per group, runtime entries, tolerations
+MAX_ENV = 256  # environment variables per container
+MAX_ARGS = 256  # entrypoint items
+MAX_CAPABILITIES = 64  # capabilities.add / capabilities.drop (Linux has about 41)
+MAX_MAP = 64  # nodeSelector, resources.limits, resources.requests
+MAX_HEADERS = 16  # probe httpHeaders
+MAX_HEADER_NAME = 256
+MAX_HEADER_VALUE = 4096
 
 
 class Model(BaseModel):
@@ -92,8 +101,17 @@ class Probe(Model):
         "(the seed's default).",
     )
     scheme: Scheme = Field(Scheme.http, description="Scheme to use for connecting to the host.")
-    host: str | None = Field(None, description="Host name to connect to; defaults to the pod IP.")
-    http_headers: dict[str, str] | None = Field(None, description="HTTP headers for the probe.")
+    host: str | None = Field(
+        None, min_length=1, max_length=253,
+        description="Host name to connect to; defaults to the pod IP. Admin only: the kubelet "
+        "sends the request from the node's network.")
+    http_headers: dict[
+        Annotated[str, Field(min_length=1, max_length=MAX_HEADER_NAME)],
+        Annotated[str, Field(max_length=MAX_HEADER_VALUE)],
+    ] | None = Field(
+        None, max_length=MAX_HEADERS,
+        description=f"HTTP headers for the probe (at most {MAX_HEADERS}; names at most "
+        f"{MAX_HEADER_NAME} characters, values at most {MAX_HEADER_VALUE}).")
     # The minimums are Kubernetes': it rejects negative values, and silently replaces a 0
     # period, timeout or threshold with its own default (10s, 1s, 3), which is not what was asked.
     initial_delay_seconds: int = Field(
@@ -112,8 +130,12 @@ class Probe(Model):
 class Capabilities(Model):
     """Linux capabilities to add (admin only) or drop."""
 
-    add: list[str] | None = Field(None, description="Capabilities to add (admin only).")
-    drop: list[str] | None = Field(None, description="Capabilities to drop.")
+    add: list[str] | None = Field(
+        None, max_length=MAX_CAPABILITIES,
+        description=f"Capabilities to add (admin only; at most {MAX_CAPABILITIES}).")
+    drop: list[str] | None = Field(
+        None, max_length=MAX_CAPABILITIES,
+        description=f"Capabilities to drop (at most {MAX_CAPABILITIES}).")
 
 
 class SeccompProfile(Model):
@@ -211,7 +233,7 @@ class GeneratedDockerfile(Model):
     source: Literal["generated"] = "generated"
     execution_environment_id: str
     execution_environment_version_id: str
-    entrypoint: list[str] = Field(min_length=1)
+    entrypoint: list[str] = Field(min_length=1, max_length=MAX_ARGS)
 
 
 def _dockerfile_source(value: Any) -> str:
@@ -248,13 +270,15 @@ class Container(Model):
         description="Image to run. Required unless imageBuildConfig is set (Kubernetes "
         "refuses a container without an image).")
     image_build_config: ImageBuildConfig | None = None
-    entrypoint: list[str] | None = Field(None, description="Overrides the image's command.")
+    entrypoint: list[str] | None = Field(
+        None, max_length=MAX_ARGS,
+        description=f"Overrides the image's command (at most {MAX_ARGS} items).")
     # `default=[]` (pydantic copies it per instance) rather than a factory, so that the CRD
     # carries the seed's default and CEL rules can read the list when it is omitted.
     environment_vars: list[EnvVar] = Field(
-        default=[], json_schema_extra=UNIQUE_BY_NAME,
+        default=[], max_length=MAX_ENV, json_schema_extra=UNIQUE_BY_NAME,
         description="Environment variables: source string (default), dr-credential or "
-        "dr-api-token. Names are unique in a container.")
+        f"dr-api-token. Names are unique in a container (at most {MAX_ENV}).")
     port: int | None = Field(
         None, ge=1024, le=65535,
         description="Container port, 1024..65535. Primary containers must set it; others must "
@@ -302,8 +326,8 @@ Quantity = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-st
 
 
 class Resources(Model):
-    limits: dict[str, Quantity] | None = None
-    requests: dict[str, Quantity] | None = None
+    limits: dict[str, Quantity] | None = Field(None, max_length=MAX_MAP)
+    requests: dict[str, Quantity] | None = Field(None, max_length=MAX_MAP)
 
 
 class RuntimeOverride(Model):
@@ -312,8 +336,8 @@ class RuntimeOverride(Model):
 
     replicas: int | None = Field(None, ge=0)
     resources: Resources | None = None
-    node_selector: dict[str, str] | None = None
-    tolerations: list[Toleration] | None = None
+    node_selector: dict[str, str] | None = Field(None, max_length=MAX_MAP)
+    tolerations: list[Toleration] | None = Field(None, max_length=MAX_LIST)
 
 
 class ArtifactSpec(Model):

@@ -14,6 +14,8 @@ LABEL_TYPE = f"{PREFIX}/type"
 LABEL_REPOSITORY = f"{PREFIX}/repository"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_CACHE = f"{PREFIX}/nim-cache"
+# A Secret opts in to being read by artifacts' `dr-credential` env vars with this label "true".
+LABEL_USABLE = f"{PREFIX}/usable-by-artifacts"
 ANNOTATION_CACHE_IMAGE = f"{PREFIX}/nim-cache-image"
 CACHE_CLAIM_PREFIX = "nim-cache-"
 

@@ -114,6 +114,12 @@ CEL_RULES: tuple[CelRule, ...] = (
     # locked spec in any case (logic/lock.py).
     CelRule(("spec",), "oldSelf.lifecycle != 'locked' || self == oldSelf",
             "the spec of a locked artifact cannot change (clone it into a new draft)"),
+    # A structural schema cannot bound map keys (no propertyNames): the header name limit of
+    # the model (models.MAX_HEADER_NAME) is here for CEL servers, and in the model for the
+    # webhook, `validate` and the operator everywhere.
+    *(CelRule((*CONTAINERS, probe, "httpHeaders"), "self.all(k, size(k) <= 256)",
+              "probe header names are at most 256 characters")
+      for probe in ("livenessProbe", "readinessProbe", "startupProbe")),
 )
 
 

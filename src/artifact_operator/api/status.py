@@ -31,6 +31,8 @@ class Reason(StrEnum):
     approval_stale = "ApprovalStale"
     secret_missing = "SecretMissing"
     locked_spec_changed = "LockedSpecChanged"
+    secret_not_usable = "SecretNotUsable"
+    token_secret_conflict = "TokenSecretConflict"
     as_expected = "AsExpected"
     waiting = "Waiting"
 

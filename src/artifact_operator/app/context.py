@@ -14,12 +14,14 @@ from typing import Any
 
 import kopf
 
+from artifact_operator.api import naming
 from artifact_operator.app.observability import Health
 from artifact_operator.controller.handlers import configure_kopf
 from artifact_operator.controller.reconcile import Reconciler
-from artifact_operator.controller.view import ClusterView
+from artifact_operator.controller.view import ClusterView, slim_secret
 from artifact_operator.kube.client import Kube
 from artifact_operator.kube.events import EventRecorder
+from artifact_operator.kube.watch import ListWatch
 from artifact_operator.logic.approval import LegacyApprover
 from artifact_operator.settings import ApprovalSettings, Config
 from artifact_operator.webhook import server as webhook
@@ -50,21 +52,32 @@ class Context:
     legacy: LegacyApprover
     leader_election: bool
     webhooks: bool
+    namespaces: list[str] = field(default_factory=list)  # empty: all namespaces
+    # The operator's own namespace: its leader-election Lease, and the version counters.
+    lease_namespace: str = "default"
     kube: Kube | None = None
     reconciler: Reconciler | None = None
     admission: webhook.Admission | None = None
     _resync: asyncio.Task[None] | None = field(default=None, repr=False)
+    _credentials: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def start(self, memo: Any, settings: kopf.OperatorSettings) -> None:
         configure_kopf(settings)
         client_login = self.config.settings.client_login
         self.kube = kube = await Kube.connect(client_login=client_login)
         view = ClusterView()
+        # The users' Secrets that opt in to artifacts: kopf's one Secret watch is for our own
+        # children (managed-by), so these get a watch of their own, by their label.
+        credentials = ListWatch(
+            kube, "v1", "Secret", f"{naming.LABEL_USABLE}=true", self.namespaces or None,
+            slim_secret, lambda namespace, name: self._secret_changed(namespace, name))
         # With leader election the replica starts as a standby; run.py activates it.
         self.reconciler = Reconciler(
             kube, self.config.settings, view, EventRecorder(kube, self.config.settings.events),
-            self.legacy, active=not self.leader_election)
+            self.legacy, credentials=credentials, lease_namespace=self.lease_namespace,
+            active=not self.leader_election)
         memo.reconciler = self.reconciler
+        self._credentials = asyncio.get_running_loop().create_task(credentials.run())
         self._resync = asyncio.get_running_loop().create_task(
             self.reconciler.resync_forever())
         if self.webhooks:
@@ -77,7 +90,13 @@ class Context:
             self.health.readiness_checks["webhook"] = webhook.listening(
                 self.config.webhook.webhook_host, self.config.webhook.webhook_port)
 
+    def _secret_changed(self, namespace: str, name: str) -> None:
+        if self.reconciler is not None:
+            self.reconciler.secret_changed(namespace, name)
+
     async def close(self) -> None:
+        if self._credentials is not None:
+            self._credentials.cancel()
         if self._resync is not None:
             self._resync.cancel()
         if self.reconciler is not None:

@@ -53,7 +53,9 @@ def run(config: Config, options: RunOptions) -> int:
         webhook.register(config.webhook, options.namespaces)
     # The old HMAC approvals are only verified now (migration); nothing signs any more.
     context = Context(config, Health(), load_legacy_approver(config.approval),
-                      leader_election=options.leader_election, webhooks=webhooks)
+                      leader_election=options.leader_election, webhooks=webhooks,
+                      namespaces=list(options.namespaces),
+                      lease_namespace=options.leader_election_namespace or default_namespace())
 
     @kopf.on.startup(id="artifact-operator-startup")
     async def startup(memo: Any, settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--namespace", default="default",
                    help="namespace for Artifacts that do not name one")
     p.add_argument("--elevated-approved", action="store_true",
-                   help="render elevated securityContext fields as if an admin approved them")
+                   help="render elevated fields as if an admin approved them")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("run", help="run the operator against the cluster")

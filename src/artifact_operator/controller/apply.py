@@ -110,10 +110,10 @@ class Applier:
     async def prune(self, body: Obj, uid: str | None, rendered: Rendered,
                     live: Mapping[Ref, Obj]) -> None:
         """Delete the children this artifact controls that are no longer rendered, except the
-        groups that keep running what they run: those waiting for a build, and those held
-        back for lack of a current approval (never rolled without their approved fields)."""
+        groups held back (waiting for a build, a current approval, a usable Secret, their token
+        Secret), which keep running what they ran: never rolled without what they need."""
         wanted = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects}
-        keep_groups = set(rendered.waiting_for_image) | set(rendered.held)
+        keep_groups = rendered.held_groups
         for ref, obj in list(live.items()):
             if ref in wanted or not controlled_by(obj, uid):
                 continue

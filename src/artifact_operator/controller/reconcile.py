@@ -9,6 +9,7 @@ unchanged artifacts therefore makes no writes. `WorkQueue` decides when it runs.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -19,19 +20,26 @@ from typing import Any
 from artifact_operator import metrics
 from artifact_operator.api import naming
 from artifact_operator.api.artifact import Artifact
-from artifact_operator.api.models import CredentialEnvVar
 from artifact_operator.api.status import ArtifactStatus, Phase, Reason
 from artifact_operator.api.validation import InvalidArtifact, parse
 from artifact_operator.controller.apply import Applier
 from artifact_operator.controller.caches import SharedCaches
 from artifact_operator.controller.queue import WorkQueue
 from artifact_operator.controller.versions import Versions
-from artifact_operator.controller.view import ClusterView, Key, Obj, Ref
-from artifact_operator.kube.client import CONNECTIONS, ApiError, Kube, permanent
+from artifact_operator.controller.view import ClusterView, Key, Obj, Ref, controlled_by
+from artifact_operator.kube.client import CONNECTIONS, ApiError, Kube
 from artifact_operator.kube.events import EventRecorder, now
+from artifact_operator.kube.watch import ListWatch
 from artifact_operator.logic.approval import Decision, Grant, LegacyApprover, decide
 from artifact_operator.logic.claims import caches_mounted
 from artifact_operator.logic.compare import covers
+from artifact_operator.logic.credentials import (
+    SecretFacts,
+    credential_refs,
+    referenced_secrets,
+    usable,
+    uses_api_token,
+)
 from artifact_operator.logic.lock import lock_state
 from artifact_operator.logic.render import Rendered, render
 from artifact_operator.logic.repository import repository_label_patch
@@ -65,13 +73,17 @@ class Outcome(StrEnum):
 class Reconciler:
     def __init__(self, kube: Kube, settings: Settings, view: ClusterView,
                  events: EventRecorder, legacy: LegacyApprover, *,
+                 credentials: ListWatch | None = None, lease_namespace: str = "default",
                  concurrency: int = CONNECTIONS, active: bool = True) -> None:
         self.kube = kube
+        # The Secrets that opt in to artifacts (logic/credentials.py), watched by label; None
+        # only where nothing watches them (then every referenced Secret counts as unusable).
+        self.credentials = credentials
         self.settings = settings
         self.view = view
         self.events = events
         self.legacy = legacy
-        self.versions = Versions(kube)
+        self.versions = Versions(kube, lease_namespace)
         self.queue = WorkQueue(self.run, concurrency=concurrency,
                                max_backoff=settings.max_backoff_seconds,
                                known=lambda key: key in view.artifacts,
@@ -85,6 +97,12 @@ class Reconciler:
 
     def enqueue(self, key: Key) -> None:
         self.queue.enqueue(key)
+
+    def secret_changed(self, namespace: str, name: str) -> None:
+        """An opted-in Secret appeared, changed or went: reconcile the artifacts that read it."""
+        for key, body in list(self.view.artifacts.items()):
+            if key[0] == namespace and name in referenced_secrets(body.get("spec")):
+                self.queue.enqueue(key)
 
     def enqueue_all(self) -> None:
         self.queue.enqueue_all(self.view.artifacts)
@@ -133,6 +151,9 @@ class Reconciler:
     # -- the reconcile ----------------------------------------------------------------------
 
     async def reconcile(self, key: Key) -> Outcome:
+        if self.credentials is not None:
+            # Like kopf's indexes: never judge a Secret before the watch has listed them all.
+            await self.credentials.synced.wait()
         body = self.view.artifacts.get(key)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return Outcome.gone
@@ -144,16 +165,17 @@ class Reconciler:
                 self.events.post(body, "Warning", Reason.locked_spec_changed.value,
                                  "the spec of a locked artifact changed; nothing was rolled out")
             return Outcome.frozen
+        live = self.view.children(key)
         try:
-            artifact, rendered = self._render(body)
+            facts = await self._secret_facts(body, live)
+            artifact, rendered = self._render(body, facts)
         except InvalidArtifact as exc:
             # Nothing running is touched: no apply, no prune; just say why.
             status = invalid_status(body, exc.violations, now())
             if await self._write_status(body, status):
                 self.events.post(body, "Warning", Reason.invalid_spec.value, str(exc))
             return Outcome.invalid
-        await self._label_repository(body, artifact)
-        live = self.view.children(key)
+        body = await self._label_repository(body, artifact)
         rendered = self._hold_changed_legacy(artifact, rendered, live)
         obs = Observed(rendered=rendered, live=live)
         caches_before = caches_mounted(live.values())
@@ -166,20 +188,23 @@ class Reconciler:
             return Outcome.settling
         status = compute_status(artifact, obs, self.settings, stored, now())
         if status.phase != Phase.ready:
-            missing = await self._missing_secrets(artifact)
+            missing = self._missing_keys(artifact)
             if missing:
                 obs.blockers.extend(missing)
                 status = compute_status(artifact, obs, self.settings, stored, now())
+        versioned = lock.locked and status.version is None
+        if versioned:
+            status = status.model_copy(update={"version": await self.versions.assign(body)})
         if lock.locked:
-            version = status.version if status.version is not None \
-                else await self.versions.assign(body)
-            status = status.model_copy(update={"version": version,
-                                               "locked_spec_digest": lock.digest})
-        await self._write_status(body, status)
+            status = status.model_copy(update={"locked_spec_digest": lock.digest})
+        # A version is stored only over the artifact as we read it (409 otherwise, and the
+        # queue retries): one that got its version meanwhile never gets another.
+        await self._write_status(body, status, guarded=versioned)
         return Outcome.error if obs.errors else Outcome.ok
 
-    def _render(self, body: Obj) -> tuple[Artifact, Rendered]:
-        """Validation and rendering of this version of the artifact.
+    def _render(self, body: Obj, facts: SecretFacts) -> tuple[Artifact, Rendered]:
+        """Validation and rendering of this version of the artifact, given what is known of
+        its Secrets.
 
         Most reconciles are woken by a child (our own write echoed, a controller's status
         update) while the artifact itself is unchanged: the result is kept for the last
@@ -189,8 +214,8 @@ class Reconciler:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         approvals = self.view.approvals(key)
-        # Approvals change independently of the artifact: their versions are part of the key.
-        version = (meta.get("uid"), meta.get("resourceVersion"),
+        # Approvals and Secrets change independently of the artifact: they are part of the key.
+        version = (meta.get("uid"), meta.get("resourceVersion"), facts,
                    *sorted(str(a["metadata"].get("resourceVersion")) for a in approvals))
         cached = self._rendered.get(version)
         if cached is not None:
@@ -198,7 +223,7 @@ class Reconciler:
             return cached
         artifact = parse(body)
         decisions = decide(artifact, approvals, legacy=self.legacy.verify(body))
-        result = artifact, render(artifact, self.settings, decisions)
+        result = artifact, render(artifact, self.settings, decisions, secrets=facts)
         self._rendered[version] = result
         if len(self._rendered) > RENDER_CACHE:
             self._rendered.popitem(last=False)
@@ -228,54 +253,67 @@ class Reconciler:
         if not held:
             return rendered
         # A copy: the cached render stays as it was (the next pass decides again).
-        return Rendered(
+        return dataclasses.replace(
+            rendered,
             objects=[o for o in rendered.objects
                      if o["metadata"].get("labels", {}).get(naming.LABEL_GROUP) not in held],
-            waiting_for_image=dict(rendered.waiting_for_image),
             held={**rendered.held, **held},
             legacy=[g for g in rendered.legacy if g not in held])
 
-    async def _label_repository(self, body: Obj, artifact: Artifact) -> None:
+    async def _label_repository(self, body: Obj, artifact: Artifact) -> Obj:
+        """The artifact labelled with its repository; the body as it is now stored."""
         patch = repository_label_patch(body, artifact)
         if patch is None:
-            return
+            return body
         updated = await self.kube.patch(body, patch)
         metrics.WRITES.labels(verb="patch", kind="Artifact").inc()
         self.view.note_artifact(updated)
+        return updated
 
-    async def _missing_secrets(self, artifact: Artifact) -> list[tuple[Reason, str]]:
-        """Credential Secrets or keys that do not exist, named (never a value).
+    async def _secret_facts(self, body: Obj, live: Mapping[Ref, Obj]) -> SecretFacts:
+        """Which referenced credential Secrets are not usable, and whether the token Secret
+        is someone else's.
 
-        Asked only while the artifact is not Ready: a GET per referenced Secret then, none
-        once it runs. Watching Secrets instead would mean a label-less watch holding every
-        Secret of the namespace in memory, for a check that matters only until pods start.
+        Credential Secrets come from the watch of opted-in Secrets: no request per reconcile.
+        The token Secret is read (one GET) only when our index does not hold it as this
+        artifact's: before it is created, and while another object holds its name, so a
+        conflict costs a read per reconcile and never a write.
         """
-        wanted: dict[tuple[str, str], str] = {}
-        for group in artifact.spec.container_groups:
-            for ci, container in enumerate(group.containers):
-                for env in container.environment_vars:
-                    if isinstance(env, CredentialEnvVar):
-                        wanted.setdefault(
-                            (env.dr_credential_id, env.key),
-                            f"env {env.name} of container "
-                            f"{naming.container_name(container.name, ci)} in group {group.name}")
-        found: dict[str, list[str] | None] = {}
+        meta = body["metadata"]
+        namespace, spec = str(meta["namespace"]), body.get("spec")
+        not_usable = frozenset(
+            name for name in referenced_secrets(spec)
+            if self.credentials is None or not usable(self.credentials.get(namespace, name)))
+        return SecretFacts(not_usable=not_usable,
+                           token_conflict=await self._token_conflict(body, live))
+
+    async def _token_conflict(self, body: Obj, live: Mapping[Ref, Obj]) -> bool:
+        meta = body["metadata"]
+        if not uses_api_token(body.get("spec")):
+            return False
+        name = naming.token_secret_name(str(meta["name"]))
+        current = live.get(("Secret", name))
+        if current is None:
+            current = await self.kube.get("v1", "Secret", str(meta["namespace"]), name)
+            if current is None:
+                return False  # ours to create
+        # Never adopted: a Secret someone else made (with a token they know) is not ours,
+        # whatever its labels say.
+        return not controlled_by(current, meta.get("uid"))
+
+    def _missing_keys(self, artifact: Artifact) -> list[tuple[Reason, str]]:
+        """Keys that usable credential Secrets lack, named (never a value). Read from the
+        watch, which keeps key names only. Unusable Secrets are not asked about here: their
+        groups are held back, and the status says no more about them (logic/credentials.py).
+        """
+        if self.credentials is None:
+            return []
         out: list[tuple[Reason, str]] = []
-        for (name, key), user in wanted.items():
-            if name not in found:
-                try:
-                    secret = await self.kube.get("v1", "Secret", artifact.namespace, name)
-                except ApiError as exc:
-                    log.info("cannot check Secret %s/%s: %s", artifact.namespace, name,
-                             permanent(exc))
-                    return out
-                # Only the key names are kept; the values are dropped right here.
-                found[name] = None if secret is None else sorted(secret.get("data") or {})
-            keys = found[name]
-            if keys is None:
-                out.append((Reason.secret_missing, f"Secret {name} ({user}) does not exist"))
-            elif key not in keys:
-                out.append((Reason.secret_missing, f"Secret {name} has no key {key} ({user})"))
+        for ref in credential_refs(artifact.spec.dump()):
+            secret = self.credentials.get(artifact.namespace, ref.secret)
+            if usable(secret) and ref.key not in (secret or {}).get("dataKeys", []):
+                out.append((Reason.secret_missing,
+                            f"Secret {ref.secret} has no key {ref.key} ({ref.user()})"))
         return out
 
     def _settling(self, key: Key, rendered: Rendered, live: Mapping[Ref, Obj]) -> bool:
@@ -291,14 +329,19 @@ class Reconciler:
             for o in rendered.of_kind("Deployment"))
         return self.queue.hold(key, settling, self.settings.status_settle_seconds)
 
-    async def _write_status(self, body: Obj, status: ArtifactStatus) -> bool:
+    async def _write_status(self, body: Obj, status: ArtifactStatus, *,
+                            guarded: bool = False) -> bool:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         self._set_phase(key, status.phase)
         patch = status_patch(body.get("status"), status)
         if patch is None:
             return False
         log.debug("status of %s/%s: writing %s", *key, ", ".join(sorted(patch)))
-        updated = await self.kube.patch(body, {"status": patch}, subresource="status")
+        if guarded:
+            updated = await self.kube.patch_if_unchanged(body, {"status": patch},
+                                                         subresource="status")
+        else:
+            updated = await self.kube.patch(body, {"status": patch}, subresource="status")
         metrics.WRITES.labels(verb="patch", kind="Artifact/status").inc()
         self.view.note_artifact(updated)
         return True

@@ -35,6 +35,16 @@ def slim(body: Mapping[str, Any]) -> Obj:
     return out
 
 
+def slim_secret(body: Mapping[str, Any]) -> Obj:
+    """What the operator keeps of a user's Secret: who it is and its key names. Annotations
+    stay out too: `kubectl apply` leaves the whole Secret, values included, in one."""
+    meta = body.get("metadata", {})
+    return {"kind": "Secret", "type": body.get("type"),
+            "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "ownerReferences",
+                                              "resourceVersion") if k in meta},
+            "dataKeys": sorted((body.get("data") or {}).keys())}
+
+
 def _rv(obj: Mapping[str, Any] | None) -> int:
     try:
         return int((obj or {}).get("metadata", {}).get("resourceVersion", 0))

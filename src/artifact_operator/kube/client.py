@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from artifact_operator import __version__, metrics
 from artifact_operator.api.naming import MANAGER
 
 Obj = dict[str, Any]
+Items = list[Obj]  # named here: inside Kube, `list` is the method
 log = logging.getLogger(__name__)
 
 
@@ -279,3 +280,50 @@ class Kube:
             query=[("fieldManager", MANAGER)], content_type="application/merge-patch+json")
         assert out is not None
         return out
+
+    async def list_with_version(self, api_version: str, kind: str, namespace: str | None,
+                                label_selector: str) -> tuple[Items, str]:
+        """(items, the list's resourceVersion), where a watch resumes."""
+        k = KINDS[(api_version, kind)]
+        out = await self.request("GET", k.path(namespace),
+                                 query=[("labelSelector", label_selector)]) or {}
+        return list(out.get("items", [])), str(out.get("metadata", {}).get("resourceVersion"))
+
+    async def watch(self, api_version: str, kind: str, namespace: str | None,
+                    label_selector: str, resource_version: str,
+                    timeout_seconds: int = 290) -> AsyncIterator[tuple[str, Obj]]:
+        """(type, object) of each watch event from `resource_version` on, until the server
+        ends the watch; a 410 (too old) and ERROR events come back as ApiError."""
+        k = KINDS[(api_version, kind)]
+        query = [("watch", "true"), ("labelSelector", label_selector),
+                 ("resourceVersion", resource_version), ("allowWatchBookmarks", "true"),
+                 ("timeoutSeconds", str(timeout_seconds))]
+        try:
+            async with self._client().get(
+                    k.path(namespace).lstrip("/"), params=query,
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=10,
+                                                  sock_read=timeout_seconds + 30)) as resp:
+                if resp.status >= 400:
+                    metrics.API_ERRORS.labels(method="WATCH", code=str(resp.status)).inc()
+                    raise ApiError(resp.status, await resp.text())
+                async for line in resp.content:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        raise ApiError(int(status.get("code", 500)),
+                                       str(status.get("message", "")), "WatchError")
+                    yield str(event.get("type")), event.get("object") or {}
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            metrics.API_ERRORS.labels(method="WATCH", code="network").inc()
+            raise ApiError(0, str(exc), "NetworkError") from exc
+
+    async def patch_if_unchanged(self, obj: Mapping[str, Any], patch: Obj, *,
+                                 subresource: str | None = None) -> Obj:
+        """A merge patch that the API server applies only if `obj`'s resourceVersion is
+        still current (409 otherwise): a compare-and-swap for a field set once."""
+        meta = obj["metadata"]
+        guarded = {**patch, "metadata": {**patch.get("metadata", {}),
+                                         "resourceVersion": meta["resourceVersion"]}}
+        return await self.patch(obj, guarded, subresource=subresource)

@@ -66,7 +66,7 @@ def review(operation: str, old: Mapping[str, Any] | None,
         out.violations.sort(key=order)
     content = elevated_content(new_spec)
     if content and content != elevated_content(old_spec):
-        out.admin_only += [Violation(path, f"an elevated securityContext field: {ADMIN_HINT} "
+        out.admin_only += [Violation(path, f"an elevated field: {ADMIN_HINT} "
                                      "set it") for path in elevated_paths(new_spec)]
     return out
 

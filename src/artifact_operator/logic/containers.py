@@ -54,7 +54,7 @@ def pod_container(artifact: Artifact, c: Container, index: int, settings: Settin
                       ("startup_probe", "startupProbe")):
         probe = getattr(c, attr)
         if probe is not None:
-            out[key] = _probe(probe, c)
+            out[key] = _probe(probe, c, elevated_approved)
     out["securityContext"] = _security_context(c.security_context, elevated_approved)
     if mount_storage:
         out["volumeMounts"] = [
@@ -74,10 +74,11 @@ def _env(artifact: Artifact, env: Any) -> Manifest:
     return {"name": env.name, "value": env.value}
 
 
-def _probe(probe: Probe, container: Container) -> Manifest:
+def _probe(probe: Probe, container: Container, elevated_approved: bool) -> Manifest:
     port = probe.port or container.port or DEFAULT_PROBE_PORT
     http_get: Manifest = {"path": probe.path, "port": port, "scheme": str(probe.scheme)}
-    if probe.host:
+    # An elevated field (logic/elevated.py): without an approval the kubelet probes the pod IP.
+    if probe.host and elevated_approved:
         http_get["host"] = probe.host
     if probe.http_headers:
         http_get["httpHeaders"] = [{"name": k, "value": v}

@@ -32,6 +32,11 @@ from artifact_operator.logic.containers import (
     pod_container,
     resources_of,
 )
+from artifact_operator.logic.credentials import (
+    SecretFacts,
+    credential_refs,
+    not_usable,
+)
 from artifact_operator.settings import Settings
 
 Manifest = dict[str, Any]
@@ -51,9 +56,22 @@ class Rendered:
     # Groups rendered on the old HMAC annotation's word: applied only while that changes
     # nothing that runs (the reconciler checks against the live Deployment).
     legacy: list[str] = field(default_factory=list)
+    # Groups left unrendered because a credential Secret they read is not usable
+    # (logic/credentials.py): group -> one sentence per reference.
+    secrets_not_usable: dict[str, list[str]] = field(default_factory=dict)
+    # The token Secret name when it exists and is not this artifact's, and the groups that
+    # use it, left unrendered.
+    token_conflict: str | None = None
+    token_held: list[str] = field(default_factory=list)
 
     def of_kind(self, kind: str) -> list[Manifest]:
         return [o for o in self.objects if o["kind"] == kind]
+
+    @property
+    def held_groups(self) -> set[str]:
+        """Groups not rendered this time: whatever of them runs keeps running."""
+        return {*self.waiting_for_image, *self.held, *self.secrets_not_usable,
+                *self.token_held}
 
 
 def group_elevated(group: ContainerGroup) -> bool:
@@ -84,12 +102,18 @@ def storage_claim_name(artifact: Artifact, group: ContainerGroup) -> str | None:
 
 
 def render(artifact: Artifact, settings: Settings,
-           decisions: Mapping[str, Decision] | None = None) -> Rendered:
+           decisions: Mapping[str, Decision] | None = None, *,
+           secrets: SecretFacts | None = None) -> Rendered:
     """`decisions`: one per group with elevated fields (`logic.approval.decide`); a group with
     elevated fields and no decision that renders them is held back, never rendered without
-    them (its pods would run other than what was asked and approved)."""
+    them (its pods would run other than what was asked and approved). `secrets` None: nothing
+    is known of the namespace's Secrets (offline rendering), so every referenced Secret is
+    taken as usable."""
     decisions = decisions or {}
     out = Rendered()
+    facts = secrets or SecretFacts()
+    token_name = naming.token_secret_name(artifact.name)
+    refs = list(credential_refs(artifact.spec.dump()))
     # Offline (`artifact-operator render`) there is no uid yet, so no owner to point at.
     uid = artifact.metadata.uid
     owner = naming.owner_reference(artifact.api_version, artifact.kind, artifact.name, uid) \
@@ -109,6 +133,15 @@ def render(artifact: Artifact, settings: Settings,
             out.held[group.name] = decision or Decision(
                 Grant.missing, f"group {group.name}: elevated fields need an admin's approval")
             continue
+        blocked = [f"{ref.user()}: {not_usable(ref.secret)}" for ref in refs
+                   if ref.group == group.name and ref.secret in facts.not_usable]
+        if blocked:
+            out.secrets_not_usable[group.name] = blocked
+            continue
+        if facts.token_conflict and _group_uses_api_token(group):
+            out.token_conflict = token_name
+            out.token_held.append(group.name)
+            continue
         if decision is not None and decision.grant == Grant.legacy:
             out.legacy.append(group.name)
         claim = storage_claim_name(artifact, group)
@@ -119,7 +152,7 @@ def render(artifact: Artifact, settings: Settings,
         if service is not None:
             services.append(service)
     out.objects.extend(claims.values())
-    if _uses_api_token(artifact):
+    if _uses_api_token(artifact) and not facts.token_conflict:
         # Rendered even while groups wait for an image, so the token outlives the wait.
         out.objects.append(_token_secret(artifact, owner))
     out.objects.extend(deployments)
@@ -150,11 +183,17 @@ def _artifact_labels(artifact: Artifact, component: str) -> dict[str, str]:
     }
 
 
-def _uses_api_token(artifact: Artifact) -> bool:
+def _group_uses_api_token(group: ContainerGroup) -> bool:
     return any(isinstance(env, ApiTokenEnvVar)
-               for group in artifact.spec.container_groups
-               for container in group.containers
-               for env in container.environment_vars)
+               for container in group.containers for env in container.environment_vars)
+
+
+def _uses_api_token(artifact: Artifact) -> bool:
+    return any(_group_uses_api_token(group) for group in artifact.spec.container_groups)
+
+
+def uses_api_token(artifact: Artifact) -> bool:
+    return _uses_api_token(artifact)
 
 
 def _token_secret(artifact: Artifact, owner: Manifest | None) -> Manifest:

@@ -25,6 +25,7 @@ from artifact_operator.api.status import (
     StorageStatus,
 )
 from artifact_operator.logic.approval import Grant
+from artifact_operator.logic.credentials import token_conflict
 from artifact_operator.logic.render import Rendered, endpoint, storage_claim_name
 from artifact_operator.settings import Settings
 
@@ -104,18 +105,19 @@ def _groups(artifact: Artifact, obs: Observed, settings: Settings) -> list[_Grou
         has_service = ("Service", name) in rendered_names
         runtime = (artifact.spec.runtime or {}).get(group.name) or RuntimeOverride()
         wanted = runtime.replicas if runtime.replicas is not None else 1
-        if group.name in obs.rendered.waiting_for_image:
-            out.append(_Group(group.name, wanted, 0, 0, Reason.image_not_built, None, None, None))
+        held = _held_reason(obs.rendered, group.name)
+        if held is not None:
+            out.append(_Group(group.name, wanted, 0, 0, held, None, None, None))
             continue
         live = obs.live.get(("Deployment", name))
         desired, ready, updated, state = _deployment_state(live)
         if live is None:
             desired = wanted  # not created yet (or refused): still count what is wanted
-        held = obs.rendered.held.get(group.name)
-        if held is not None:
+        decision = obs.rendered.held.get(group.name)
+        if decision is not None:
             # Not applied: what runs (if anything) is reported as it is, under the reason.
             out.append(_Group(group.name, desired, ready, updated,
-                              Reason.approval_stale if held.grant == Grant.stale
+                              Reason.approval_stale if decision.grant == Grant.stale
                               else Reason.elevated_not_approved,
                               name if live is not None else None, None, None))
             continue
@@ -125,12 +127,23 @@ def _groups(artifact: Artifact, obs: Observed, settings: Settings) -> list[_Grou
     return out
 
 
+def _held_reason(rendered: Rendered, group: str) -> Reason | None:
+    if group in rendered.waiting_for_image:
+        return Reason.image_not_built
+    if group in rendered.secrets_not_usable:
+        return Reason.secret_not_usable
+    if group in rendered.token_held:
+        return Reason.token_secret_conflict
+    return None
+
+
 def _claims(artifact: Artifact, obs: Observed) -> list[str]:
     """The claims the rendered groups mount, in group order, each once."""
     if artifact.spec.type != ArtifactType.nim:
         return []
+    held = obs.rendered.held_groups
     names = (storage_claim_name(artifact, g) for g in artifact.spec.container_groups
-             if g.name not in obs.rendered.waiting_for_image)
+             if g.name not in held)
     return list(dict.fromkeys(n for n in names if n))
 
 
@@ -247,6 +260,10 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
     # runs is no longer what the spec says. Never approved is only not Ready.
     degraded += [(Reason.approval_stale, d.message) for d in obs.rendered.held.values()
                  if d.grant == Grant.stale]
+    if obs.rendered.token_conflict:
+        degraded.append((Reason.token_secret_conflict,
+                         f"{token_conflict(obs.rendered.token_conflict)}: group(s) "
+                         f"{', '.join(obs.rendered.token_held)}"))
     degraded += [(Reason.progress_deadline_exceeded,
                   f"group {g.name}: rollout exceeded its progress deadline") for g in deadline]
     degraded += [(Reason.replicas_unavailable,
@@ -256,6 +273,8 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
     not_ready: list[tuple[Reason, str]] = []
     if waiting:
         not_ready.append((Reason.image_not_built, "; ".join(waiting)))
+    not_ready += [(Reason.secret_not_usable, "; ".join(messages))
+                  for messages in obs.rendered.secrets_not_usable.values()]
     not_ready += list(obs.blockers)
     not_ready += claim_waiting
     not_ready += [(Reason.elevated_not_approved, d.message)

@@ -21,6 +21,7 @@ Every replica serves the webhook; nothing here reads reconciler state. kopf serv
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import socket
@@ -32,9 +33,11 @@ import kopf
 
 from artifact_operator.api.models import API_GROUP, API_VERSION, PLURAL
 from artifact_operator.api.raw import as_dict
+from artifact_operator.api.rules import Violation
 from artifact_operator.kube.client import ApiError, Kube
 from artifact_operator.kube.webhook_server import BoundedWebhookServer
 from artifact_operator.logic.admission import ELEVATE_VERB, message, review
+from artifact_operator.logic.credentials import MAX_ADMISSION_READS, new_refs, not_usable, usable
 from artifact_operator.settings import DEFAULT_CERT_DIR, WebhookSettings
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,31 @@ class Admission:
             "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
             "metadata": {}, "spec": spec})
         return bool(as_dict(reviewed.get("status")).get("allowed"))
+
+    async def unusable_credentials(self, namespace: str, old: Mapping[str, Any] | None,
+                                   new: Mapping[str, Any]) -> list[Violation]:
+        """The `dr-credential` references the request adds to Secrets an artifact may not
+        read, looked up with the operator's rights (a GET per Secret, at most
+        MAX_ADMISSION_READS). A Secret that cannot be looked up is left to the operator,
+        which holds its group back: this only answers early. The message is the same for a
+        missing Secret and one that does not opt in (logic/credentials.py)."""
+        old_spec = as_dict(old.get("spec")) if old is not None else None
+        refs = new_refs(old_spec, as_dict(new.get("spec")))
+        names = list(dict.fromkeys(ref.secret for ref in refs))[:MAX_ADMISSION_READS]
+        found = await asyncio.gather(
+            *(self.kube.get("v1", "Secret", namespace, name) for name in names),
+            return_exceptions=True)
+        bad = set()
+        for name, secret in zip(names, found, strict=True):
+            if isinstance(secret, ApiError):
+                log.info("cannot look up Secret %s/%s for admission: %s", namespace, name,
+                         secret)
+            elif isinstance(secret, BaseException):
+                raise secret
+            elif not usable(secret):
+                bad.add(name)
+        return [Violation(f"{ref.path}.drCredentialId", not_usable(ref.secret))
+                for ref in refs if ref.secret in bad]
 
     async def namespace_terminating(self, namespace: str) -> bool:
         """Deleting a namespace deletes its locked artifacts too; whoever may delete a
@@ -112,6 +140,10 @@ async def validate_artifact(*, operation: str | None = None, old: Any = None, ne
     operation = operation or ""
     found = review(operation, _raw(old), _raw(new))
     violations = list(found.violations)
+    if new is not None and operation in ("CREATE", "UPDATE") and (
+            old is None or as_dict(old.get("spec")) != as_dict(new.get("spec"))):
+        violations += await admission_of(memo).unusable_credentials(
+            _namespace(new, old), _raw(old), dict(new))
     if found.admin_only:
         admission = admission_of(memo)
         namespace = _namespace(new, old)
@@ -123,7 +155,7 @@ async def validate_artifact(*, operation: str | None = None, old: Any = None, ne
         if not allowed:
             violations += found.admin_only
     if violations:
-        code = 422 if found.violations else 403
+        code = 403 if violations == found.admin_only else 422
         raise kopf.AdmissionError(message(violations), code=code)
 
 
