@@ -16,6 +16,8 @@ pytestmark = pytest.mark.cluster
 
 SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"
 FILES = sorted(p.name for p in SAMPLES.glob("*.yaml") if p.name != "kustomization.yaml")
+# The Artifacts; the rest are what they read (the credential Secrets).
+ARTIFACTS = [name for name in FILES if name.startswith("workload_")]
 
 
 def load(name: str) -> dict[str, Any]:
@@ -28,10 +30,11 @@ def test_kustomization_lists_every_sample() -> None:
     assert sorted(kustomization["resources"]) == FILES
     assert {"workload_v1alpha1_artifact_service.yaml",
             "workload_v1alpha1_artifact_nim_dedicated.yaml",
-            "workload_v1alpha1_artifact_nim_cache.yaml"} <= set(FILES)
+            "workload_v1alpha1_artifact_nim_cache.yaml", "v1_secret_credentials.yaml"} \
+        <= set(FILES)
 
 
-@pytest.mark.parametrize("name", FILES)
+@pytest.mark.parametrize("name", ARTIFACTS)
 def test_sample_is_valid(name: str) -> None:
     result = run_cli("validate", "-f", str(SAMPLES / name))
     assert result.returncode == 0, result.stdout
@@ -51,7 +54,7 @@ def _missing(sent: Any, stored: Any, path: str = "spec") -> list[str]:
     return [] if sent == stored else [path]
 
 
-@pytest.mark.parametrize("name", FILES)
+@pytest.mark.parametrize("name", ARTIFACTS)
 def test_sample_applies_cleanly(cluster: Cluster, namespace: str, name: str) -> None:
     sample = load(name)
     create_artifact(cluster, namespace, sample)
@@ -74,3 +77,17 @@ def test_samples_show_what_they_are_for() -> None:
                for r in dedicated["runtime"].values())
     cache = load("workload_v1alpha1_artifact_nim_cache.yaml")["spec"]
     assert cache["type"] == "nim" and cache["storage"]["mode"] == "nimCache"
+
+
+def test_the_samples_credentials_opt_in_and_are_what_the_samples_read() -> None:
+    secrets = [d for d in yaml.safe_load_all((SAMPLES / "v1_secret_credentials.yaml").read_text())
+               if d]
+    assert all(s["metadata"]["labels"]["workload.dev/usable-by-artifacts"] == "true"
+               for s in secrets)
+    have = {(s["metadata"]["name"], key) for s in secrets for key in s["stringData"]}
+    read = {(env["drCredentialId"], env["key"]) for name in ARTIFACTS
+            for group in load(name)["spec"]["containerGroups"]
+            for container in group["containers"]
+            for env in container.get("environmentVars", [])
+            if env.get("source") == "dr-credential"}
+    assert read and read <= have
