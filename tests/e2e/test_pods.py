@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -127,6 +128,8 @@ def samples(e2e: E2E, operator: OperatorProcess,
             e2e.cluster.core.delete_namespace(namespace)
         e2e.cluster.core.delete_collection_persistent_volume(
             label_selector=f"{local_samples.PV_LABEL}={namespace}")
+        if volume_root is not None:
+            shutil.rmtree(volume_root, ignore_errors=True)
 
 
 def test_the_service_sample_becomes_ready_through_its_probes(e2e: E2E, samples: Samples) -> None:
