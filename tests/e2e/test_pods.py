@@ -228,8 +228,8 @@ def test_the_service_has_exactly_the_ready_pods_as_endpoints(
 def test_a_wrong_readiness_path_keeps_it_progressing_then_degraded(
         e2e: E2E, operator: OperatorProcess, namespace: str) -> None:
     """Degraded comes from the Deployment's progress deadline, 600 s unless set: the spec has no
-    field for it, so the test sets it on the Deployment (as a user may: the operator does not
-    render the field, so it leaves another manager's value alone)."""
+    field for it, so the test sets it on the Deployment (as a user may: without a startup
+    probe the operator does not render the field, so it leaves another manager's value)."""
     e2e.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(
         web_artifact("unready", e2e.refs["web"], ready_path="/missing")))
 
