@@ -7,11 +7,13 @@ export KUBEBUILDER_ASSETS ?= $(abspath ../shared/k8s/bin)
 NODE_DIR ?= $(abspath $(KUBEBUILDER_ASSETS)/../node)
 # Where `make e2e-images` writes the test-time images (rebuilt every run; bases are cached).
 E2E_IMAGES ?= $(abspath .e2e-images)
+# Where a running `make demo` keeps its pid, kubeconfig, operator log and volumes.
+DEMO_STATE ?= $(abspath .demo)
 # On the local node the e2e tests run inside netns.sh's private network namespace; against a
 # cluster in KUBECONFIG, as they are.
 E2E_WRAP := $(if $(filter 1,$(ARTIFACT_TEST_USE_KUBECONFIG)),,$(NODE_DIR)/netns.sh)
 
-.PHONY: help install test unit integration e2e e2e-setup e2e-images lint crd crd-check settings-doc run render bench clean
+.PHONY: help install test unit integration e2e e2e-setup e2e-images demo demo-shell demo-stop lint crd crd-check settings-doc run render bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -67,5 +69,18 @@ e2e-setup: ## install what the e2e tier needs when missing (Debian packages; roo
 e2e-images: ## build the e2e tier's images (operator from the working tree, workload) into E2E_IMAGES
 	$(BIN)/python -m tests.support.images build --out $(E2E_IMAGES)
 
+demo: e2e-setup ## a local cluster with a real node, the operator and deploy/samples/ Ready (root; Ctrl-C stops it)
+	$(BIN)/python -m tests.support.images build --out $(E2E_IMAGES) sample nim
+	$(NODE_DIR)/netns.sh $(BIN)/python -m tests.support.demo --images $(E2E_IMAGES) --state $(DEMO_STATE)
+
+demo-shell: ## a shell inside the running demo's network namespace, with its KUBECONFIG
+	@test -f $(DEMO_STATE)/pid || { echo "no demo is running: make demo"; exit 1; }
+	nsenter --net=/proc/$$(cat $(DEMO_STATE)/pid)/ns/net env KUBECONFIG=$(DEMO_STATE)/kubeconfig \
+	  PATH=$(abspath $(BIN)):$$PATH PS1='(demo) \w\$$ ' bash --norc -i
+
+demo-stop: ## stop the running demo (what Ctrl-C in its terminal does)
+	@test -f $(DEMO_STATE)/pid || { echo "no demo is running"; exit 0; }
+	kill -TERM $$(cat $(DEMO_STATE)/pid)
+
 clean: ## remove caches and the virtualenv
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache src/*.egg-info .e2e-images
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache src/*.egg-info .e2e-images .demo

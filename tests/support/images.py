@@ -13,6 +13,9 @@ with the default pull policy, by the name their manifests use.
   that the two agree.
 - `web`: a workload from Debian's `busybox-static`: `busybox httpd` serving /healthz and /ready
   on 8080, runnable as uid 1000 with a read-only root filesystem and no capabilities.
+- `sample`: what deploy/samples/ runs in place of its service images (busybox; a `python`
+  stand-in for the sample's entrypoints); `nim`: a NIM-like model server that writes its cache
+  under $NIM_CACHE_PATH before it reports ready (tests/e2e/test_pods.py).
 
 To add an image: a `BusyboxImage` with other files and entrypoint, or a `DebianImage` with
 other packages, in IMAGES. The debootstrap root filesystems and the busybox package are cached
@@ -261,6 +264,7 @@ class BusyboxImage:
     ref: str
     config: ImageConfig
     files: Mapping[str, str] = field(default_factory=dict)
+    scripts: Mapping[str, str] = field(default_factory=dict)  # like files, mode 755
 
     def fill(self, rootfs: Path, log: Path) -> None:
         busybox = debian_package("busybox-static", log) / "files" / "bin" / "busybox"
@@ -269,11 +273,12 @@ class BusyboxImage:
         (rootfs / "bin" / "sh").symlink_to("busybox")
         (rootfs / "tmp").mkdir()
         (rootfs / "tmp").chmod(0o1777)
-        for path, text in self.files.items():
-            target = rootfs / path.lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
-            target.chmod(0o644)
+        for mode, texts in ((0o644, self.files), (0o755, self.scripts)):
+            for path, text in texts.items():
+                target = rootfs / path.lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text)
+                target.chmod(mode)
         for directory in [rootfs, *(p for p in rootfs.rglob("*") if p.is_dir())]:
             if directory.name != "tmp":
                 directory.chmod(0o755)  # mkdtemp's 700 would lock out uid 1000
@@ -357,7 +362,64 @@ WEB = BusyboxImage(
     files={"www/healthz": "ok\n", "www/ready": "ready\n", "www/index.html": "artifact e2e\n"},
 )
 
-IMAGES: dict[str, DebianImage | BusyboxImage] = {"operator": OPERATOR, "web": WEB}
+# Runs PROGRAM in the background and exits as soon as SIGTERM comes: a shell or httpd as a
+# container's pid 1 ignores SIGTERM, and its pod would take the whole grace period to go.
+_SUPERVISE = """#!/bin/sh
+"$@" & child=$!
+trap 'kill $child; exit 0' TERM INT
+wait $child
+"""
+
+# What deploy/samples/ run, with no registry: imageUri of both service sample images (and the
+# sample's own entrypoints, `python -m shop.api` and `python -m shop.worker`) work on it.
+# `python` is a stand-in: `-m shop.api` serves /healthz and /ready on 8080 from the (read-only)
+# image, `-m shop.worker` and the default entrypoint (the log shipper) idle.
+SAMPLE_PORT = 8080
+SAMPLE = BusyboxImage(
+    ref="localhost/artifact-e2e-sample:1",
+    config=ImageConfig(user="1000:1000", entrypoint=["/bin/supervise", "/bin/busybox", "sleep",
+                                                      "infinity"],
+                       env={"PATH": "/usr/local/bin:/bin"}),
+    files={"www/healthz": "ok\n", "www/ready": "ready\n", "www/index.html": "shop\n"},
+    scripts={
+        "bin/supervise": _SUPERVISE,
+        "usr/local/bin/python": f"""#!/bin/sh
+# A stand-in for the sample's `python -m shop.api` and `python -m shop.worker`.
+case "$*" in
+  "-m shop.api") exec /bin/supervise /bin/busybox httpd -f -p {SAMPLE_PORT} -h /www ;;
+  "-m shop.worker") exec /bin/supervise /bin/busybox sleep infinity ;;
+  *) echo "python stand-in: no $*" >&2; exit 2 ;;
+esac
+""",
+    },
+)
+
+# A NIM-like model server: at every start it records itself in $NIM_CACHE_PATH/boots and
+# writes $NIM_CACHE_PATH/model.bin when missing (the "download"), then serves NIM's health
+# paths on 8000, and the boots file as /boots: ready only once the cache is written.
+NIM_PORT = 8000
+NIM = BusyboxImage(
+    ref="localhost/artifact-e2e-nim:1",
+    config=ImageConfig(user="1000:1000", entrypoint=["/bin/nim"], env={"PATH": "/bin"}),
+    scripts={
+        "bin/supervise": _SUPERVISE,
+        "bin/nim": f"""#!/bin/sh
+set -eu
+cache="${{NIM_CACHE_PATH:?NIM_CACHE_PATH is not set}}"
+echo "$(busybox hostname) uid=$(busybox id -u)" >> "$cache/boots"
+[ -f "$cache/model.bin" ] || echo "weights fetched by $(busybox hostname)" > "$cache/model.bin"
+www=/tmp/www
+busybox mkdir -p $www/v1/health
+busybox cp "$cache/boots" $www/boots
+echo live > $www/v1/health/live
+echo ready > $www/v1/health/ready
+exec /bin/supervise /bin/busybox httpd -f -p {NIM_PORT} -h $www
+""",
+    },
+)
+
+IMAGES: dict[str, DebianImage | BusyboxImage] = {"operator": OPERATOR, "web": WEB,
+                                                 "sample": SAMPLE, "nim": NIM}
 
 
 # -- build, load, push ------------------------------------------------------------------------

@@ -280,6 +280,21 @@ def test_replicas_are_left_alone_without_runtime_replicas() -> None:
     assert "nodeSelector" not in pod and "tolerations" not in pod
 
 
+def test_the_progress_deadline_starts_after_the_longest_startup_allowance() -> None:
+    # The NIM sample's startup probe lets the model load for 30 s + 180 x 10 s; with the
+    # default deadline of 600 s, the Deployment (and the artifact) would be Degraded while
+    # the kubelet still waits for the container to start.
+    slow = {**primary(), "startupProbe": {"path": "/ready", "periodSeconds": 10,
+                                          "failureThreshold": 180}}
+    quick = {"name": "side", "imageUri": "busybox:1.36",
+             "startupProbe": {"path": "/h", "initialDelaySeconds": 0, "periodSeconds": 1}}
+    out = render(artifact([{"name": "api", "containers": [slow, quick]}]), Settings())
+    assert one(out, "Deployment")["spec"]["progressDeadlineSeconds"] == 600 + 30 + 180 * 10
+    plain = render(artifact([{"name": "api", "containers": [
+        {**primary(), "readinessProbe": {"path": "/ready"}}]}]), Settings())
+    assert "progressDeadlineSeconds" not in one(plain, "Deployment")["spec"]
+
+
 def test_service_deployments_keep_the_default_rollout_strategy() -> None:
     out = render(artifact([{"name": "api", "containers": [primary()]}]), Settings())
     assert "strategy" not in one(out, "Deployment")["spec"]

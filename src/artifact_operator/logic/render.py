@@ -41,6 +41,8 @@ from artifact_operator.settings import Settings
 
 Manifest = dict[str, Any]
 
+# Kubernetes' default progressDeadlineSeconds: a rollout with no progress this long is stuck.
+PROGRESS_DEADLINE_SECONDS = 600
 
 
 @dataclass
@@ -261,6 +263,16 @@ def endpoint(artifact: Artifact, group: ContainerGroup, settings: Settings) -> s
             f":{primary.port}")
 
 
+def _progress_deadline(group: ContainerGroup) -> int | None:
+    """The Deployment's progress deadline when a startup probe lets a container take its time:
+    Kubernetes' default counted from the end of the longest startup allowance (initial delay +
+    period x failure threshold), so a pod the kubelet still lets start (a NIM fetching its
+    weights for 30 minutes) does not turn the artifact Degraded. None: the default applies."""
+    allowance = max((p.initial_delay_seconds + p.period_seconds * p.failure_threshold
+                     for c in group.containers if (p := c.startup_probe) is not None), default=0)
+    return PROGRESS_DEADLINE_SECONDS + allowance if allowance else None
+
+
 def _deployment(artifact: Artifact, group: ContainerGroup, owner: Manifest | None,
                 claim: str | None,
                 settings: Settings, elevated_approved: bool) -> Manifest:
@@ -307,6 +319,9 @@ def _deployment(artifact: Artifact, group: ContainerGroup, owner: Manifest | Non
     }
     if runtime.replicas is not None:
         spec["replicas"] = runtime.replicas
+    deadline = _progress_deadline(group)
+    if deadline is not None:
+        spec["progressDeadlineSeconds"] = deadline
     if nim:
         # Replace pods in place: an update must never need a spare GPU.
         spec["strategy"] = {"type": "RollingUpdate",
