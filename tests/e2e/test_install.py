@@ -268,10 +268,10 @@ class InstallScenario:
 
             wait_for(children_gone, timeout=90, what="the garbage collector")
         else:
-            # "`helm uninstall` leaves the CRD and the Artifacts; the children then stop
+            # "`helm uninstall` leaves the CRDs and the Artifacts; the children then stop
             # being reconciled but keep running" (and the namespace --create-namespace made).
-            assert _cluster_wide_objects(e2e.cluster) == {
-                "CustomResourceDefinition": ["artifacts.workload.dev"]}
+            assert _cluster_wide_objects(e2e.cluster) == {"CustomResourceDefinition": [
+                "artifactapprovals.workload.dev", "artifacts.workload.dev"]}
             assert found(e2e.cluster.core.read_namespace, NAMESPACE) is not None
             assert get_artifact(e2e.cluster, namespace, "kept")["status"]["phase"] == "Ready"
             deployment = e2e.cluster.apps.read_namespaced_deployment(f"kept-{GROUP}", namespace)
