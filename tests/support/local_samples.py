@@ -48,10 +48,12 @@ PV_LABEL = "artifact-e2e/sample-volume"
 
 
 def load() -> list[dict[str, Any]]:
-    """The samples, in the order of deploy/samples/kustomization.yaml."""
+    """The sample Artifacts, in the order of deploy/samples/kustomization.yaml (its credential
+    Secrets hold placeholders: `credential_secrets` makes them with random values)."""
     kustomization = yaml.safe_load((SAMPLES_DIR / "kustomization.yaml").read_text())
-    return [yaml.safe_load((SAMPLES_DIR / name).read_text())
-            for name in kustomization["resources"]]
+    return [doc for name in kustomization["resources"]
+            for doc in yaml.safe_load_all((SAMPLES_DIR / name).read_text())
+            if doc and doc.get("kind") == "Artifact"]
 
 
 def localized(sample: dict[str, Any], refs: dict[str, str]) -> dict[str, Any]:
