@@ -9,7 +9,6 @@ unchanged artifacts therefore makes no writes. `WorkQueue` decides when it runs.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -18,28 +17,25 @@ from enum import StrEnum
 from typing import Any
 
 from artifact_operator import metrics
-from artifact_operator.api import naming
 from artifact_operator.api.artifact import Artifact
 from artifact_operator.api.status import ArtifactStatus, Phase, Reason
 from artifact_operator.api.validation import InvalidArtifact, parse
 from artifact_operator.controller.apply import Applier
 from artifact_operator.controller.caches import SharedCaches
 from artifact_operator.controller.queue import WorkQueue
+from artifact_operator.controller.secrets import CredentialFacts
 from artifact_operator.controller.versions import Versions
-from artifact_operator.controller.view import ClusterView, Key, Obj, Ref, controlled_by
+from artifact_operator.controller.view import ClusterView, Key, Obj, Ref
 from artifact_operator.kube.client import CONNECTIONS, ApiError, Kube
 from artifact_operator.kube.events import EventRecorder, now
 from artifact_operator.kube.watch import ListWatch
-from artifact_operator.logic.approval import Decision, Grant, LegacyApprover, decide
+from artifact_operator.logic.approval import LegacyApprover, decide
 from artifact_operator.logic.claims import caches_mounted
-from artifact_operator.logic.compare import covers
 from artifact_operator.logic.credentials import (
     SecretFacts,
-    credential_refs,
     referenced_secrets,
-    usable,
-    uses_api_token,
 )
+from artifact_operator.logic.legacy import hold_changed_legacy
 from artifact_operator.logic.lock import lock_state
 from artifact_operator.logic.render import Rendered, render
 from artifact_operator.logic.repository import repository_label_patch
@@ -76,9 +72,9 @@ class Reconciler:
                  credentials: ListWatch | None = None, lease_namespace: str = "default",
                  concurrency: int = CONNECTIONS, active: bool = True) -> None:
         self.kube = kube
-        # The Secrets that opt in to artifacts (logic/credentials.py), watched by label; None
-        # only where nothing watches them (then every referenced Secret counts as unusable).
+        # The Secrets that opt in to artifacts (logic/credentials.py), watched by label.
         self.credentials = credentials
+        self.secrets = CredentialFacts(kube, credentials)
         self.settings = settings
         self.view = view
         self.events = events
@@ -167,7 +163,7 @@ class Reconciler:
             return Outcome.frozen
         live = self.view.children(key)
         try:
-            facts = await self._secret_facts(body, live)
+            facts = await self.secrets.facts(body, live)
             artifact, rendered = self._render(body, facts)
         except InvalidArtifact as exc:
             # Nothing running is touched: no apply, no prune; just say why.
@@ -176,7 +172,7 @@ class Reconciler:
                 self.events.post(body, "Warning", Reason.invalid_spec.value, str(exc))
             return Outcome.invalid
         body = await self._label_repository(body, artifact)
-        rendered = self._hold_changed_legacy(artifact, rendered, live)
+        rendered = hold_changed_legacy(artifact, rendered, live)
         obs = Observed(rendered=rendered, live=live)
         caches_before = caches_mounted(live.values())
         for obj in rendered.objects:
@@ -188,7 +184,7 @@ class Reconciler:
             return Outcome.settling
         status = compute_status(artifact, obs, self.settings, stored, now())
         if status.phase != Phase.ready:
-            missing = self._missing_keys(artifact)
+            missing = self.secrets.missing_keys(artifact)
             if missing:
                 obs.blockers.extend(missing)
                 status = compute_status(artifact, obs, self.settings, stored, now())
@@ -229,37 +225,6 @@ class Reconciler:
             self._rendered.popitem(last=False)
         return result
 
-    @staticmethod
-    def _hold_changed_legacy(artifact: Artifact, rendered: Rendered,
-                             live: Mapping[Ref, Obj]) -> Rendered:
-        """Groups approved only by the old HMAC annotation keep running what runs now, and
-        nothing else: the annotation never covered entrypoint, env, other containers or the
-        runtime, so a group whose Deployment would change (or does not exist) is held as
-        stale until an ArtifactApproval covers it."""
-        if not rendered.legacy:
-            return rendered
-        held: dict[str, Decision] = {}
-        for group in rendered.legacy:
-            name = naming.group_object_name(artifact.name, group)
-            want = next(o for o in rendered.of_kind("Deployment")
-                        if o["metadata"]["name"] == name)
-            current = live.get(("Deployment", name))
-            if current is None or not covers(current, want):
-                held[group] = Decision(
-                    Grant.stale, f"group {group}: approved by the old "
-                    "workload.dev/elevated-approval annotation, which covers only what runs "
-                    "now; this change needs an admin's approval (kubectl artifact approve "
-                    f"{artifact.name})")
-        if not held:
-            return rendered
-        # A copy: the cached render stays as it was (the next pass decides again).
-        return dataclasses.replace(
-            rendered,
-            objects=[o for o in rendered.objects
-                     if o["metadata"].get("labels", {}).get(naming.LABEL_GROUP) not in held],
-            held={**rendered.held, **held},
-            legacy=[g for g in rendered.legacy if g not in held])
-
     async def _label_repository(self, body: Obj, artifact: Artifact) -> Obj:
         """The artifact labelled with its repository; the body as it is now stored."""
         patch = repository_label_patch(body, artifact)
@@ -269,52 +234,6 @@ class Reconciler:
         metrics.WRITES.labels(verb="patch", kind="Artifact").inc()
         self.view.note_artifact(updated)
         return updated
-
-    async def _secret_facts(self, body: Obj, live: Mapping[Ref, Obj]) -> SecretFacts:
-        """Which referenced credential Secrets are not usable, and whether the token Secret
-        is someone else's.
-
-        Credential Secrets come from the watch of opted-in Secrets: no request per reconcile.
-        The token Secret is read (one GET) only when our index does not hold it as this
-        artifact's: before it is created, and while another object holds its name, so a
-        conflict costs a read per reconcile and never a write.
-        """
-        meta = body["metadata"]
-        namespace, spec = str(meta["namespace"]), body.get("spec")
-        not_usable = frozenset(
-            name for name in referenced_secrets(spec)
-            if self.credentials is None or not usable(self.credentials.get(namespace, name)))
-        return SecretFacts(not_usable=not_usable,
-                           token_conflict=await self._token_conflict(body, live))
-
-    async def _token_conflict(self, body: Obj, live: Mapping[Ref, Obj]) -> bool:
-        meta = body["metadata"]
-        if not uses_api_token(body.get("spec")):
-            return False
-        name = naming.token_secret_name(str(meta["name"]))
-        current = live.get(("Secret", name))
-        if current is None:
-            current = await self.kube.get("v1", "Secret", str(meta["namespace"]), name)
-            if current is None:
-                return False  # ours to create
-        # Never adopted: a Secret someone else made (with a token they know) is not ours,
-        # whatever its labels say.
-        return not controlled_by(current, meta.get("uid"))
-
-    def _missing_keys(self, artifact: Artifact) -> list[tuple[Reason, str]]:
-        """Keys that usable credential Secrets lack, named (never a value). Read from the
-        watch, which keeps key names only. Unusable Secrets are not asked about here: their
-        groups are held back, and the status says no more about them (logic/credentials.py).
-        """
-        if self.credentials is None:
-            return []
-        out: list[tuple[Reason, str]] = []
-        for ref in credential_refs(artifact.spec.dump()):
-            secret = self.credentials.get(artifact.namespace, ref.secret)
-            if usable(secret) and ref.key not in (secret or {}).get("dataKeys", []):
-                out.append((Reason.secret_missing,
-                            f"Secret {ref.secret} has no key {ref.key} ({ref.user()})"))
-        return out
 
     def _settling(self, key: Key, rendered: Rendered, live: Mapping[Ref, Obj]) -> bool:
         """Hold the status back while a Deployment has not yet reached the first pod of its
