@@ -77,30 +77,34 @@ def _local_node(built: dict[str, images.BuiltImage], session: pytest.Session) ->
     assert assets is not None
     cp = ControlPlane(assets, node_ip=NODE_IP)
     node = Node(images.node_dir(), cp.workdir / "node", cp.kubeconfig)
+    # One finally for every path out, failures and interrupts included: containerd's shims
+    # and mounts outlive the tests otherwise.
     try:
-        cp.start()
-        node.start()
-        for image in built.values():
-            images.import_into_containerd(image, node.containerd_socket)
-    except (ControlPlaneError, NodeError, images.ImageBuildError, OSError,
-            subprocess.TimeoutExpired) as exc:
-        node.stop()
-        cp.stop()
-        _unavailable(f"the node did not start: {exc}")
-    api = config.new_client_from_config(str(cp.kubeconfig))
-    refs = {name: image.ref for name, image in built.items()}
-    env = E2E(Cluster(cp.kubeconfig, api, cp), refs, built, pod_access="direct", node=node)
-    _SUMMARY.append(f"{env.server_version()} with a real node ({node.name}, containerd, kubelet)"
-                    f" at {cp.url}")
-    try:
-        yield env
+        try:
+            cp.start()
+            node.start()
+            for image in built.values():
+                images.import_into_containerd(image, node.containerd_socket)
+        except (ControlPlaneError, NodeError, images.ImageBuildError, OSError,
+                subprocess.TimeoutExpired) as exc:
+            _unavailable(f"the node did not start: {exc}")
+        api = config.new_client_from_config(str(cp.kubeconfig))
+        refs = {name: image.ref for name, image in built.items()}
+        env = E2E(Cluster(cp.kubeconfig, api, cp), refs, built, pod_access="direct", node=node)
+        _SUMMARY.append(f"{env.server_version()} with a real node ({node.name}, containerd, "
+                        f"kubelet) at {cp.url}")
+        try:
+            yield env
+        finally:
+            api.close()
+            if session.testsfailed:  # the logs go with the control plane's directory
+                for component in ("kubelet", "containerd"):
+                    print(f"---- {component} ----\n{node.log_tail(component)}")
     finally:
-        api.close()
-        if session.testsfailed:  # the logs go with the control plane's directory
-            for component in ("kubelet", "containerd"):
-                print(f"---- {component} ----\n{node.log_tail(component)}")
-        node.stop()  # always: containerd's shims and mounts outlive a killed test otherwise
-        cp.stop()
+        try:
+            node.stop()
+        finally:
+            cp.stop()
 
 
 def _kubeconfig_cluster(built: dict[str, images.BuiltImage]) -> Iterator[E2E]:

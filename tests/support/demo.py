@@ -108,10 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("\nstopping ...")
     finally:
-        if operator is not None:
-            operator.stop()
-        node.stop()
-        cp.stop()
+        try:
+            if operator is not None:
+                operator.stop()
+            node.stop()
+        finally:
+            cp.stop()
         (state / "pid").unlink(missing_ok=True)
     say("stopped")
     return 0
