@@ -37,51 +37,48 @@ def container_elevated(container: Any) -> list[str]:
     return out
 
 
-def elevated_groups(spec: Any) -> dict[str, list[str]]:
-    """Group name -> the field paths of its elevated fields, for groups that have any."""
-    out: dict[str, list[str]] = {}
+def _containers(spec: Any) -> Iterator[tuple[int, dict[str, Any], int, dict[str, Any]]]:
+    """(group index, group, container index, container) of a raw spec."""
     for gi, group in enumerate(as_list(as_dict(spec).get("containerGroups"))):
         group = as_dict(group)
         for ci, container in enumerate(as_list(group.get("containers"))):
-            for rel in container_elevated(container):
-                out.setdefault(str(group.get("name", "default")), []).append(
-                    f"spec.containerGroups[{gi}].containers[{ci}].{rel}")
+            yield gi, group, ci, as_dict(container)
+
+
+def elevated_groups(spec: Any) -> dict[str, list[str]]:
+    """Group name -> the field paths of its elevated fields, for groups that have any."""
+    out: dict[str, list[str]] = {}
+    for paths, entry in iter_elevated(spec):
+        out.setdefault(str(entry["group"]), []).extend(paths)
     return out
 
 
 def iter_elevated(spec: Any) -> Iterator[tuple[list[str], dict[str, Any]]]:
-    """(field paths, signed entry) per container that sets an elevated field.
+    """(field paths, signed entry) per container that sets an elevated field. The entry is
+    what the old HMAC annotation signed (verified for migration only), so its shape stays.
 
     Reads the raw spec defensively, so the webhook can use it on a spec that fails validation.
     """
-    for gi, group in enumerate(as_list(as_dict(spec).get("containerGroups"))):
-        group = as_dict(group)
-        for ci, container in enumerate(as_list(group.get("containers"))):
-            container = as_dict(container)
-            sc = as_dict(container.get("securityContext"))
-            base = f"spec.containerGroups[{gi}].containers[{ci}].securityContext"
-            paths: list[str] = []
-            entry: dict[str, Any] = {}
-            add = as_list(as_dict(sc.get("capabilities")).get("add"))
-            if add:
-                paths.append(f"{base}.capabilities.add")
-                entry["capabilitiesAdd"] = add
-            if sc.get("allowPrivilegeEscalation") is True:
-                paths.append(f"{base}.allowPrivilegeEscalation")
-                entry["allowPrivilegeEscalation"] = True
-            if as_dict(sc.get("seccompProfile")).get("type") == "Unconfined":
-                paths.append(f"{base}.seccompProfile.type")
-                entry["seccompProfile"] = "Unconfined"
-            for probe in PROBES:
-                host = as_dict(container.get(probe)).get("host")
-                if host:
-                    paths.append(f"spec.containerGroups[{gi}].containers[{ci}].{probe}.host")
-                    entry.setdefault("probeHosts", {})[probe] = host
-            if entry:
-                entry.update(group=group.get("name", "default"),
-                             container=container_name(container.get("name"), ci),
-                             image=container.get("imageUri"))
-                yield paths, entry
+    for gi, group, ci, container in _containers(spec):
+        rels = container_elevated(container)
+        if not rels:
+            continue
+        sc = as_dict(container.get("securityContext"))
+        entry: dict[str, Any] = {}
+        if "securityContext.capabilities.add" in rels:
+            entry["capabilitiesAdd"] = as_list(as_dict(sc.get("capabilities")).get("add"))
+        if "securityContext.allowPrivilegeEscalation" in rels:
+            entry["allowPrivilegeEscalation"] = True
+        if "securityContext.seccompProfile.type" in rels:
+            entry["seccompProfile"] = "Unconfined"
+        hosts = {probe: as_dict(container.get(probe)).get("host") for probe in PROBES
+                 if f"{probe}.host" in rels}
+        if hosts:
+            entry["probeHosts"] = hosts
+        entry.update(group=group.get("name", "default"),
+                     container=container_name(container.get("name"), ci),
+                     image=container.get("imageUri"))
+        yield [f"spec.containerGroups[{gi}].containers[{ci}].{rel}" for rel in rels], entry
 
 
 def elevated_paths(spec: Any) -> list[str]:
