@@ -22,6 +22,7 @@ from artifact_operator.api.status import ArtifactStatus, Phase, Reason
 from artifact_operator.api.validation import InvalidArtifact, parse
 from artifact_operator.controller.apply import Applier
 from artifact_operator.controller.caches import SharedCaches
+from artifact_operator.controller.pods import PodReader
 from artifact_operator.controller.queue import WorkQueue
 from artifact_operator.controller.secrets import CredentialFacts
 from artifact_operator.controller.versions import Versions
@@ -86,6 +87,7 @@ class Reconciler:
                                forget=lambda key: self._set_phase(key, None), active=active)
         self.caches = SharedCaches(kube, settings, view, events, self.queue.enqueue)
         self.applier = Applier(kube, view, events, self.caches)
+        self.pods = PodReader(kube)
         self._phases: dict[Key, str] = {}
         self._rendered: OrderedDict[tuple[Any, ...], tuple[Artifact, Rendered]] = OrderedDict()
 
@@ -182,6 +184,7 @@ class Reconciler:
             self.caches.apply_retention(artifact.namespace, claim)  # no longer used here
         if self._settling(key, rendered, live):
             return Outcome.settling
+        obs.pods = await self.pods.facts(artifact, live, stored)
         status = compute_status(artifact, obs, self.settings, stored, now())
         if status.phase != Phase.ready:
             missing = self.secrets.missing_keys(artifact)

@@ -51,8 +51,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   resources: [secrets]
   verbs: [get, list, watch, create, delete]
 - apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list]
+- apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [create, list]
 {{- end -}}
 
 {{- define "artifact-operator.webhookCertSecret" -}}
