@@ -80,8 +80,9 @@ def artifact_status(cluster: Cluster, namespace: str, name: str) -> dict[str, An
 
 
 def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
-    (found_,) = [c for c in status.get("conditions", []) if c["type"] == type_]
-    return dict(found_)
+    found_ = [c for c in status.get("conditions", []) if c["type"] == type_]
+    assert len(found_) == 1, status  # an AssertionError: wait_for polls on
+    return dict(found_[0])
 
 
 def pods_of(cluster: Cluster, namespace: str, artifact: str) -> list[Any]:
