@@ -531,3 +531,20 @@ async def test_a_degraded_group_quotes_its_pod_and_survives_a_refused_pod_read()
         "group api: rollout exceeded its progress deadline (pod web-api-1: container app: "
         "CrashLoopBackOff: back-off 40s)")
     assert h.status()["containerGroups"][0]["restarts"] == 3
+
+
+async def test_an_artifact_deleted_while_the_watch_was_away_is_forgotten() -> None:
+    """No deletion event ever comes for it (kopf re-lists without one): the 404 of our own
+    write says it is gone, and it leaves the view, so its children's events stop waking it."""
+    h = Harness()
+    h.create(service_artifact("web"))
+    await h.reconcile()
+    stored = h.artifact()
+    h.kube.objects.pop(("Artifact", NS, "web"))  # deleted while nobody watched
+    h.view.note_artifact({**stored, "metadata": {
+        **stored["metadata"], "resourceVersion": "999999",
+        "generation": stored["metadata"]["generation"] + 1},
+                          "spec": {**stored["spec"], "description": "changed"}})
+    assert await h.reconcile() == Outcome.gone
+    assert KEY not in h.view.artifacts
+    assert await h.reconcile() == Outcome.gone
