@@ -9,6 +9,7 @@ skipped or given twice. docs/reliability.md holds the table these tests back.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections import Counter
@@ -24,6 +25,7 @@ from kubernetes import client, config
 from artifact_operator.api import naming
 
 from ..conftest import Cluster, install_crd
+from ..support.accounts import kubeconfig_with_token, sa_user, service_account_token
 from ..support.builders import NIM_IMAGE, OTHER_NIM_IMAGE, nim_artifact, service_artifact
 from ..support.controlplane import ControlPlane, default_assets
 from ..support.operator import OperatorProcess
@@ -321,3 +323,100 @@ def test_a_namespace_with_artifacts_is_deleted(own: Cluster, tmp_path: Path,
             assert proc.running, proc.logs()[-3000:]
     finally:
         proc.stop()
+
+
+def _writes_by(audit_log: Path, namespace: str, users: set[str]) -> list[tuple[str, str, str]]:
+    """(stageTimestamp, user, what) of every write in `namespace` by `users`, leases apart
+    (the election itself), in the order the API server completed them."""
+    out = []
+    for line in audit_log.read_text().splitlines():
+        event = json.loads(line)
+        ref = event.get("objectRef") or {}
+        user = (event.get("user") or {}).get("username", "")
+        if user in users and ref.get("namespace") == namespace and \
+                ref.get("resource") != "leases" and \
+                (event.get("responseStatus") or {}).get("code", 0) < 300:
+            out.append((event["stageTimestamp"], user,
+                        f"{event['verb']} {ref.get('resource')}/{ref.get('name')}"))
+    return sorted(out)
+
+
+@pytest.mark.timeout(600)
+def test_a_frozen_api_server_never_lets_two_leaders_write_at_once(
+        own: Cluster, namespace: str, tmp_path: Path) -> None:
+    """Two replicas with leader election; the API server frozen (SIGSTOP) for longer than the
+    lease. The leader gives up at its renew deadline (its renewals get no answer) and exits,
+    the standby takes over after the thaw, and in the audit log every write of the old
+    leader completed before the first write of the new one."""
+    assert own.control_plane is not None
+    names = ("op-a", "op-b")
+    for name in names:
+        own.core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    own.rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "operators"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": n, "namespace": namespace}
+                     for n in names]})
+    replicas = {}
+    for name in names:
+        token = wait_for(lambda n=name: service_account_token(own.core, namespace, n),  # type: ignore[misc]
+                         timeout=30, what=f"a token for {name}")
+        replicas[name] = OperatorProcess(
+            kubeconfig_with_token(own.kubeconfig, token, tmp_path / f"{name}.kcfg"),
+            [namespace], tmp_path / f"{name}.log", env={"POD_NAME": name, **OPERATOR_ENV},
+            args=["--leader-election", "--leader-election-namespace", namespace])
+    lease = client.CoordinationV1Api(own.api)
+
+    def holder() -> str | None:
+        got = lease.read_namespaced_lease("artifact-operator-leader", namespace)
+        return got.spec.holder_identity  # type: ignore[no-any-return]
+
+    try:
+        for proc in replicas.values():
+            proc.start()
+        leader = wait_for(lambda: found_holder(holder), timeout=60, what="a leader")
+        standby = next(n for n in names if n != leader)
+        create_all(own, namespace, [mix(i) for i in range(1, 31) if i % 5])
+        wait_for(converged(own, namespace), timeout=CONVERGE, interval=1, what="convergence")
+        # Work in flight when the server stops answering.
+        for i in range(1, 21):
+            if i % 5:
+                own.custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, f"a{i:03d}",
+                    {"spec": {"description": "before the freeze"}})
+        own.control_plane.freeze("kube-apiserver")
+        try:
+            time.sleep(20)  # longer than the 15 s lease: the fault itself, not a wait
+        finally:
+            own.control_plane.thaw("kube-apiserver")
+        wait_for(lambda: not replicas[leader].running, timeout=30,
+                 what="the old leader to have exited")
+        assert "lost lease" in replicas[leader].logs()
+        wait_for(lambda: holder() == standby, timeout=60, what="the standby to take over")
+        for i in range(21, 31):
+            if i % 5:
+                own.custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, f"a{i:03d}",
+                    {"spec": {"description": "after the freeze"}})
+        wait_for(converged(own, namespace), timeout=CONVERGE, interval=1,
+                 what="convergence under the new leader")
+        old, new = sa_user(namespace, leader), sa_user(namespace, standby)
+        writes = _writes_by(own.control_plane.audit_log, namespace, {old, new})
+        first_new = next(i for i, w in enumerate(writes) if w[1] == new)
+        overlap = [w for w in writes[first_new:] if w[1] == old]
+        assert not overlap, f"the old leader wrote after the new one began: {overlap}"
+        print(f"frozen 20 s: {sum(1 for w in writes if w[1] == old)} writes by the old "
+              f"leader, all before the first of {len(writes) - first_new} by the new one")
+    finally:
+        for proc in replicas.values():
+            proc.stop()
+
+
+def found_holder(holder: Callable[[], str | None]) -> str | None:
+    try:
+        return holder()
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
