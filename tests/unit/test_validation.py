@@ -168,6 +168,6 @@ def test_a_pvc_size_takes_ascii_digits_only_as_the_api_server_does() -> None:
 
     from ..support.builders import in_namespace, nim_artifact
 
-    with pytest.raises(InvalidArtifact, match="spec.storage.pvcSize"):
+    with pytest.raises(InvalidArtifact, match=r"spec\.storage\.pvcSize"):
         parse(in_namespace(nim_artifact("x", size="\u17e4Gi"), "ns"))
     parse(in_namespace(nim_artifact("x", size="150Gi"), "ns"))
