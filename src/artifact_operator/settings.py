@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -64,6 +64,10 @@ class Settings(BaseSettings):
         False, description="Log in through an installed Kubernetes client library (needed "
         "for kubeconfigs with exec or auth-provider plugins) instead of kopf's own login; "
         "costs ~40 MB of memory.")
+    hpa_api_version: Literal["autoscaling/v2", "autoscaling/v2beta2"] | None = Field(
+        None, description="API version of the HorizontalPodAutoscalers rendered for "
+        "runtime.<group>.autoscaling; unset: the one the server serves, asked at start "
+        "(v2beta2 on Kubernetes 1.20-1.22), and v2 offline.")
     status_settle_seconds: float = Field(
         2.0, ge=0, description="How long status waits for the Deployment controller to "
         "observe a Deployment the operator just wrote, to spare a status write.")

@@ -62,6 +62,12 @@ CROSS_FIELD: tuple[Case, ...] = (
     Case("runtime-key-unknown", {"containerGroups": groups(primary()),
                                  "runtime": {"apx": {"replicas": 2}}},
          "spec.runtime.apx", "does not name a container group"),
+    Case("autoscaling-with-replicas", {"containerGroups": groups(primary()), "runtime": {
+        "api": {"replicas": 2, "autoscaling": {"maxReplicas": 4}}}},
+         "spec.runtime.api.autoscaling", "autoscaling and replicas are exclusive"),
+    Case("autoscaling-min-above-max", {"containerGroups": groups(primary()), "runtime": {
+        "api": {"autoscaling": {"minReplicas": 5, "maxReplicas": 4}}}},
+         "spec.runtime.api.autoscaling.maxReplicas", "maxReplicas must be at least minReplicas"),
     Case("nim-group-without-primary", {"type": "nim", "containerGroups": groups(container())},
          f"{G0}.containers", "needs a primary container"),
     Case("nim-primary-without-image", {"type": "nim", "containerGroups": groups(

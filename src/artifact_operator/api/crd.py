@@ -47,7 +47,8 @@ PRINTER_COLUMNS = [
 _KEEP_KEYS = {"type", "description", "properties", "items", "required", "enum", "default",
               "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "pattern",
               "format", "additionalProperties", "maxProperties", "x-kubernetes-int-or-string",
-              "x-kubernetes-list-type", "x-kubernetes-list-map-keys"}
+              "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
+              "x-kubernetes-preserve-unknown-fields"}
 
 
 def _resolve(node: Any, defs: dict[str, Any]) -> Any:
@@ -113,8 +114,9 @@ def _structural(node: Any) -> Any:
         # A 1.20 API server reads an empty-string default as null and refuses the CRD; the
         # model supplies "" anyway.
         node.pop("default")
-    if node.get("additionalProperties") is False:
-        node.pop("additionalProperties")
+    if node.get("additionalProperties") is False or \
+            node.get("x-kubernetes-preserve-unknown-fields"):
+        node.pop("additionalProperties", None)  # pruned (or kept whole) by the server
     if "properties" in node:
         node["properties"] = {k: _structural(v) for k, v in node["properties"].items()}
     if "items" in node:

@@ -109,6 +109,10 @@ CEL_RULES: tuple[CelRule, ...] = (
             "each container group of a nim artifact needs a primary container with imageUri"),
     CelRule(("spec", "storage"), "self.mode == 'dedicatedPvc' || !has(self.pvcSize)",
             "pvcSize is only allowed with mode dedicatedPvc"),
+    CelRule(("spec", "runtime", "{}"), "!has(self.autoscaling) || !has(self.replicas)",
+            "autoscaling and replicas are exclusive: the HPA sets the replica count"),
+    CelRule(("spec", "runtime", "{}", "autoscaling"), "self.minReplicas <= self.maxReplicas",
+            "maxReplicas must be at least minReplicas"),
     # A transition rule (1.25+ servers): a locked spec is a released version. Its Python twin
     # is the webhook's (logic/admission.py); the operator refuses to roll out a changed
     # locked spec in any case (logic/lock.py).
@@ -158,10 +162,20 @@ def _check_spec(spec: dict[str, Any]) -> Iterator[Violation]:
     if storage.get("mode", "dedicatedPvc") != "dedicatedPvc" and storage.get("pvcSize"):
         yield Violation("spec.storage.pvcSize", "pvcSize is only allowed with mode dedicatedPvc")
     known = {name for _, name in group_names if isinstance(name, str)}
-    for key in as_dict(spec.get("runtime")):
+    for key, entry in as_dict(spec.get("runtime")).items():
         if key not in known:
             yield Violation(f"spec.runtime.{key}",
                             f"runtime key {key!r} does not name a container group")
+        entry = as_dict(entry)
+        scaling = as_dict(entry.get("autoscaling"))
+        if scaling and entry.get("replicas") is not None:
+            yield Violation(f"spec.runtime.{key}.autoscaling",
+                            "autoscaling and replicas are exclusive: the HPA sets the replica "
+                            "count")
+        low, high = scaling.get("minReplicas", 1), scaling.get("maxReplicas")
+        if isinstance(low, int) and isinstance(high, int) and low > high:
+            yield Violation(f"spec.runtime.{key}.autoscaling.maxReplicas",
+                            "maxReplicas must be at least minReplicas")
     for gi, group in enumerate(groups):
         yield from _check_group(as_dict(group), f"spec.containerGroups[{gi}]", kind == "nim")
 

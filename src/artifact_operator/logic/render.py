@@ -25,6 +25,7 @@ from artifact_operator.api.models import (
     StorageMode,
 )
 from artifact_operator.logic.approval import Decision, Grant
+from artifact_operator.logic.autoscaling import hpa
 from artifact_operator.logic.containers import (
     HTTP_PORT_NAME,
     MODEL_STORE_VOLUME,
@@ -123,6 +124,7 @@ def render(artifact: Artifact, settings: Settings,
     claims: dict[str, Manifest] = {}
     deployments: list[Manifest] = []
     services: list[Manifest] = []
+    scalers: list[Manifest] = []
     for group in artifact.spec.container_groups:
         waiting = next((c for i, c in enumerate(group.containers) if not c.image_uri), None)
         if waiting is not None:
@@ -153,13 +155,23 @@ def render(artifact: Artifact, settings: Settings,
         service = _service(artifact, group, owner)
         if service is not None:
             services.append(service)
+        scaling = _runtime(artifact, group).autoscaling
+        if scaling is not None:
+            name = naming.group_object_name(artifact.name, group.name)
+            scalers.append(hpa(artifact, group, scaling, _meta(artifact, name, group.name, owner),
+                               settings.hpa_api_version or "autoscaling/v2"))
     out.objects.extend(claims.values())
     if _uses_api_token(artifact) and not facts.token_conflict:
         # Rendered even while groups wait for an image, so the token outlives the wait.
         out.objects.append(_token_secret(artifact, owner))
     out.objects.extend(deployments)
     out.objects.extend(services)
+    out.objects.extend(scalers)
     return out
+
+
+def _runtime(artifact: Artifact, group: ContainerGroup) -> RuntimeOverride:
+    return (artifact.spec.runtime or {}).get(group.name) or RuntimeOverride()
 
 
 def _meta(artifact: Artifact, name: str, group: str, owner: Manifest | None,
@@ -276,7 +288,7 @@ def _progress_deadline(group: ContainerGroup) -> int | None:
 def _deployment(artifact: Artifact, group: ContainerGroup, owner: Manifest | None,
                 claim: str | None,
                 settings: Settings, elevated_approved: bool) -> Manifest:
-    runtime = (artifact.spec.runtime or {}).get(group.name) or RuntimeOverride()
+    runtime = _runtime(artifact, group)
     nim = artifact.spec.type == ArtifactType.nim
     primary = _primary(group)
     # GPUs and memory go to the container that does the work: the primary one, else the first.
