@@ -1,0 +1,221 @@
+"""Image builds, the pure part: plans, the BuildRun and Job they render to, their states."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from artifact_operator.api.status import BuildStatus
+from artifact_operator.logic import builds
+from artifact_operator.logic.render import render
+from artifact_operator.settings import BuildEngine, Settings
+
+from ..support.builders import artifact as manifest
+from ..support.builders import parsed, primary
+
+UID = "0b7c6d4e-1111-4222-8333-444455556666"
+DIGEST = "sha256:" + "ab" * 32
+GIT = {"provider": "git", "git": {"url": "https://git.example/app.git", "revision": "v1",
+                                  "contextDir": "svc"}}
+OCI = {"provider": "oci", "oci": {"image": "reg.example/src@sha256:" + "c" * 64,
+                                  "pullSecret": "pull"}}
+SETTINGS = Settings(build_output_repository="reg.example/builds", build_push_secret="push")
+OWNER = {"apiVersion": "workload.dev/v1alpha1", "kind": "Artifact", "name": "web", "uid": UID,
+         "controller": True, "blockOwnerDeletion": True}
+
+
+def built(code_ref: dict[str, Any] | None = None, annotations: dict[str, str] | None = None,
+          **config: Any) -> Any:
+    build = {"codeRef": code_ref or GIT, **config}
+    app = primary(image=None, imageBuildConfig=build)
+    return parsed(manifest("web", {"name": "api", "containers": [app]}, namespace="team-a",
+                           uid=UID, generation=1, annotations=annotations))
+
+
+def plan(art: Any = None, engine: BuildEngine = BuildEngine.shipwright,
+         settings: Settings = SETTINGS) -> builds.BuildPlan:
+    (only,) = builds.plan_builds(art or built(), settings, engine)
+    return only
+
+
+# -- plans -----------------------------------------------------------------------------------
+
+
+def test_a_plan_is_named_by_the_digest_of_source_and_dockerfile() -> None:
+    p = plan()
+    assert (p.group, p.container, p.unresolved) == ("api", "app", None)
+    assert p.run == f"web-build-{p.digest[:12]}"
+    assert p.output == f"reg.example/builds/team-a/web:{p.digest[:20]}"
+    assert builds.image_of(p, DIGEST) == f"reg.example/builds/team-a/web@{DIGEST}"
+    # The same spec plans the same run (restarts, other replicas); another revision another.
+    assert plan().run == p.run
+    other = {"provider": "git", "git": {**GIT["git"], "revision": "v2"}}
+    assert plan(built(other)).run != p.run
+    assert plan(built(dockerfile={"path": "ci/Dockerfile"})).run != p.run
+
+
+def test_a_rebuild_request_is_a_new_digest() -> None:
+    first = plan(built(annotations={builds.ANNOTATION_BUILD_REQUEST: "t1"}))
+    again = plan(built(annotations={builds.ANNOTATION_BUILD_REQUEST: "t1"}))
+    second = plan(built(annotations={builds.ANNOTATION_BUILD_REQUEST: "t2"}))
+    assert first.run == again.run != second.run != plan().run
+
+
+def test_containers_with_an_image_need_no_build() -> None:
+    art = parsed(manifest("web", {"name": "api", "containers": [primary()]}, namespace="a"))
+    assert builds.plan_builds(art, SETTINGS, BuildEngine.job) == []
+
+
+@pytest.mark.parametrize(("art", "engine", "settings", "fragment"), [
+    (built({"datarobot": {"catalogId": "c", "catalogVersionId": "v"}}), BuildEngine.shipwright,
+     SETTINGS, "provider datarobot"),
+    (built(dockerfile={"source": "generated", "executionEnvironmentId": "e",
+                       "executionEnvironmentVersionId": "v", "entrypoint": ["python"]}),
+     BuildEngine.shipwright, SETTINGS, "execution-environment table"),
+    (built(), BuildEngine.shipwright, Settings(), "no build output repository"),
+    (built(OCI), BuildEngine.job, SETTINGS, "Shipwright engine only"),
+    (built({"provider": "git", "git": {"url": "u", "cloneSecret": "s"}}), BuildEngine.job,
+     SETTINGS, "cloneSecret"),
+])
+def test_what_cannot_be_built_here_says_why(art: Any, engine: BuildEngine, settings: Settings,
+                                            fragment: str) -> None:
+    unresolved = plan(art, engine, settings).unresolved
+    assert unresolved is not None and fragment in unresolved
+
+
+def test_needs_build_reads_the_raw_spec() -> None:
+    assert builds.needs_build({"containerGroups": [{"containers": [{"imageBuildConfig": {}}]}]})
+    assert not builds.needs_build({"containerGroups": [{"containers": [{"imageUri": "x"}]}]})
+    assert not builds.needs_build(None)
+
+
+# -- the BuildRun ----------------------------------------------------------------------------
+
+
+def test_buildrun_embeds_the_build_spec() -> None:
+    art = built()
+    p = plan(art)
+    run = builds.render_buildrun(art, p, SETTINGS, OWNER)
+    assert run["apiVersion"] == "shipwright.io/v1beta1" and run["kind"] == "BuildRun"
+    meta = run["metadata"]
+    assert (meta["name"], meta["namespace"], meta["ownerReferences"]) == (p.run, "team-a",
+                                                                        [OWNER])
+    assert meta["labels"] | {} == {
+        "app.kubernetes.io/name": "web", "app.kubernetes.io/component": "image-build",
+        "app.kubernetes.io/managed-by": "artifact-operator", "workload.dev/artifact": "web",
+        "workload.dev/container-group": "api", "workload.dev/container": "app"}
+    assert run["spec"] == {"build": {"spec": {
+        "source": {"type": "Git", "contextDir": "svc",
+                   "git": {"url": "https://git.example/app.git", "revision": "v1"}},
+        "strategy": {"name": "buildkit", "kind": "ClusterBuildStrategy"},
+        "paramValues": [{"name": "dockerfile", "value": "./Dockerfile"}],
+        "output": {"image": p.output, "pushSecret": "push"},
+        "timeout": "1800s"}}}
+
+
+def test_buildrun_of_an_oci_source() -> None:
+    art = built(OCI)
+    source = builds.render_buildrun(art, plan(art), SETTINGS, OWNER)["spec"]["build"]["spec"][
+        "source"]
+    assert source == {"type": "OCI", "ociArtifact": {"image": OCI["oci"]["image"],
+                                                     "pullSecret": "pull"}}
+
+
+def _run(status: str | None, reason: str = "", **extra: Any) -> dict[str, Any]:
+    conditions = [] if status is None else [
+        {"type": "Succeeded", "status": status, "reason": reason, "message": "m"}]
+    return {"status": {"conditions": conditions, **extra}}
+
+
+@pytest.mark.parametrize(("run", "expected"), [
+    ({}, builds.BuildState(BuildStatus.pending)),
+    (_run("Unknown", "Pending"), builds.BuildState(BuildStatus.pending, message="m")),
+    (_run("Unknown", "Running"), builds.BuildState(BuildStatus.in_progress, message="m")),
+    (_run("True", "Succeeded", output={"digest": DIGEST}),
+     builds.BuildState(BuildStatus.built, DIGEST)),
+    (_run("False", "BuildRunCanceled"),
+     builds.BuildState(BuildStatus.cancelled, message="BuildRunCanceled: m")),
+    (_run("False", "Failed", failureDetails={"reason": "PushFailed", "message": "denied"}),
+     builds.BuildState(BuildStatus.failed, message="PushFailed: denied")),
+    (_run("False", "BuildRunTimeout"),
+     builds.BuildState(BuildStatus.failed, message="BuildRunTimeout: m")),
+])
+def test_buildrun_state(run: dict[str, Any], expected: builds.BuildState) -> None:
+    assert builds.buildrun_state(run) == expected
+
+
+def test_a_success_without_a_digest_is_a_failure() -> None:
+    assert builds.buildrun_state(_run("True", "Succeeded")).status == BuildStatus.failed
+
+
+# -- the Job ---------------------------------------------------------------------------------
+
+
+def test_job_runs_rootless_buildkit_once_without_a_token() -> None:
+    art = built()
+    p = plan(art, BuildEngine.job)
+    job = builds.render_build_job(art, p, SETTINGS, OWNER)
+    assert (job["apiVersion"], job["kind"]) == ("batch/v1", "Job")
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 1800
+    pod = spec["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"
+    (c,) = pod["containers"]
+    assert c["image"] == SETTINGS.build_builder_image and "@sha256:" in c["image"]
+    assert c["command"][:2] == ["sh", "-c"] and "buildctl-daemonless.sh" in c["command"][2]
+    assert "/dev/termination-log" in c["command"][2]
+    assert c["args"] == ["build", "--frontend", "dockerfile.v0",
+                         "--opt", "context=https://git.example/app.git#v1:svc",
+                         "--opt", "filename=./Dockerfile",
+                         "--output", f"type=image,name={p.output},push=true"]
+    assert {"name": "DOCKER_CONFIG", "value": "/home/user/.docker"} in c["env"]
+    assert {"name": "push-secret", "secret": {
+        "secretName": "push", "items": [{"key": ".dockerconfigjson", "path": "config.json"}]}} \
+        in pod["volumes"]
+    assert spec["template"]["metadata"]["labels"]["workload.dev/artifact"] == "web"
+
+
+def _job(condition: str | None = None, reason: str = "", active: int = 0,
+         cancelled: bool = False) -> dict[str, Any]:
+    status: dict[str, Any] = {"active": active} if active else {}
+    if condition:
+        status["conditions"] = [{"type": condition, "status": "True", "reason": reason}]
+    meta = {"annotations": {builds.ANNOTATION_CANCELLED: "true"}} if cancelled else {}
+    return {"metadata": meta, "status": status}
+
+
+@pytest.mark.parametrize(("job", "message", "expected"), [
+    (_job(), None, BuildStatus.pending),
+    (_job(active=1), None, BuildStatus.in_progress),
+    (_job("Complete"), DIGEST, BuildStatus.built),
+    (_job("Complete"), "", BuildStatus.failed),
+    (_job("Failed", "BackoffLimitExceeded"), None, BuildStatus.failed),
+    (_job("Failed", "DeadlineExceeded"), None, BuildStatus.failed),
+    (_job("Failed", "DeadlineExceeded", cancelled=True), None, BuildStatus.cancelled),
+])
+def test_job_state(job: dict[str, Any], message: str | None, expected: BuildStatus) -> None:
+    state = builds.job_state(job, message)
+    assert state.status == expected
+    assert state.digest == (DIGEST if expected == BuildStatus.built else None)
+
+
+def test_termination_message_of_the_builder_container() -> None:
+    pod = {"status": {"containerStatuses": [
+        {"name": "buildkit", "state": {"terminated": {"exitCode": 0, "message": DIGEST}}}]}}
+    assert builds.termination_message(pod) == DIGEST
+    assert builds.termination_message({"status": {}}) is None
+
+
+# -- rendering with a built image ------------------------------------------------------------
+
+
+def test_a_built_image_is_rendered_by_digest_and_the_spec_is_untouched() -> None:
+    art = built()
+    assert render(art, SETTINGS).waiting_for_image == {"api": "app"}
+    image = f"reg.example/builds/team-a/web@{DIGEST}"
+    out = render(art, SETTINGS, images={("api", "app"): image})
+    assert out.waiting_for_image == {}
+    (deployment,) = out.of_kind("Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == image
+    assert art.spec.container_groups[0].containers[0].image_uri is None
