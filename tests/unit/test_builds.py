@@ -104,7 +104,7 @@ def test_buildrun_embeds_the_build_spec() -> None:
     assert meta["labels"] | {} == {
         "app.kubernetes.io/name": "web", "app.kubernetes.io/component": "image-build",
         "app.kubernetes.io/managed-by": "artifact-operator", "workload.dev/artifact": "web",
-        "workload.dev/container-group": "api", "workload.dev/container": "app"}
+        "workload.dev/build-group": "api", "workload.dev/build-container": "app"}
     assert run["spec"] == {"build": {"spec": {
         "source": {"type": "Git", "contextDir": "svc",
                    "git": {"url": "https://git.example/app.git", "revision": "v1"}},

@@ -35,7 +35,10 @@ Manifest = dict[str, Any]
 
 SHIPWRIGHT_API = "shipwright.io/v1beta1"
 COMPONENT = "image-build"
-LABEL_CONTAINER = f"{naming.PREFIX}/container"
+# Not the Deployments' `container-group` label: Services select artifact + container-group,
+# and a build pod (Shipwright copies a BuildRun's labels to its pods) must never get traffic.
+LABEL_GROUP = f"{naming.PREFIX}/build-group"
+LABEL_CONTAINER = f"{naming.PREFIX}/build-container"
 # `kubectl artifact build NAME` sets this to a new token: a new digest, so a new build.
 ANNOTATION_BUILD_REQUEST = f"{naming.PREFIX}/build-request"
 # A Job stopped through activeDeadlineSeconds on request, not by running out of time.
@@ -152,7 +155,7 @@ def _meta(artifact: Artifact, plan: BuildPlan, owner: Manifest | None) -> Manife
         "app.kubernetes.io/component": COMPONENT,
         naming.LABEL_MANAGED_BY: naming.MANAGER,
         naming.LABEL_ARTIFACT: artifact.name,
-        naming.LABEL_GROUP: plan.group,
+        LABEL_GROUP: plan.group,
         LABEL_CONTAINER: plan.container,
     }
     meta: Manifest = {"name": plan.run, "namespace": artifact.namespace, "labels": labels}

@@ -53,6 +53,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# Image builds: created once per source digest and read; never changed or deleted here.
+# The Jobs' pods: only the builder's termination message (the digest).
+- apiGroups: [shipwright.io]
+  resources: [buildruns]
+  verbs: [get, list, watch, create]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 {{- end -}}
 
 {{- define "artifact-operator.webhookCertSecret" -}}
