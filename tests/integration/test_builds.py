@@ -14,6 +14,9 @@ marking the Job Complete (or Failed with DeadlineExceeded, after a cancel).
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +37,16 @@ SHIPWRIGHT = Path(__file__).parent / "shipwright" / "shipwright.io_buildruns.yam
 SHIPWRIGHT_SHA256 = "fcf79bd28b9988d0e8ead076a3a42d24f8cf9549bd2bead080cefa65eec5fcc6"
 REPO = "registry.example:5000/builds"
 SW = ("shipwright.io", "v1beta1", "buildruns")
+PLUGIN = str(Path(sys.executable).parent / "kubectl-artifact")
 GIT = {"provider": "git", "git": {"url": "https://git.example/shop.git", "revision": "v1"}}
+
+
+def plugin(cluster: Cluster, namespace: str, *args: str) -> str:
+    """`kubectl artifact ...` as its own process, as users run it; its stdout."""
+    done = subprocess.run([PLUGIN, "--kubeconfig", str(cluster.kubeconfig), "-n", namespace,
+                           *args], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def install_shipwright(cluster: Cluster) -> None:
@@ -259,19 +271,21 @@ def test_job_engine_builds_with_rootless_buildkit_and_runs_the_digest(
         image = f"{REPO}/{namespace}/shop@{sha}"
         wait_for(lambda: deployment_image(cluster, namespace, "shop-api") == image,
                  timeout=60, what="the Deployment on the built digest")
+        # Status follows once the Deployment has taken its first step (the settle hold).
+        wait_for(lambda: running(cluster, namespace, "shop"), timeout=60, what="shop Ready")
         build = build_of(cluster, namespace, "shop")
         assert (build["image"], build["build"]["status"]) == (image, "BUILT")
-        wait_for(lambda: running(cluster, namespace, "shop"), timeout=60, what="shop Ready")
 
-        # Cancel, as `kubectl artifact build cancel` does for a Job: the deadline, now.
+        # Cancel with `kubectl artifact build cancel`: for a Job, its deadline, now.
         patch_artifact(cluster, namespace, "shop", {"metadata": {"annotations": {
             "workload.dev/build-request": "again"}}})
         second = wait_for(lambda: [j for j in batch.list_namespaced_job(
             namespace, label_selector="workload.dev/artifact=shop").items
             if j.metadata.name != name], timeout=30, what="a second Job")[0].metadata.name
-        batch.patch_namespaced_job(second, namespace, {
-            "metadata": {"annotations": {"workload.dev/build-cancelled": "true"}},
-            "spec": {"activeDeadlineSeconds": 1}})
+        assert "jobs.batch/" in plugin(cluster, namespace, "build", "cancel", second)
+        cancelled = batch.read_namespaced_job(second, namespace)
+        assert cancelled.spec.active_deadline_seconds == 1
+        assert cancelled.metadata.annotations["workload.dev/build-cancelled"] == "true"
         # The Job controller's answer to a passed deadline.
         batch.patch_namespaced_job_status(second, namespace, {"status": {
             "startTime": now(), "conditions": [{
@@ -281,3 +295,33 @@ def test_job_engine_builds_with_rootless_buildkit_and_runs_the_digest(
         wait_for(lambda: build_of(cluster, namespace, "shop").get("build", {}).get("status")
                  == "CANCELLED", timeout=60, what="CANCELLED")
         assert deployment_image(cluster, namespace, "shop-api") == image
+
+
+def test_kubectl_artifact_builds_build_and_cancel(
+        cluster: Cluster, namespace: str, shipwright: None, tmp_path: Path) -> None:
+    env = {"ARTIFACT_OPERATOR_BUILD_OUTPUT_REPOSITORY": REPO}
+    with OperatorProcess(cluster.kubeconfig, [namespace], tmp_path / "operator.log", env=env):
+        create_artifact(cluster, namespace, built_artifact("shop"))
+        (run,) = wait_for(lambda: runs(cluster, namespace, "shop"), timeout=30,
+                          what="a BuildRun")
+        first = run["metadata"]["name"]
+        listed = json.loads(plugin(cluster, namespace, "builds", "shop", "-o", "json"))
+        assert listed["totalCount"] == 1
+        assert (listed["data"][0]["id"], listed["data"][0]["status"]) == (first, "PENDING")
+        assert first in plugin(cluster, namespace, "builds", "shop")
+
+        # POST .../builds: a new request token, so a new build of the same source.
+        assert "build requested" in plugin(cluster, namespace, "build", "shop")
+        second = wait_for(lambda: [r for r in runs(cluster, namespace, "shop")
+                                   if r["metadata"]["name"] != first], timeout=30,
+                          what="the requested BuildRun")[0]["metadata"]["name"]
+        # DELETE .../builds/{id}: Shipwright's cancel, which its controller then reports.
+        assert f"buildruns.shipwright.io/{second} cancel requested" in plugin(
+            cluster, namespace, "build", "cancel", second)
+        got = cluster.custom.get_namespaced_custom_object(*SW[:2], namespace, SW[2], second)
+        assert got["spec"]["state"] == "BuildRunCanceled"
+        set_run_status(cluster, namespace, second, "False", "BuildRunCanceled")
+        rows = wait_for(lambda: [r for r in json.loads(plugin(
+            cluster, namespace, "builds", "shop", "-o", "json"))["data"]
+            if r["status"] == "CANCELLED"], timeout=30, what="CANCELLED in the list")
+        assert rows[0]["id"] == second

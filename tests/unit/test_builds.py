@@ -219,3 +219,36 @@ def test_a_built_image_is_rendered_by_digest_and_the_spec_is_untouched() -> None
     (deployment,) = out.of_kind("Deployment")
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == image
     assert art.spec.container_groups[0].containers[0].image_uri is None
+
+
+# -- kubectl artifact builds / build -------------------------------------------------------
+
+
+def test_builds_rows_carry_the_seed_status_and_the_image() -> None:
+    from artifact_operator.cli.builds import build_rows
+
+    labels = {"workload.dev/build-group": "api", "workload.dev/build-container": "app"}
+    run = {"kind": "BuildRun", "metadata": {"name": "web-build-1", "labels": labels,
+                                            "creationTimestamp": "2026-01-01T00:00:00Z"},
+           **_run("True", "Succeeded", output={"digest": DIGEST})}
+    job = {"kind": "Job", "metadata": {"name": "web-build-2", "labels": labels,
+                                       "creationTimestamp": "2026-01-02T00:00:00Z"},
+           "status": _job("Complete")["status"]}
+    image = f"reg/x@{DIGEST}"
+    artifact = {"status": {"builds": [{"build": {"artifactImageBuildId": "web-build-2"},
+                                       "image": image}]}}
+    rows = build_rows([run, job], artifact)
+    assert [(r["id"], r["status"], r["container"], r["image"]) for r in rows] == [
+        ("web-build-2", "BUILT", "api/app", image), ("web-build-1", "BUILT", "api/app", "")]
+
+
+def test_build_verbs_parse_like_kubectl() -> None:
+    from artifact_operator.cli import plugin
+    from artifact_operator.cli.builds import CANCEL_JOB, request_patch
+
+    args = plugin.build_parser().parse_args(["build", "logs", "run-1", "-f", "-n", "team"])
+    assert (args.words, args.follow, args.namespace) == (["logs", "run-1"], True, "team")
+    assert plugin.build_parser().parse_args(["builds", "web", "-o", "json"]).output == "json"
+    assert request_patch("t1") == {"metadata": {"annotations": {
+        "workload.dev/build-request": "t1"}}}
+    assert CANCEL_JOB["spec"] == {"activeDeadlineSeconds": 1}
