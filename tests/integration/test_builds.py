@@ -30,6 +30,7 @@ from ..conftest import Cluster, _install_one, create_artifact, get_artifact, pat
 from ..support.kubelet import ensure_node, make_pods_ready
 from ..support.operator import OperatorProcess
 from ..support.wait import found, wait_for
+from .test_plugin import user
 
 pytestmark = pytest.mark.cluster
 
@@ -41,12 +42,15 @@ PLUGIN = str(Path(sys.executable).parent / "kubectl-artifact")
 GIT = {"provider": "git", "git": {"url": "https://git.example/shop.git", "revision": "v1"}}
 
 
-def plugin(cluster: Cluster, namespace: str, *args: str) -> str:
-    """`kubectl artifact ...` as its own process, as users run it; its stdout."""
-    done = subprocess.run([PLUGIN, "--kubeconfig", str(cluster.kubeconfig), "-n", namespace,
-                           *args], capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+def plugin(cluster: Cluster, namespace: str, *args: str, kubeconfig: Path | None = None,
+           ok: bool = True) -> str:
+    """`kubectl artifact ...` as its own process, as users run it; its stdout (its stderr
+    when it is expected to fail)."""
+    config = kubeconfig or cluster.kubeconfig
+    done = subprocess.run([PLUGIN, "--kubeconfig", str(config), "-n", namespace, *args],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode == 0) == ok, done.stderr
+    return done.stdout if ok else done.stderr
 
 
 def install_shipwright(cluster: Cluster) -> None:
@@ -305,19 +309,28 @@ def test_kubectl_artifact_builds_build_and_cancel(
         (run,) = wait_for(lambda: runs(cluster, namespace, "shop"), timeout=30,
                           what="a BuildRun")
         first = run["metadata"]["name"]
-        listed = json.loads(plugin(cluster, namespace, "builds", "shop", "-o", "json"))
+        # As users with the shipped roles: viewers list, editors request and cancel.
+        editor = user(cluster, namespace, tmp_path, "erin", "artifact-editor")
+        viewer = user(cluster, namespace, tmp_path, "vic", "artifact-viewer")
+        listed = json.loads(plugin(cluster, namespace, "builds", "shop", "-o", "json",
+                                   kubeconfig=viewer))
         assert listed["totalCount"] == 1
         assert (listed["data"][0]["id"], listed["data"][0]["status"]) == (first, "PENDING")
         assert first in plugin(cluster, namespace, "builds", "shop")
 
         # POST .../builds: a new request token, so a new build of the same source.
-        assert "build requested" in plugin(cluster, namespace, "build", "shop")
+        assert "Forbidden" in plugin(cluster, namespace, "build", "shop", kubeconfig=viewer,
+                                     ok=False)
+        assert "build requested" in plugin(cluster, namespace, "build", "shop",
+                                           kubeconfig=editor)
         second = wait_for(lambda: [r for r in runs(cluster, namespace, "shop")
                                    if r["metadata"]["name"] != first], timeout=30,
                           what="the requested BuildRun")[0]["metadata"]["name"]
         # DELETE .../builds/{id}: Shipwright's cancel, which its controller then reports.
+        assert "Forbidden" in plugin(cluster, namespace, "build", "cancel", second,
+                                     kubeconfig=viewer, ok=False)
         assert f"buildruns.shipwright.io/{second} cancel requested" in plugin(
-            cluster, namespace, "build", "cancel", second)
+            cluster, namespace, "build", "cancel", second, kubeconfig=editor)
         got = cluster.custom.get_namespaced_custom_object(*SW[:2], namespace, SW[2], second)
         assert got["spec"]["state"] == "BuildRunCanceled"
         set_run_status(cluster, namespace, second, "False", "BuildRunCanceled")
