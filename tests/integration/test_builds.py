@@ -217,7 +217,7 @@ def test_without_an_output_repository_nothing_is_built(
     assert client.BatchV1Api(cluster.api).list_namespaced_job(namespace).items == []
 
 
-def _finish_build(cluster: Cluster, namespace: str, job: Any, sha: str) -> None:
+def finish_build(cluster: Cluster, namespace: str, job: Any, sha: str) -> None:
     """The Job controller's and the kubelet's part (neither runs on a control plane without
     a node): the Job's pod ran the builder, which wrote the digest and exited 0, and the Job
     is Complete."""
@@ -271,7 +271,7 @@ def test_job_engine_builds_with_rootless_buildkit_and_runs_the_digest(
         assert f"kubectl logs job/{name}" in ready(cluster, namespace, "shop")["message"]
 
         sha = digest()
-        _finish_build(cluster, namespace, job, sha)
+        finish_build(cluster, namespace, job, sha)
         image = f"{REPO}/{namespace}/shop@{sha}"
         wait_for(lambda: deployment_image(cluster, namespace, "shop-api") == image,
                  timeout=60, what="the Deployment on the built digest")
