@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     build_builder_image: str = Field(
         DEFAULT_BUILDER_IMAGE, pattern=r"@sha256:[a-f0-9]{64}$",
         description="Rootless BuildKit image of the Job engine, pinned by digest.")
+    build_catalog_sources: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Where the seed's datarobot code references are fetched from: a JSON "
+        "object mapping \"<catalogId>/<catalogVersionId>\" to a git or oci codeRef (e.g. "
+        "{\"c1/v1\": {\"provider\": \"git\", \"git\": {\"url\": \"https://...\"}}}); "
+        "an unmapped one is SourceUnresolved.")
     build_timeout_seconds: int = Field(
         1800, ge=60, description="Longest a build may run before the engine stops it.")
 

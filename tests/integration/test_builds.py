@@ -338,3 +338,23 @@ def test_kubectl_artifact_builds_build_and_cancel(
             cluster, namespace, "builds", "shop", "-o", "json"))["data"]
             if r["status"] == "CANCELLED"], timeout=30, what="CANCELLED in the list")
         assert rows[0]["id"] == second
+
+
+def test_datarobot_catalog_items_build_from_their_configured_source(
+        cluster: Cluster, namespace: str, shipwright: None, tmp_path: Path) -> None:
+    env = {"ARTIFACT_OPERATOR_BUILD_OUTPUT_REPOSITORY": REPO,
+           "ARTIFACT_OPERATOR_BUILD_CATALOG_SOURCES": json.dumps({"cat-1/ver-1": GIT})}
+    mapped, unmapped = built_artifact("mapped"), built_artifact("unmapped")
+    for doc, version in ((mapped, "ver-1"), (unmapped, "ver-2")):
+        doc["spec"]["containerGroups"][0]["containers"][0]["imageBuildConfig"] = {
+            "codeRef": {"datarobot": {"catalogId": "cat-1", "catalogVersionId": version}}}
+    with OperatorProcess(cluster.kubeconfig, [namespace], tmp_path / "operator.log", env=env):
+        create_artifact(cluster, namespace, mapped)
+        create_artifact(cluster, namespace, unmapped)
+        (run,) = wait_for(lambda: runs(cluster, namespace, "mapped"), timeout=30,
+                          what="the mapped item's BuildRun")
+        assert run["spec"]["build"]["spec"]["source"] == {"type": "Git", "git": GIT["git"]}
+        cond = wait_for(lambda: (c := ready(cluster, namespace, "unmapped")).get("reason") ==
+                        "SourceUnresolved" and c, timeout=30, what="SourceUnresolved")
+        assert "catalog item cat-1/ver-2" in cond["message"]
+        assert runs(cluster, namespace, "unmapped") == []

@@ -69,7 +69,10 @@ def test_containers_with_an_image_need_no_build() -> None:
 
 @pytest.mark.parametrize(("art", "engine", "settings", "fragment"), [
     (built({"datarobot": {"catalogId": "c", "catalogVersionId": "v"}}), BuildEngine.shipwright,
-     SETTINGS, "provider datarobot"),
+     SETTINGS, "catalog item c/v has no source in ARTIFACT_OPERATOR_BUILD_CATALOG_SOURCES"),
+    (built({"datarobot": {"catalogId": "c", "catalogVersionId": "v"}}), BuildEngine.shipwright,
+     Settings(build_output_repository="r", build_catalog_sources={"c/v": {"provider": "git"}}),
+     "not a valid codeRef"),
     (built(dockerfile={"source": "generated", "executionEnvironmentId": "e",
                        "executionEnvironmentVersionId": "v", "entrypoint": ["python"]}),
      BuildEngine.shipwright, SETTINGS, "execution-environment table"),
@@ -82,6 +85,18 @@ def test_what_cannot_be_built_here_says_why(art: Any, engine: BuildEngine, setti
                                             fragment: str) -> None:
     unresolved = plan(art, engine, settings).unresolved
     assert unresolved is not None and fragment in unresolved
+
+
+def test_a_datarobot_catalog_item_builds_from_its_configured_source() -> None:
+    datarobot = {"datarobot": {"catalogId": "c", "catalogVersionId": "v"}}
+    settings = SETTINGS.model_copy(update={"build_catalog_sources": {"c/v": GIT}})
+    p = plan(built(datarobot), settings=settings)
+    assert p.unresolved is None and p.source is not None and p.source.dump() == GIT
+    run = builds.render_buildrun(built(datarobot), p, settings, OWNER)
+    assert run["spec"]["build"]["spec"]["source"]["git"]["url"] == GIT["git"]["url"]
+    # Mapped elsewhere: another source, another build.
+    moved = SETTINGS.model_copy(update={"build_catalog_sources": {"c/v": OCI}})
+    assert plan(built(datarobot), settings=moved).run != p.run
 
 
 def test_needs_build_reads_the_raw_spec() -> None:

@@ -20,9 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from artifact_operator.api import naming
 from artifact_operator.api.artifact import Artifact
 from artifact_operator.api.models import (
+    CodeRef,
     DataRobotSource,
     GeneratedDockerfile,
     GitSource,
@@ -93,9 +96,37 @@ def needs_build(spec: Mapping[str, Any] | None) -> bool:
 
 
 def source_digest(code_ref: Mapping[str, Any] | None, dockerfile: Mapping[str, Any],
-                  request: str | None) -> str:
-    doc = {"codeRef": code_ref, "dockerfile": dockerfile, "request": request}
+                  request: str | None, resolved: Mapping[str, Any] | None = None) -> str:
+    doc: dict[str, Any] = {"codeRef": code_ref, "dockerfile": dockerfile, "request": request}
+    if resolved is not None and resolved != code_ref:
+        doc["resolved"] = resolved
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+_CODE_REF: TypeAdapter[DataRobotSource | GitSource | OciSource] = TypeAdapter(CodeRef)
+
+
+def resolve_source(code: object, settings: Settings
+                   ) -> tuple[GitSource | OciSource | None, str | None]:
+    """(the source a cluster can fetch, why there is none). A datarobot catalog item is
+    looked up in the configured catalog sources."""
+    if isinstance(code, GitSource | OciSource):
+        return code, None
+    if not isinstance(code, DataRobotSource):
+        return None, "imageBuildConfig has no codeRef: nothing to build from"
+    key = f"{code.datarobot.catalog_id}/{code.datarobot.catalog_version_id}"
+    mapped = settings.build_catalog_sources.get(key)
+    if mapped is None:
+        return None, (f"codeRef provider datarobot: catalog item {key} has no source in "
+                      "ARTIFACT_OPERATOR_BUILD_CATALOG_SOURCES; map it to a git or oci "
+                      "source there, or use provider git or oci")
+    try:
+        source = _CODE_REF.validate_python(mapped)
+    except ValidationError as exc:
+        return None, f"the catalog source of {key} is not a valid codeRef: {exc.errors()[0]}"
+    if isinstance(source, DataRobotSource):
+        return None, f"the catalog source of {key} must be a git or oci codeRef"
+    return source, None
 
 
 def plan_builds(artifact: Artifact, settings: Settings, engine: BuildEngine) -> list[BuildPlan]:
@@ -111,11 +142,14 @@ def plan_builds(artifact: Artifact, settings: Settings, engine: BuildEngine) -> 
             if c.image_uri or config is None:
                 continue
             code = config.code_ref
+            source, unresolved = resolve_source(code, settings)
+            # The resolved source is part of the digest: a catalog item mapped elsewhere is
+            # another build.
             digest = source_digest(code.dump() if code else None, config.dockerfile.dump(),
-                                   request)
+                                   request, source.dump() if source else None)
             dockerfile = getattr(config.dockerfile, "path", "Dockerfile")
-            source = code if isinstance(code, GitSource | OciSource) else None
-            unresolved = _unresolved(code, config.dockerfile, engine, repo_base)
+            unresolved = unresolved or _unresolved(source, config.dockerfile, engine,
+                                                   repo_base)
             out.append(BuildPlan(
                 group=group.name, container=naming.container_name(c.name, index),
                 digest=digest, run=naming.fit(f"{artifact.name}-build-{digest[:12]}"),
@@ -124,13 +158,8 @@ def plan_builds(artifact: Artifact, settings: Settings, engine: BuildEngine) -> 
     return out
 
 
-def _unresolved(code: object, dockerfile: object, engine: BuildEngine,
+def _unresolved(code: GitSource | OciSource | None, dockerfile: object, engine: BuildEngine,
                 repository: str | None) -> str | None:
-    if code is None:
-        return "imageBuildConfig has no codeRef: nothing to build from"
-    if isinstance(code, DataRobotSource):
-        return ("codeRef provider datarobot: files API catalog items cannot be fetched by "
-                "this cluster (no resolver is configured); use provider git or oci")
     if isinstance(dockerfile, GeneratedDockerfile):
         return ("generated Dockerfiles need an execution-environment table, which this "
                 "operator does not have yet: provide a Dockerfile in the source")
