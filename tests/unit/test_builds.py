@@ -267,3 +267,52 @@ def test_build_verbs_parse_like_kubectl() -> None:
     assert request_patch("t1") == {"metadata": {"annotations": {
         "workload.dev/build-request": "t1"}}}
     assert CANCEL_JOB["spec"] == {"activeDeadlineSeconds": 1}
+
+
+def test_build_logs_print_every_container_of_the_build_pods(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`build logs RUN`: Shipwright's pod label first, then the Job's; init containers (the
+    steps) before the others, each under a header."""
+    import kubernetes.client
+
+    from artifact_operator.cli import builds as cli
+
+    asked: list[str] = []
+
+    class Items:
+        def __init__(self, items: list[dict[str, Any]]) -> None:
+            self.items = items
+
+    class Core:
+        def __init__(self, _: object) -> None:
+            pass
+
+        def list_namespaced_pod(self, namespace: str, label_selector: str,
+                                **_: Any) -> Items:
+            asked.append(label_selector)
+            if not label_selector.startswith("job-name="):
+                return Items([])
+            return Items([{"metadata": {"name": "run-1-x"}, "spec": {
+                "initContainers": [{"name": "clone"}], "containers": [{"name": "buildkit"}]}}])
+
+        def read_namespaced_pod_log(self, pod: str, namespace: str, container: str,
+                                    **_: Any) -> str:
+            return f"{pod}:{container} says hi\n"
+
+    class Client:
+        def sanitize_for_serialization(self, obj: Any) -> Any:
+            return obj
+
+    class Custom:
+        api_client = Client()
+
+    class FakeCluster:
+        namespace = "team-a"
+        api = Custom()
+
+    monkeypatch.setattr(kubernetes.client, "CoreV1Api", Core)
+    assert cli.cmd_logs(FakeCluster(), "run-1", follow=False) == 0  # type: ignore[arg-type]
+    assert asked == ["buildrun.shipwright.io/name=run-1", "job-name=run-1"]
+    assert capsys.readouterr().out == (
+        "==> run-1-x/clone <==\nrun-1-x:clone says hi\n"
+        "==> run-1-x/buildkit <==\nrun-1-x:buildkit says hi\n")
