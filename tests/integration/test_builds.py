@@ -106,6 +106,10 @@ def set_run_status(cluster: Cluster, namespace: str, run: str, status: str, reas
                                    "lastTransitionTime": now()}], **extra}})
 
 
+def event_reasons(cluster: Cluster, namespace: str) -> set[str]:
+    return {e.reason for e in cluster.core.list_namespaced_event(namespace).items}
+
+
 def deployment_image(cluster: Cluster, namespace: str, name: str) -> str | None:
     d = found(cluster.apps.read_namespaced_deployment, name, namespace)
     return d.spec.template.spec.containers[0].image if d else None
@@ -170,6 +174,8 @@ def test_shipwright_build_goes_to_ready_on_the_digest_and_fails_and_cancels(
         # The built image is status, never spec (GitOps tools would fight it).
         stored = get_artifact(cluster, namespace, "shop")
         assert "imageUri" not in stored["spec"]["containerGroups"][0]["containers"][0]
+        wait_for(lambda: {"BuildStarted", "BuildSucceeded"} <= event_reasons(cluster, namespace),
+                 timeout=30, what="the build's Events")
 
     # A restart (or another leader) makes no second build for the same source.
     with OperatorProcess(cluster.kubeconfig, [namespace], log, env=env):
@@ -191,6 +197,8 @@ def test_shipwright_build_goes_to_ready_on_the_digest_and_fails_and_cancels(
         assert build_of(cluster, namespace, "shop")["build"]["status"] == "FAILED"
         assert "PushFailed: denied" in ready(cluster, namespace, "shop")["message"]
         assert status_of(cluster, namespace, "shop")["phase"] == "Degraded"
+        wait_for(lambda: "BuildFailed" in event_reasons(cluster, namespace), timeout=30,
+                 what="a BuildFailed Event")
         assert deployment_image(cluster, namespace, "shop-api") == image
 
         # Cancel, as `kubectl artifact build cancel` asks and Shipwright then reports.

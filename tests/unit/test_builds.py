@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -316,3 +317,28 @@ def test_build_logs_print_every_container_of_the_build_pods(
     assert capsys.readouterr().out == (
         "==> run-1-x/clone <==\nrun-1-x:clone says hi\n"
         "==> run-1-x/buildkit <==\nrun-1-x:buildkit says hi\n")
+
+
+async def test_a_reconcile_never_hangs_on_an_engine_that_cannot_be_listed() -> None:
+    """Shipwright chosen but not installed (or the list refused): the artifact says so at
+    once, and is reconciled again when the list succeeds."""
+    from typing import cast
+
+    from artifact_operator.api.status import ArtifactStatus
+    from artifact_operator.controller.builds import Builds
+    from artifact_operator.kube.client import Kube
+    from artifact_operator.kube.events import EventRecorder
+
+    woken: list[tuple[str, str]] = []
+    kube = cast(Kube, object())  # never called: nothing is created before the list
+    b = Builds(kube, SETTINGS, EventRecorder(kube, enabled=False), BuildEngine.shipwright,
+               None, woken.append)
+    b.sync_wait = 0.01
+    art = built()
+    facts = await b.observe({}, art, ArtifactStatus())
+    ((reason, message),) = facts.held["api"]
+    assert reason == "ImageNotBuilt" and "BuildRuns cannot be listed yet" in message
+    assert facts.images == {} and woken == []
+    b.watch.synced.set()
+    await asyncio.sleep(0.01)
+    assert woken == [("team-a", "web")]

@@ -12,6 +12,7 @@ change.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,11 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 Obj = dict[str, Any]
+
+# How long a reconcile waits for the first list of the engine's objects. Past it (the engine
+# is not installed, or RBAC refuses the list) the artifact says so, and is reconciled again
+# once the list succeeds: a reconcile never hangs on it.
+SYNC_WAIT_SECONDS = 10.0
 
 
 @dataclass
@@ -82,6 +88,12 @@ class Builds:
         self._created: set[Key] = set()
         # Which artifact each run belongs to, to wake it when the run goes too.
         self._owners: dict[Key, str] = {}
+        # Artifacts that found the engine's objects not listed yet, woken once they are.
+        self._unsynced: set[Key] = set()
+        self._wake: asyncio.Task[None] | None = None
+        self.sync_wait = SYNC_WAIT_SECONDS
+        # Build ends already told by an Event: (namespace, run, status).
+        self._ended: set[tuple[str, str, str]] = set()
 
     async def run(self) -> None:
         await self.watch.run()
@@ -101,8 +113,16 @@ class Builds:
 
     async def observe(self, body: Mapping[str, Any], artifact: Artifact,
                       stored: ArtifactStatus) -> BuildFacts:
-        await self.watch.synced.wait()  # never judge "no run yet" before the first list
         facts = BuildFacts()
+        # Never judge "no run yet" before the first list of the engine's objects.
+        if not await self._synced((artifact.namespace, artifact.name)):
+            what = "BuildRuns" if self.engine == BuildEngine.shipwright else "build Jobs"
+            for plan in logic.plan_builds(artifact, self.settings, self.engine):
+                message = (f"group {plan.group}: container {plan.container}: the {what} "
+                           f"cannot be listed yet (is the {self.engine} engine installed, and "
+                           "may the operator list them? see the operator's log)")
+                facts.held.setdefault(plan.group, []).append((Reason.image_not_built, message))
+            return facts
         previous = {(b.group, b.container): b for b in stored.builds}
         locked = artifact.spec.lifecycle == Lifecycle.locked
         uid = artifact.metadata.uid
@@ -129,6 +149,7 @@ class Builds:
                 continue
             state, created = await self._state(body, artifact, plan, owner)
             image = logic.image_of(plan, state.digest) if state.digest else None
+            self._note_end(body, plan, before, state, image)
             facts.statuses.append(ContainerBuild(
                 group=plan.group, container=plan.container, source_digest=plan.digest,
                 build=ContainerBuildInfo(artifact_image_build_id=plan.run,
@@ -139,6 +160,45 @@ class Builds:
                 continue
             facts.held.setdefault(plan.group, []).append(self._why(plan, state))
         return facts
+
+    def _note_end(self, body: Mapping[str, Any], plan: logic.BuildPlan,
+                  before: ContainerBuild | None, state: logic.BuildState,
+                  image: str | None) -> None:
+        """An Event when a build ends, once: not when the stored status already says so,
+        nor again while that status waits to be written (a settling Deployment)."""
+        known = before.build if before is not None and before.build is not None and \
+            before.build.artifact_image_build_id == plan.run else None
+        ended = (str(body.get("metadata", {}).get("namespace")), plan.run, str(state.status))
+        if (known is not None and known.status == state.status) or ended in self._ended:
+            return
+        if state.status in (BuildStatus.built, BuildStatus.failed, BuildStatus.cancelled):
+            self._ended.add(ended)
+        where = f"group {plan.group} container {plan.container}"
+        if state.status == BuildStatus.built:
+            self.events.post(body, "Normal", "BuildSucceeded",
+                             f"build {plan.run} of {where}: {image}")
+        elif state.status in (BuildStatus.failed, BuildStatus.cancelled):
+            self.events.post(body, "Warning", "BuildFailed",
+                             f"build {plan.run} of {where} {state.status}: "
+                             f"{state.message or ''}".rstrip(": "))
+
+    async def _synced(self, key: Key) -> bool:
+        if self.watch.synced.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self.watch.synced.wait(), self.sync_wait)
+            return True
+        except TimeoutError:
+            self._unsynced.add(key)
+            if self._wake is None:
+                self._wake = asyncio.get_running_loop().create_task(self._wake_when_synced())
+            return False
+
+    async def _wake_when_synced(self) -> None:
+        await self.watch.synced.wait()
+        for key in sorted(self._unsynced):
+            self.enqueue(key)
+        self._unsynced.clear()
 
     def _why(self, plan: logic.BuildPlan, state: logic.BuildState) -> tuple[Reason, str]:
         head = f"group {plan.group}: container {plan.container}: build {plan.run}"
