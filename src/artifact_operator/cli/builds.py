@@ -23,7 +23,6 @@ from typing import Any
 
 import yaml
 
-from artifact_operator.api.status import BuildStatus
 from artifact_operator.cli.cluster import RESOURCE, Cluster, PluginError
 from artifact_operator.logic import builds as logic
 
@@ -209,7 +208,3 @@ def cmd_build_words(cluster: Cluster, args: Any) -> int:
         return cmd_build(cluster, words[0])
     raise PluginError("error: usage: kubectl artifact build NAME | build cancel RUN | "
                       "build logs RUN [-f]")
-
-
-# The seed's statuses a user can expect in `builds` (for --help).
-STATUSES = ", ".join(s.value for s in BuildStatus)
