@@ -342,3 +342,65 @@ async def test_a_reconcile_never_hangs_on_an_engine_that_cannot_be_listed() -> N
     b.watch.synced.set()
     await asyncio.sleep(0.01)
     assert woken == [("team-a", "web")]
+
+
+class _Kube:
+    """Just what Builds calls before a run exists: create (a 409 after the first)."""
+
+    def __init__(self) -> None:
+        self.created: list[dict[str, Any]] = []
+
+    async def create(self, obj: dict[str, Any], *, exists_ok: bool = False) -> Any:
+        if any(o["metadata"]["name"] == obj["metadata"]["name"] for o in self.created):
+            return None
+        self.created.append(obj)
+        return obj
+
+
+def _builds(kube: _Kube) -> Any:
+    from typing import cast
+
+    from artifact_operator.controller.builds import Builds
+    from artifact_operator.kube.client import Kube
+    from artifact_operator.kube.events import EventRecorder
+
+    k = cast(Kube, kube)
+    b = Builds(k, SETTINGS, EventRecorder(k, enabled=False), BuildEngine.shipwright, None,
+               lambda key: None)
+    b.watch.synced.set()
+    return b
+
+
+async def test_one_build_per_source_then_the_digest_and_a_locked_artifact_keeps_it() -> None:
+    from artifact_operator.api.status import ArtifactStatus
+
+    kube = _Kube()
+    b = _builds(kube)
+    art = built()
+    for _ in range(3):  # resyncs and echoes before the watch shows the run
+        facts = await b.observe({}, art, ArtifactStatus())
+    (run,) = kube.created
+    assert run["kind"] == "BuildRun" and facts.held["api"][0][0] == "Building"
+    name = run["metadata"]["name"]
+    b.watch.objects[("team-a", name)] = {
+        **run, **_run("True", "Succeeded", output={"digest": DIGEST})}
+    facts = await b.observe({}, art, ArtifactStatus())
+    image = f"reg.example/builds/team-a/web@{DIGEST}"
+    assert facts.images == {("api", "app"): image} and facts.held == {}
+    (entry,) = facts.statuses
+    assert (entry.image, entry.build.status if entry.build else None) == (image, "BUILT")
+
+    # Stored, the image outlives its BuildRun; locked, it outlives a source change too.
+    stored = ArtifactStatus(builds=facts.statuses)
+    b.watch.objects.clear()
+    assert (await b.observe({}, art, stored)).images == {("api", "app"): image}
+    other = {"provider": "git", "git": {**GIT["git"], "revision": "v2"}}
+    locked = parsed(manifest("web", {"name": "api", "containers": [primary(
+        image=None, imageBuildConfig={"codeRef": other})]}, namespace="team-a", uid=UID,
+        lifecycle="locked"))
+    assert (await b.observe({}, locked, stored)).images == {("api", "app"): image}
+    assert len(kube.created) == 1
+    # A draft with another revision: a new build, and nothing runs until it is built.
+    draft = built(other)
+    facts = await b.observe({}, draft, stored)
+    assert facts.images == {} and len(kube.created) == 2
