@@ -122,7 +122,9 @@ def test_crd_schema_constraints_match_the_seed() -> None:
     assert _has(_at(spec, f"{container}.port"), minimum=1024, maximum=65535)
     assert _has(_at(spec, f"{container}.readinessProbe.port"), minimum=1, maximum=65535)
     assert _at(spec, f"{container}.readinessProbe")["required"] == ["path"]
-    assert _at(spec, "storage.pvcSize")["pattern"] == r"^\d+(\.\d+)?(Gi|Mi|Ti)$"
+    # The seed's `^\d+(\.\d+)?(Gi|Mi|Ti)$` as the API server (Go, ASCII `\d`) reads it,
+    # spelled so that Python's Unicode `\d` reads it the same (`validate`, the webhook).
+    assert _at(spec, "storage.pvcSize")["pattern"] == r"^[0-9]+(\.[0-9]+)?(Gi|Mi|Ti)$"
     assert _has(_at(spec, "displayName"), minLength=1, maxLength=5000)
     for name in ("containerGroups.[].name", f"{container}.name"):
         assert _has(_at(spec, name), maxLength=63, pattern="^[a-z]([-a-z0-9]*[a-z0-9])?$")

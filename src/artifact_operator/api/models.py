@@ -33,7 +33,7 @@ LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 # lookahead, which the API server's regexp engine lacks.
 ENV_NAME = r"^([-_a-zA-Z][-._a-zA-Z0-9]*|\.[-_a-zA-Z0-9][-._a-zA-Z0-9]*)$"
 SECRET_KEY = r"^([-_a-zA-Z0-9][-._a-zA-Z0-9]*|\.[-_a-zA-Z0-9][-._a-zA-Z0-9]*)$"
-PVC_SIZE = r"^\d+(\.\d+)?(Gi|Mi|Ti)$"
+PVC_SIZE = r"^[0-9]+(\.[0-9]+)?(Gi|Mi|Ti)$"  # ASCII digits: Go's \d is ASCII, Python's is not
 
 # Lists keyed by name: the API server itself refuses duplicate names (also on 1.20, where CEL
 # is ignored), and server-side apply of Artifacts merges them by name.

@@ -134,6 +134,8 @@ CEL_RULES: tuple[CelRule, ...] = (
 def _duplicates(names: list[tuple[int, Any]], what: str, path: str) -> Iterator[Violation]:
     seen: set[Any] = set()
     for index, name in names:
+        if not isinstance(name, str):
+            continue  # not a name at all: the model reports its type
         if name in seen:
             yield Violation(path.format(index), f"duplicate {what} {name!r}")
         seen.add(name)
@@ -163,7 +165,7 @@ def _check_spec(spec: dict[str, Any]) -> Iterator[Violation]:
     storage = as_dict(spec.get("storage"))
     if storage.get("mode", "dedicatedPvc") != "dedicatedPvc" and storage.get("pvcSize"):
         yield Violation("spec.storage.pvcSize", "pvcSize is only allowed with mode dedicatedPvc")
-    known = {name for _, name in group_names}
+    known = {name for _, name in group_names if isinstance(name, str)}
     for key in as_dict(spec.get("runtime")):
         if key not in known:
             yield Violation(f"spec.runtime.{key}",

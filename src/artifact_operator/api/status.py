@@ -58,6 +58,10 @@ class GroupStatus(Model):
     replicas: int = 0
     ready_replicas: int = 0
     updated_replicas: int = 0
+    restarts: int | None = Field(
+        None, description="Container restarts in the group's current pods, as the kubelet "
+        "counts them (liveness failures, crashes); absent for none. Read when the group's "
+        "ready count moves or it is Degraded.")
 
 
 class BuildStatus(StrEnum):

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -23,6 +23,7 @@ from artifact_operator.api.validation import InvalidArtifact, parse
 from artifact_operator.controller.apply import Applier
 from artifact_operator.controller.builds import BuildFacts, Builds
 from artifact_operator.controller.caches import SharedCaches
+from artifact_operator.controller.pods import PodReader
 from artifact_operator.controller.queue import WorkQueue
 from artifact_operator.controller.secrets import CredentialFacts
 from artifact_operator.controller.versions import Versions
@@ -68,6 +69,11 @@ class Outcome(StrEnum):
     error = "error"  # the API server refused something (Degraded), or the pass failed
 
 
+class ArtifactGone(Exception):
+    """The API server has no such artifact (404 on our write): it was deleted while our
+    watch was away, so no deletion event will ever say so."""
+
+
 class Reconciler:
     def __init__(self, kube: Kube, settings: Settings, view: ClusterView,
                  events: EventRecorder, legacy: LegacyApprover, *,
@@ -91,6 +97,7 @@ class Reconciler:
                                forget=lambda key: self._set_phase(key, None), active=active)
         self.caches = SharedCaches(kube, settings, view, events, self.queue.enqueue)
         self.applier = Applier(kube, view, events, self.caches)
+        self.pods = PodReader(kube)
         self._phases: dict[Key, str] = {}
         self._rendered: OrderedDict[tuple[Any, ...], tuple[Artifact, Rendered]] = OrderedDict()
 
@@ -152,6 +159,19 @@ class Reconciler:
     # -- the reconcile ----------------------------------------------------------------------
 
     async def reconcile(self, key: Key) -> Outcome:
+        try:
+            return await self._reconcile(key)
+        except ArtifactGone:
+            # kopf re-lists after a watch gap but reports no deletion for what vanished in
+            # it: without this, the artifact stays in the view, and every event of its
+            # garbage-collected children would re-create them for an owner that is gone.
+            body = self.view.artifacts.get(key)
+            log.info("%s/%s is gone (deleted while the watch was away); forgotten", *key)
+            self.view.forget_artifact(key, body["metadata"].get("uid") if body else None)
+            self._set_phase(key, None)
+            return Outcome.gone
+
+    async def _reconcile(self, key: Key) -> Outcome:
         if self.credentials is not None:
             # Like kopf's indexes: never judge a Secret before the watch has listed them all.
             await self.credentials.synced.wait()
@@ -191,6 +211,7 @@ class Reconciler:
             self.caches.apply_retention(artifact.namespace, claim)  # no longer used here
         if self._settling(key, rendered, live):
             return Outcome.settling
+        obs.pods = await self.pods.facts(artifact, live, stored)
         status = compute_status(artifact, obs, self.settings, stored, now())
         if status.phase != Phase.ready:
             missing = self.secrets.missing_keys(artifact)
@@ -206,6 +227,15 @@ class Reconciler:
         # queue retries): one that got its version meanwhile never gets another.
         await self._write_status(body, status, guarded=versioned)
         return Outcome.error if obs.errors else Outcome.ok
+
+    @staticmethod
+    async def _artifact_write(write: Awaitable[Obj]) -> Obj:
+        try:
+            return await write
+        except ApiError as exc:
+            if exc.status == 404:
+                raise ArtifactGone from exc
+            raise
 
     def _render(self, body: Obj, facts: SecretFacts,
                 built: BuildFacts | None = None) -> tuple[Artifact, Rendered]:
@@ -243,7 +273,7 @@ class Reconciler:
         patch = repository_label_patch(body, artifact)
         if patch is None:
             return body
-        updated = await self.kube.patch(body, patch)
+        updated = await self._artifact_write(self.kube.patch(body, patch))
         metrics.WRITES.labels(verb="patch", kind="Artifact").inc()
         self.view.note_artifact(updated)
         return updated
@@ -270,10 +300,11 @@ class Reconciler:
             return False
         log.debug("status of %s/%s: writing %s", *key, ", ".join(sorted(patch)))
         if guarded:
-            updated = await self.kube.patch_if_unchanged(body, {"status": patch},
-                                                         subresource="status")
+            updated = await self._artifact_write(self.kube.patch_if_unchanged(
+                body, {"status": patch}, subresource="status"))
         else:
-            updated = await self.kube.patch(body, {"status": patch}, subresource="status")
+            updated = await self._artifact_write(
+                self.kube.patch(body, {"status": patch}, subresource="status"))
         metrics.WRITES.labels(verb="patch", kind="Artifact/status").inc()
         self.view.note_artifact(updated)
         return True

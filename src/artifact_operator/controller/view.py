@@ -94,8 +94,11 @@ class ClusterView:
             return  # an older event overtaken by our own status write
         self.artifacts[key] = slim(body)
 
-    def forget_artifact(self, key: Key) -> None:
-        self.artifacts.pop(key, None)
+    def forget_artifact(self, key: Key, uid: str | None = None) -> None:
+        """With `uid`: only that incarnation (one re-created meanwhile stays)."""
+        current = self.artifacts.get(key)
+        if current is not None and (uid is None or current["metadata"].get("uid") == uid):
+            del self.artifacts[key]
 
     def note_written(self, obj: Mapping[str, Any]) -> None:
         self._note(obj, slim(obj))

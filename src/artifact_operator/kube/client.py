@@ -56,6 +56,7 @@ KINDS: dict[tuple[str, str], Kind] = {
         Kind("v1", "Service", "services"),
         Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
         Kind("v1", "Secret", "secrets"),
+        Kind("v1", "Pod", "pods"),
         Kind("v1", "Namespace", "namespaces", namespaced=False),
         Kind("v1", "Event", "events"),
         Kind("workload.dev/v1alpha1", "Artifact", "artifacts"),
@@ -247,9 +248,12 @@ class Kube:
         return await self.request("GET", k.path(namespace, name), missing_ok=True)
 
     async def list(self, api_version: str, kind: str, namespace: str | None = None,
-                   label_selector: str | None = None) -> list[Obj]:
+                   label_selector: str | None = None,
+                   field_selector: str | None = None) -> list[Obj]:
         k = KINDS[(api_version, kind)]
         query = [("labelSelector", label_selector)] if label_selector else []
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
         out = await self.request("GET", k.path(namespace), query=query)
         return list((out or {}).get("items", []))
 

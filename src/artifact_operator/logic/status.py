@@ -27,6 +27,7 @@ from artifact_operator.api.status import (
 )
 from artifact_operator.logic.approval import Grant
 from artifact_operator.logic.credentials import token_conflict
+from artifact_operator.logic.pods import PodFacts
 from artifact_operator.logic.render import Rendered, endpoint, storage_claim_name
 from artifact_operator.settings import Settings
 
@@ -47,6 +48,9 @@ class Observed:
     # Image builds: per container, and why a group waiting for one waits (reason, sentence).
     builds: list[ContainerBuild] = field(default_factory=list)
     build_held: Mapping[str, list[tuple[Reason, str]]] = field(default_factory=dict)
+    # Of the groups whose pods were read this time (logic/pods.py); the others keep the
+    # restart count stored before.
+    pods: dict[str, PodFacts] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,6 +63,8 @@ class _Group:
     deployment: str | None
     service: str | None
     endpoint: str | None
+    restarts: int = 0
+    problem: str | None = None  # from the pods: why one is not ready
 
 
 def deployment_observed(d: Mapping[str, Any]) -> bool:
@@ -76,6 +82,13 @@ def deployment_settling(d: Mapping[str, Any]) -> bool:
         return True
     desired = int(d.get("spec", {}).get("replicas", 1))
     return desired > 0 and not int(d.get("status", {}).get("updatedReplicas", 0))
+
+
+def deployment_stuck(d: Obj | None) -> bool:
+    """Past its progress deadline, or rolled out with fewer ready replicas than wanted: the
+    group is Degraded, and its pods say why."""
+    return _deployment_state(d)[3] in (Reason.progress_deadline_exceeded,
+                                       Reason.replicas_unavailable)
 
 
 def _deployment_state(d: Obj | None) -> tuple[int, int, int, Reason]:
@@ -101,8 +114,10 @@ def _deployment_state(d: Obj | None) -> tuple[int, int, int, Reason]:
     return desired, ready, updated, Reason.ready
 
 
-def _groups(artifact: Artifact, obs: Observed, settings: Settings) -> list[_Group]:
+def _groups(artifact: Artifact, obs: Observed, settings: Settings,
+            previous: ArtifactStatus) -> list[_Group]:
     out = []
+    before = {g.name: g for g in previous.container_groups}
     for group in artifact.spec.container_groups:
         name = naming.group_object_name(artifact.name, group.name)
         rendered_names = {(o["kind"], o["metadata"]["name"]) for o in obs.rendered.objects}
@@ -125,9 +140,14 @@ def _groups(artifact: Artifact, obs: Observed, settings: Settings) -> list[_Grou
                               else Reason.elevated_not_approved,
                               name if live is not None else None, None, None))
             continue
+        seen = obs.pods.get(group.name)
+        stored = before.get(group.name)
         out.append(_Group(group.name, desired, ready, updated, state, name,
                           name if has_service else None,
-                          endpoint(artifact, group, settings) if has_service else None))
+                          endpoint(artifact, group, settings) if has_service else None,
+                          restarts=seen.restarts if seen else
+                          (stored.restarts or 0) if stored else 0,
+                          problem=seen.problem if seen else None))
     return out
 
 
@@ -252,7 +272,7 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
                    previous: ArtifactStatus | None, now: str) -> ArtifactStatus:
     previous = previous or ArtifactStatus()
     generation = artifact.metadata.generation
-    groups = _groups(artifact, obs, settings)
+    groups = _groups(artifact, obs, settings, previous)
 
     waiting: list[tuple[Reason, str]] = []
     for g, c in obs.rendered.waiting_for_image.items():
@@ -278,9 +298,11 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
                          f"{token_conflict(obs.rendered.token_conflict)}: group(s) "
                          f"{', '.join(obs.rendered.token_held)}"))
     degraded += [(Reason.progress_deadline_exceeded,
-                  f"group {g.name}: rollout exceeded its progress deadline") for g in deadline]
+                  _why(f"group {g.name}: rollout exceeded its progress deadline", g))
+                 for g in deadline]
     degraded += [(Reason.replicas_unavailable,
-                  f"group {g.name}: {g.ready}/{g.desired} replicas ready") for g in unavailable]
+                  _why(f"group {g.name}: {g.ready}/{g.desired} replicas ready", g))
+                 for g in unavailable]
     degraded += claim_degraded
 
     not_ready: list[tuple[Reason, str]] = []
@@ -331,10 +353,14 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
     )
 
 
+def _why(message: str, g: _Group) -> str:
+    return f"{message} ({g.problem})" if g.problem else message
+
+
 def _group_status(g: _Group) -> GroupStatus:
     return GroupStatus(name=g.name, replicas=g.desired, ready_replicas=g.ready,
-                       updated_replicas=g.updated, deployment=g.deployment, service=g.service,
-                       endpoint=g.endpoint)
+                       updated_replicas=g.updated, restarts=g.restarts or None,
+                       deployment=g.deployment, service=g.service, endpoint=g.endpoint)
 
 
 # The wire names of the status fields: the keys a status patch may set or remove.
