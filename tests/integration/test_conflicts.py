@@ -14,7 +14,7 @@ from ..conftest import Cluster, create_artifact, get_artifact, patch_artifact, r
 from ..support.audit import AuditLog
 from ..support.builders import service_artifact
 from ..support.operator import OperatorProcess
-from ..support.wait import wait_for
+from ..support.wait import found, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -43,7 +43,8 @@ def apply_as(cluster: Cluster, namespace: str, manager: str, body: dict[str, Any
 def test_other_writers_fields_are_kept_ours_restored_and_nobody_loops(
         cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
     create_artifact(cluster, namespace, service_artifact("web"))  # no runtime.replicas
-    wait_for(lambda: deployment(cluster, namespace), timeout=30, what="Deployment web-api")
+    wait_for(lambda: found(cluster.apps.read_namespaced_deployment, "web-api", namespace),
+             timeout=30, what="Deployment web-api")
     reconciled_after_a_spec_change(cluster, namespace, "settled")
     audit = AuditLog(require_audit_log(cluster)).mark()
 

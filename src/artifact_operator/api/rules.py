@@ -73,6 +73,14 @@ CEL_RULES: tuple[CelRule, ...] = (
     CelRule((*CONTAINERS, "imageBuildConfig", "dockerfile"),
             "self.source == 'provided' || !has(self.path)",
             "path is only allowed with source provided"),
+    # Code references are merged the same way: the member named by `provider`, and only it.
+    *(CelRule((*CONTAINERS, "imageBuildConfig", "codeRef"),
+              f"(self.provider == '{p}') == has(self.{p})",
+              f"{p} is required with, and only with, provider {p}")
+      for p in ("datarobot", "git", "oci")),
+    CelRule((*CONTAINERS, "imageBuildConfig", "codeRef"),
+            "self.provider == 'datarobot' || !has(self.type)",
+            "type is only allowed with provider datarobot"),
     CelRule((*CONTAINERS, "securityContext", "seccompProfile"),
             "self.type == 'Localhost' ? has(self.localhostProfile) : !has(self.localhostProfile)",
             "localhostProfile is required with, and only with, type Localhost"),

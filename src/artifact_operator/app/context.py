@@ -16,6 +16,7 @@ import kopf
 
 from artifact_operator.api import naming
 from artifact_operator.app.observability import Health
+from artifact_operator.controller.builds import Builds, resolve_engine
 from artifact_operator.controller.handlers import configure_kopf
 from artifact_operator.controller.reconcile import Reconciler
 from artifact_operator.controller.view import ClusterView, slim_secret
@@ -60,6 +61,7 @@ class Context:
     admission: webhook.Admission | None = None
     _resync: asyncio.Task[None] | None = field(default=None, repr=False)
     _credentials: asyncio.Task[None] | None = field(default=None, repr=False)
+    _builds: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def start(self, memo: Any, settings: kopf.OperatorSettings) -> None:
         configure_kopf(settings)
@@ -77,6 +79,14 @@ class Context:
             self.legacy, credentials=credentials, lease_namespace=self.lease_namespace,
             active=not self.leader_election)
         memo.reconciler = self.reconciler
+        # The build engine is chosen once, at start: installing Shipwright later takes a
+        # restart of the operator to switch to it.
+        engine = await resolve_engine(kube, self.config.settings.build_engine)
+        log.info("image builds: %s engine", engine)
+        builds = Builds(kube, self.config.settings, self.reconciler.events, engine,
+                        self.namespaces or None, self.reconciler.enqueue)
+        self.reconciler.builds = builds
+        self._builds = asyncio.get_running_loop().create_task(builds.run())
         self._credentials = asyncio.get_running_loop().create_task(credentials.run())
         self._resync = asyncio.get_running_loop().create_task(
             self.reconciler.resync_forever())
@@ -97,6 +107,8 @@ class Context:
     async def close(self) -> None:
         if self._credentials is not None:
             self._credentials.cancel()
+        if self._builds is not None:
+            self._builds.cancel()
         if self._resync is not None:
             self._resync.cancel()
         if self.reconciler is not None:

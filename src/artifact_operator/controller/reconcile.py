@@ -21,6 +21,7 @@ from artifact_operator.api.artifact import Artifact
 from artifact_operator.api.status import ArtifactStatus, Phase, Reason
 from artifact_operator.api.validation import InvalidArtifact, parse
 from artifact_operator.controller.apply import Applier
+from artifact_operator.controller.builds import BuildFacts, Builds
 from artifact_operator.controller.caches import SharedCaches
 from artifact_operator.controller.pods import PodReader
 from artifact_operator.controller.queue import WorkQueue
@@ -31,6 +32,7 @@ from artifact_operator.kube.client import CONNECTIONS, ApiError, Kube
 from artifact_operator.kube.events import EventRecorder, now
 from artifact_operator.kube.watch import ListWatch
 from artifact_operator.logic.approval import LegacyApprover, decide
+from artifact_operator.logic.builds import needs_build
 from artifact_operator.logic.claims import caches_mounted
 from artifact_operator.logic.credentials import (
     SecretFacts,
@@ -78,6 +80,9 @@ class Reconciler:
                  credentials: ListWatch | None = None, lease_namespace: str = "default",
                  concurrency: int = CONNECTIONS, active: bool = True) -> None:
         self.kube = kube
+        # Image builds (controller/builds.py): set by the composition root once it knows
+        # the engine; None: containers waiting for a build stay ImageNotBuilt.
+        self.builds: Builds | None = None
         # The Secrets that opt in to artifacts (logic/credentials.py), watched by label.
         self.credentials = credentials
         self.secrets = CredentialFacts(kube, credentials)
@@ -184,7 +189,10 @@ class Reconciler:
         live = self.view.children(key)
         try:
             facts = await self.secrets.facts(body, live)
-            artifact, rendered = self._render(body, facts)
+            built = BuildFacts()
+            if self.builds is not None and needs_build(body.get("spec")):
+                built = await self.builds.observe(body, parse(body), stored)
+            artifact, rendered = self._render(body, facts, built)
         except InvalidArtifact as exc:
             # Nothing running is touched: no apply, no prune; just say why.
             status = invalid_status(body, exc.violations, now())
@@ -193,7 +201,8 @@ class Reconciler:
             return Outcome.invalid
         body = await self._label_repository(body, artifact)
         rendered = hold_changed_legacy(artifact, rendered, live)
-        obs = Observed(rendered=rendered, live=live)
+        obs = Observed(rendered=rendered, live=live, builds=built.statuses,
+                       build_held=built.held)
         caches_before = caches_mounted(live.values())
         for obj in rendered.objects:
             await self.applier.ensure(body, obj, live, obs)
@@ -228,7 +237,8 @@ class Reconciler:
                 raise ArtifactGone from exc
             raise
 
-    def _render(self, body: Obj, facts: SecretFacts) -> tuple[Artifact, Rendered]:
+    def _render(self, body: Obj, facts: SecretFacts,
+                built: BuildFacts | None = None) -> tuple[Artifact, Rendered]:
         """Validation and rendering of this version of the artifact, given what is known of
         its Secrets.
 
@@ -241,7 +251,9 @@ class Reconciler:
         key = (meta["namespace"], meta["name"])
         approvals = self.view.approvals(key)
         # Approvals and Secrets change independently of the artifact: they are part of the key.
-        version = (meta.get("uid"), meta.get("resourceVersion"), facts,
+        built = built or BuildFacts()
+        # Built images appear without the artifact changing: part of the key too.
+        version = (meta.get("uid"), meta.get("resourceVersion"), facts, built.key(),
                    *sorted(str(a["metadata"].get("resourceVersion")) for a in approvals))
         cached = self._rendered.get(version)
         if cached is not None:
@@ -249,7 +261,8 @@ class Reconciler:
             return cached
         artifact = parse(body)
         decisions = decide(artifact, approvals, legacy=self.legacy.verify(body))
-        result = artifact, render(artifact, self.settings, decisions, secrets=facts)
+        result = artifact, render(artifact, self.settings, decisions, secrets=facts,
+                                  images=built.images)
         self._rendered[version] = result
         if len(self._rendered) > RENDER_CACHE:
             self._rendered.popitem(last=False)

@@ -63,6 +63,10 @@ KINDS: dict[tuple[str, str], Kind] = {
         Kind("coordination.k8s.io/v1", "Lease", "leases"),
         Kind("authorization.k8s.io/v1", "SubjectAccessReview", "subjectaccessreviews",
              namespaced=False),
+        # Image builds: the engines' objects, and the build pods' termination messages.
+        Kind("shipwright.io/v1beta1", "BuildRun", "buildruns"),
+        Kind("batch/v1", "Job", "jobs"),
+        Kind("v1", "Pod", "pods"),
     )
 }
 
@@ -284,6 +288,11 @@ class Kube:
             query=[("fieldManager", MANAGER)], content_type="application/merge-patch+json")
         assert out is not None
         return out
+
+    async def serves(self, api_version: str, plural: str) -> bool:
+        """Whether the API server serves this resource (discovery of one group version)."""
+        out = await self.request("GET", f"/apis/{api_version}", missing_ok=True)
+        return any(r.get("name") == plural for r in (out or {}).get("resources", []))
 
     async def list_with_version(self, api_version: str, kind: str, namespace: str | None,
                                 label_selector: str) -> tuple[Items, str]:

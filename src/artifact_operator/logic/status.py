@@ -19,6 +19,7 @@ from artifact_operator.api.rules import Violation
 from artifact_operator.api.status import (
     ArtifactStatus,
     Condition,
+    ContainerBuild,
     GroupStatus,
     Phase,
     Reason,
@@ -44,6 +45,9 @@ class Observed:
     errors: list[tuple[Reason, str]] = field(default_factory=list)
     # Problems that keep it from Ready without a rollout being wrong (missing Secret keys).
     blockers: list[tuple[Reason, str]] = field(default_factory=list)
+    # Image builds: per container, and why a group waiting for one waits (reason, sentence).
+    builds: list[ContainerBuild] = field(default_factory=list)
+    build_held: Mapping[str, list[tuple[Reason, str]]] = field(default_factory=dict)
     # Of the groups whose pods were read this time (logic/pods.py); the others keep the
     # restart count stored before.
     pods: dict[str, PodFacts] = field(default_factory=dict)
@@ -120,7 +124,7 @@ def _groups(artifact: Artifact, obs: Observed, settings: Settings,
         has_service = ("Service", name) in rendered_names
         runtime = (artifact.spec.runtime or {}).get(group.name) or RuntimeOverride()
         wanted = runtime.replicas if runtime.replicas is not None else 1
-        held = _held_reason(obs.rendered, group.name)
+        held = _held_reason(obs, group.name)
         if held is not None:
             out.append(_Group(group.name, wanted, 0, 0, held, None, None, None))
             continue
@@ -147,9 +151,11 @@ def _groups(artifact: Artifact, obs: Observed, settings: Settings,
     return out
 
 
-def _held_reason(rendered: Rendered, group: str) -> Reason | None:
+def _held_reason(obs: Observed, group: str) -> Reason | None:
+    rendered = obs.rendered
     if group in rendered.waiting_for_image:
-        return Reason.image_not_built
+        why = obs.build_held.get(group)
+        return why[0][0] if why else Reason.image_not_built
     if group in rendered.secrets_not_usable:
         return Reason.secret_not_usable
     if group in rendered.token_held:
@@ -268,14 +274,21 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
     generation = artifact.metadata.generation
     groups = _groups(artifact, obs, settings, previous)
 
-    waiting = [f"group {g}: container {c} has no imageUri yet (waiting for an image build)"
-               for g, c in obs.rendered.waiting_for_image.items()]
+    waiting: list[tuple[Reason, str]] = []
+    for g, c in obs.rendered.waiting_for_image.items():
+        waiting += obs.build_held.get(g) or [
+            (Reason.image_not_built,
+             f"group {g}: container {c} has no imageUri yet (waiting for an image build)")]
+    failed_builds = [w for w in waiting if w[0] == Reason.build_failed]
+    waiting = [w for w in waiting if w[0] != Reason.build_failed]
     rolling = [g for g in groups if g.state == Reason.rollout_in_progress]
     deadline = [g for g in groups if g.state == Reason.progress_deadline_exceeded]
     unavailable = [g for g in groups if g.state == Reason.replicas_unavailable]
     claim_degraded, claim_waiting = _claim_problems(artifact, obs)
 
     degraded: list[tuple[Reason, str]] = list(obs.errors)
+    # A failed or cancelled build needs someone to act (a new build, another source).
+    degraded += failed_builds
     # A stale approval is Degraded: the spec asks for something that does not run, and what
     # runs is no longer what the spec says. Never approved is only not Ready.
     degraded += [(Reason.approval_stale, d.message) for d in obs.rendered.held.values()
@@ -293,8 +306,8 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
     degraded += claim_degraded
 
     not_ready: list[tuple[Reason, str]] = []
-    if waiting:
-        not_ready.append((Reason.image_not_built, "; ".join(waiting)))
+    for reason in dict.fromkeys(r for r, _ in waiting):
+        not_ready.append((reason, "; ".join(m for r, m in waiting if r == reason)))
     not_ready += [(Reason.secret_not_usable, "; ".join(messages))
                   for messages in obs.rendered.secrets_not_usable.values()]
     not_ready += list(obs.blockers)
@@ -335,6 +348,7 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
         container_groups=[_group_status(g) for g in groups],
         endpoint=next((g.endpoint for g in groups if g.endpoint), None),
         storage=_storage(artifact, obs),
+        builds=list(obs.builds),
         version=previous.version,
     )
 

@@ -56,6 +56,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: [""]
   resources: [events]
   verbs: [create, list]
+# Image builds: created once per source digest and read; never changed or deleted here.
+# (The Jobs' pods: read with the pods rule above, for the builder's termination message.)
+- apiGroups: [shipwright.io]
+  resources: [buildruns]
+  verbs: [get, list, watch, create]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create]
 {{- end -}}
 
 {{- define "artifact-operator.webhookCertSecret" -}}
