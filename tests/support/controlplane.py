@@ -39,7 +39,8 @@ DEFAULT_USERS: tuple[tuple[str, str, str], ...] = (
 # mounts it (the API server adds its finalizer to every claim).
 CONTROLLERS = (
     "deployment,replicaset,garbagecollector,namespace,serviceaccount,"
-    "serviceaccount-token,persistentvolume-binder,persistentvolume-expander,pvc-protection"
+    "serviceaccount-token,persistentvolume-binder,persistentvolume-expander,pvc-protection,"
+    "horizontalpodautoscaling"
 )
 # With a real node: Services get endpoints (kube-proxy routes by them), and Jobs run.
 NODE_CONTROLLERS = CONTROLLERS + ",endpoint,endpointslice,job"

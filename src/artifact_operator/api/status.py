@@ -50,6 +50,18 @@ class Condition(Model):
     observed_generation: int | None = None
 
 
+class AutoscalerStatus(Model):
+    """The group's HorizontalPodAutoscaler (runtime.<group>.autoscaling), as it reports."""
+
+    min_replicas: int
+    max_replicas: int
+    current_replicas: int = 0
+    desired_replicas: int = 0
+    message: str | None = Field(
+        None, description="Why it cannot scale as asked (a condition of the HPA that is "
+        "False, e.g. no metrics), if anything.")
+
+
 class GroupStatus(Model):
     name: str
     deployment: str | None = None
@@ -58,6 +70,7 @@ class GroupStatus(Model):
     replicas: int = 0
     ready_replicas: int = 0
     updated_replicas: int = 0
+    autoscaler: AutoscalerStatus | None = None
     restarts: int | None = Field(
         None, description="Container restarts in the group's current pods, as the kubelet "
         "counts them (liveness failures, crashes); absent for none. Read when the group's "

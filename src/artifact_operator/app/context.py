@@ -16,6 +16,12 @@ import kopf
 
 from artifact_operator.api import naming
 from artifact_operator.app.observability import Health
+from artifact_operator.controller.autoscalers import KIND as KIND_HPA
+from artifact_operator.controller.autoscalers import (
+    OwnerIndex,
+    autoscaler_watch,
+    served_version,
+)
 from artifact_operator.controller.builds import Builds, resolve_engine
 from artifact_operator.controller.handlers import configure_kopf
 from artifact_operator.controller.reconcile import Reconciler
@@ -62,12 +68,19 @@ class Context:
     _resync: asyncio.Task[None] | None = field(default=None, repr=False)
     _credentials: asyncio.Task[None] | None = field(default=None, repr=False)
     _builds: asyncio.Task[None] | None = field(default=None, repr=False)
+    _autoscalers: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def start(self, memo: Any, settings: kopf.OperatorSettings) -> None:
         configure_kopf(settings)
         client_login = self.config.settings.client_login
         self.kube = kube = await Kube.connect(client_login=client_login)
         view = ClusterView()
+        # The HPAs' API version is the server's: its list-watch is ours, not kopf's.
+        ours = self.config.settings
+        if ours.hpa_api_version is None:
+            ours = ours.model_copy(update={"hpa_api_version": await served_version(kube)})
+        autoscalers = OwnerIndex()
+        view.bind({KIND_HPA: autoscalers})
         # The users' Secrets that opt in to artifacts: kopf's one Secret watch is for our own
         # children (managed-by), so these get a watch of their own, by their label.
         credentials = ListWatch(
@@ -75,7 +88,7 @@ class Context:
             slim_secret, lambda namespace, name: self._secret_changed(namespace, name))
         # With leader election the replica starts as a standby; run.py activates it.
         self.reconciler = Reconciler(
-            kube, self.config.settings, view, EventRecorder(kube, self.config.settings.events),
+            kube, ours, view, EventRecorder(kube, self.config.settings.events),
             self.legacy, credentials=credentials, lease_namespace=self.lease_namespace,
             active=not self.leader_election)
         memo.reconciler = self.reconciler
@@ -88,6 +101,11 @@ class Context:
         self.reconciler.builds = builds
         self._builds = asyncio.get_running_loop().create_task(builds.run())
         self._credentials = asyncio.get_running_loop().create_task(credentials.run())
+        assert ours.hpa_api_version is not None
+        self.reconciler.autoscalers = hpa_watch = autoscaler_watch(
+            kube, ours.hpa_api_version, self.namespaces or None, autoscalers,
+            self.reconciler.enqueue)
+        self._autoscalers = asyncio.get_running_loop().create_task(hpa_watch.run())
         self._resync = asyncio.get_running_loop().create_task(
             self.reconciler.resync_forever())
         if self.webhooks:
@@ -107,8 +125,9 @@ class Context:
     async def close(self) -> None:
         if self._credentials is not None:
             self._credentials.cancel()
-        if self._builds is not None:
-            self._builds.cancel()
+        for task in (self._builds, self._autoscalers):
+            if task is not None:
+                task.cancel()
         if self._resync is not None:
             self._resync.cancel()
         if self.reconciler is not None:

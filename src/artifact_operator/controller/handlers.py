@@ -117,7 +117,7 @@ async def approvals(body: Any, namespace: str | None, **_: Any) -> Any:
 
 def _bind(memo: Any, kwargs: dict[str, Any]) -> Reconciler:
     reconciler = reconciler_of(memo)
-    if not reconciler.view.indexes:  # kopf hands its indexes only to handlers
+    if "Deployment" not in reconciler.view.indexes:  # kopf hands its indexes only to handlers
         reconciler.view.bind({
             "Deployment": kwargs["deployments"], "Service": kwargs["services"],
             "PersistentVolumeClaim": kwargs["claims"], "Secret": kwargs["secrets"],

@@ -85,6 +85,8 @@ class Reconciler:
         self.builds: Builds | None = None
         # The Secrets that opt in to artifacts (logic/credentials.py), watched by label.
         self.credentials = credentials
+        # Our HorizontalPodAutoscalers (controller/autoscalers.py), when the app watches them.
+        self.autoscalers: ListWatch | None = None
         self.secrets = CredentialFacts(kube, credentials)
         self.settings = settings
         self.view = view
@@ -172,9 +174,10 @@ class Reconciler:
             return Outcome.gone
 
     async def _reconcile(self, key: Key) -> Outcome:
-        if self.credentials is not None:
-            # Like kopf's indexes: never judge a Secret before the watch has listed them all.
-            await self.credentials.synced.wait()
+        for watch in (self.credentials, self.autoscalers):
+            # Like kopf's indexes: never judge before the watch has listed everything.
+            if watch is not None:
+                await watch.synced.wait()
         body = self.view.artifacts.get(key)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return Outcome.gone

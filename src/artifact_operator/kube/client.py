@@ -66,6 +66,8 @@ KINDS: dict[tuple[str, str], Kind] = {
         # Image builds: the engines' objects, and the build pods' termination messages.
         Kind("shipwright.io/v1beta1", "BuildRun", "buildruns"),
         Kind("batch/v1", "Job", "jobs"),
+        Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+        Kind("autoscaling/v2beta2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
         Kind("v1", "Pod", "pods"),
     )
 }

@@ -18,6 +18,7 @@ from artifact_operator.api.models import ArtifactType, RuntimeOverride, StorageM
 from artifact_operator.api.rules import Violation
 from artifact_operator.api.status import (
     ArtifactStatus,
+    AutoscalerStatus,
     Condition,
     ContainerBuild,
     GroupStatus,
@@ -26,6 +27,7 @@ from artifact_operator.api.status import (
     StorageStatus,
 )
 from artifact_operator.logic.approval import Grant
+from artifact_operator.logic.autoscaling import scale_of
 from artifact_operator.logic.credentials import token_conflict
 from artifact_operator.logic.pods import PodFacts
 from artifact_operator.logic.render import Rendered, endpoint, storage_claim_name
@@ -65,6 +67,7 @@ class _Group:
     endpoint: str | None
     restarts: int = 0
     problem: str | None = None  # from the pods: why one is not ready
+    autoscaler: AutoscalerStatus | None = None
 
 
 def deployment_observed(d: Mapping[str, Any]) -> bool:
@@ -130,6 +133,9 @@ def _groups(artifact: Artifact, obs: Observed, settings: Settings,
             continue
         live = obs.live.get(("Deployment", name))
         desired, ready, updated, state = _deployment_state(live)
+        autoscaler = _autoscaler(runtime, obs.live.get(("HorizontalPodAutoscaler", name)))
+        if autoscaler is not None:
+            wanted = autoscaler.desired_replicas or autoscaler.min_replicas
         if live is None:
             desired = wanted  # not created yet (or refused): still count what is wanted
         decision = obs.rendered.held.get(group.name)
@@ -147,8 +153,20 @@ def _groups(artifact: Artifact, obs: Observed, settings: Settings,
                           endpoint(artifact, group, settings) if has_service else None,
                           restarts=seen.restarts if seen else
                           (stored.restarts or 0) if stored else 0,
-                          problem=seen.problem if seen else None))
+                          problem=seen.problem if seen else None, autoscaler=autoscaler))
     return out
+
+
+def _autoscaler(runtime: RuntimeOverride, live: Obj | None) -> AutoscalerStatus | None:
+    scaling = runtime.autoscaling
+    if scaling is None:
+        return None
+    scale = scale_of(live)
+    return AutoscalerStatus(min_replicas=scaling.min_replicas,
+                            max_replicas=scaling.max_replicas,
+                            current_replicas=scale.current if scale else 0,
+                            desired_replicas=scale.desired if scale else 0,
+                            message=scale.problem if scale else None)
 
 
 def _held_reason(obs: Observed, group: str) -> Reason | None:
@@ -360,6 +378,7 @@ def _why(message: str, g: _Group) -> str:
 def _group_status(g: _Group) -> GroupStatus:
     return GroupStatus(name=g.name, replicas=g.desired, ready_replicas=g.ready,
                        updated_replicas=g.updated, restarts=g.restarts or None,
+                       autoscaler=g.autoscaler,
                        deployment=g.deployment, service=g.service, endpoint=g.endpoint)
 
 
