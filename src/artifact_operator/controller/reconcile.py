@@ -31,10 +31,7 @@ from artifact_operator.kube.events import EventRecorder, now
 from artifact_operator.kube.watch import ListWatch
 from artifact_operator.logic.approval import LegacyApprover, decide
 from artifact_operator.logic.claims import caches_mounted
-from artifact_operator.logic.credentials import (
-    SecretFacts,
-    referenced_secrets,
-)
+from artifact_operator.logic.credentials import SecretFacts
 from artifact_operator.logic.legacy import hold_changed_legacy
 from artifact_operator.logic.lock import lock_state
 from artifact_operator.logic.render import Rendered, render
@@ -96,9 +93,8 @@ class Reconciler:
 
     def secret_changed(self, namespace: str, name: str) -> None:
         """An opted-in Secret appeared, changed or went: reconcile the artifacts that read it."""
-        for key, body in list(self.view.artifacts.items()):
-            if key[0] == namespace and name in referenced_secrets(body.get("spec")):
-                self.queue.enqueue(key)
+        for key in self.view.secret_readers(namespace, name):
+            self.queue.enqueue(key)
 
     def enqueue_all(self) -> None:
         self.queue.enqueue_all(self.view.artifacts)

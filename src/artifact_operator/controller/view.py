@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from artifact_operator.api import naming
+from artifact_operator.logic.credentials import referenced_secrets
 
 Key = tuple[str, str]  # (namespace, artifact name)
 Obj = dict[str, Any]
@@ -71,6 +72,11 @@ class ClusterView:
         # The same writes by owning artifact, so a reconcile looks only at its own.
         self._written_by_owner: dict[Key, set[Ref]] = {}
         self._writer_owner: dict[tuple[str, str, str], Key] = {}
+        # The artifacts that read each credential Secret, (namespace, secret) -> keys: a
+        # Secret's change wakes its readers without scanning every artifact (which made the
+        # initial listing of S opted-in Secrets cost S x N).
+        self._readers: dict[Key, set[Key]] = {}
+        self._reads: dict[Key, frozenset[str]] = {}
 
     def bind(self, indexes: Mapping[str, Any], approvals: Mapping[Any, Any] | None = None
              ) -> None:
@@ -92,10 +98,35 @@ class ClusterView:
         if current is not None and _rv(body) < _rv(current) and \
                 current["metadata"].get("uid") == meta.get("uid"):
             return  # an older event overtaken by our own status write
-        self.artifacts[key] = slim(body)
+        new = self.artifacts[key] = slim(body)
+        if current is None or current.get("spec") != new.get("spec"):
+            self._index_reads(key, frozenset(referenced_secrets(new.get("spec"))))
 
     def forget_artifact(self, key: Key) -> None:
         self.artifacts.pop(key, None)
+        self._index_reads(key, frozenset())
+
+    def secret_readers(self, namespace: str, secret: str) -> set[Key]:
+        """The artifacts whose spec references this credential Secret."""
+        return set(self._readers.get((namespace, secret), ()))
+
+    def _index_reads(self, key: Key, secrets: frozenset[str]) -> None:
+        old = self._reads.get(key, frozenset())
+        if old == secrets:
+            return
+        namespace = key[0]
+        for secret in old - secrets:
+            readers = self._readers.get((namespace, secret))
+            if readers is not None:
+                readers.discard(key)
+                if not readers:
+                    del self._readers[(namespace, secret)]
+        for secret in secrets - old:
+            self._readers.setdefault((namespace, secret), set()).add(key)
+        if secrets:
+            self._reads[key] = secrets
+        else:
+            self._reads.pop(key, None)
 
     def note_written(self, obj: Mapping[str, Any]) -> None:
         self._note(obj, slim(obj))
