@@ -1,14 +1,13 @@
-"""ClusterView: kopf's child indexes (plain dicts here, keyed as controller/handlers.py keys
-them), the Artifacts as last seen, and our own writes laid over both until the watch catches
-up."""
+"""ClusterView: the child indexes (plain dicts here, keyed by `view.child_keys` as the
+watches key them), the Artifacts as last seen, and our own writes laid over both until the
+watch catches up."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from artifact_operator.api import naming
-from artifact_operator.controller.handlers import _child_index
-from artifact_operator.controller.view import ClusterView, slim
+from artifact_operator.controller.view import ClusterView, child_keys, slim
 
 Obj = dict[str, Any]
 NS = "team-a"
@@ -36,7 +35,7 @@ def cache_claim(name: str, rv: int) -> Obj:
 
 
 class Indexes:
-    """kopf's indexes as plain dicts: kind -> key -> [bodies], filled by `_child_index`."""
+    """The watches' indexes as plain dicts: kind -> key -> [bodies], keyed by `child_keys`."""
 
     def __init__(self) -> None:
         self.by_kind: dict[str, dict[Any, list[Obj]]] = {
@@ -46,9 +45,8 @@ class Indexes:
         """The watch delivers `objs` (replacing what it showed of the same objects)."""
         for obj in objs:
             self.hide(obj)
-            meta = obj["metadata"]
-            for key, value in _child_index(obj, meta["namespace"], meta["labels"]).items():
-                self.by_kind[obj["kind"]].setdefault(key, []).append(value)
+            for key in child_keys(obj):
+                self.by_kind[obj["kind"]].setdefault(key, []).append(slim(obj))
 
     def hide(self, obj: Obj) -> None:
         """The watch delivers the deletion of `obj`."""

@@ -12,11 +12,12 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
 from artifact_operator import metrics
+from artifact_operator.api import naming
 from artifact_operator.api.artifact import Artifact
 from artifact_operator.api.status import ArtifactStatus, Phase, Reason
 from artifact_operator.api.validation import InvalidArtifact, parse
@@ -25,7 +26,7 @@ from artifact_operator.controller.caches import SharedCaches
 from artifact_operator.controller.queue import WorkQueue
 from artifact_operator.controller.secrets import CredentialFacts
 from artifact_operator.controller.versions import Versions
-from artifact_operator.controller.view import ClusterView, Key, Obj, Ref
+from artifact_operator.controller.view import ClusterView, Key, Obj, Ref, owner_key
 from artifact_operator.kube.client import CONNECTIONS, ApiError, Kube
 from artifact_operator.kube.events import EventRecorder, now
 from artifact_operator.kube.watch import ListWatch
@@ -66,9 +67,12 @@ class Outcome(StrEnum):
 class Reconciler:
     def __init__(self, kube: Kube, settings: Settings, view: ClusterView,
                  events: EventRecorder, legacy: LegacyApprover, *,
-                 credentials: ListWatch | None = None, lease_namespace: str = "default",
-                 concurrency: int = CONNECTIONS, active: bool = True) -> None:
+                 credentials: ListWatch | None = None, children: Sequence[ListWatch] = (),
+                 lease_namespace: str = "default", concurrency: int = CONNECTIONS,
+                 active: bool = True) -> None:
         self.kube = kube
+        # The watches of our children (view.CHILD_KINDS); a reconcile waits for their lists.
+        self.children = list(children)
         # The Secrets that opt in to artifacts (logic/credentials.py), watched by label.
         self.credentials = credentials
         self.secrets = CredentialFacts(kube, credentials)
@@ -90,6 +94,25 @@ class Reconciler:
 
     def enqueue(self, key: Key) -> None:
         self.queue.enqueue(key)
+
+    def child_changed(self, old: Obj | None, new: Obj | None) -> None:
+        """One of our children appeared, changed or went (slim bodies, from its watch)."""
+        body = new if new is not None else old
+        if body is None:
+            return
+        meta = body["metadata"]
+        namespace, labels = meta.get("namespace"), meta.get("labels") or {}
+        key = owner_key(namespace, labels)
+        if key is not None and key in self.view.artifacts:
+            self.queue.enqueue(key)
+        if not namespace or naming.LABEL_CACHE not in labels:
+            return
+        if body.get("kind") == "Deployment" and new is None:
+            # A user of a shared cache claim went: the claim may have no users left.
+            self.caches.apply_retention(namespace,
+                                        naming.cache_claim_of_hash(labels[naming.LABEL_CACHE]))
+        elif body.get("kind") == "PersistentVolumeClaim":
+            self.caches.claim_changed(namespace, str(meta["name"]))
 
     def secret_changed(self, namespace: str, name: str) -> None:
         """An opted-in Secret appeared, changed or went: reconcile the artifacts that read it."""
@@ -143,8 +166,11 @@ class Reconciler:
     # -- the reconcile ----------------------------------------------------------------------
 
     async def reconcile(self, key: Key) -> Outcome:
+        # Never judge a child or a Secret before its watch has listed them all: a child not
+        # yet seen would be created again, and a restart must write nothing.
+        for watch in self.children:
+            await watch.synced.wait()
         if self.credentials is not None:
-            # Like kopf's indexes: never judge a Secret before the watch has listed them all.
             await self.credentials.synced.wait()
         body = self.view.artifacts.get(key)
         if body is None or body["metadata"].get("deletionTimestamp"):
