@@ -1,6 +1,6 @@
 """One level-based reconcile of one Artifact: validate, render, apply, prune, compute status.
 
-The reconcile reads the cluster from `ClusterView` (kopf's indexes plus our own latest writes),
+The reconcile reads the cluster from `ClusterView` (our watches' indexes plus our own writes),
 never by listing, and writes only what differs: children through `Applier` (only when the live
 object lacks a rendered field), status only when it changed. A restart or resync over
 unchanged artifacts therefore makes no writes. `WorkQueue` decides when it runs.
