@@ -132,7 +132,8 @@ def test_child_events_wake_their_artifact_and_the_shared_caches() -> None:
             claims.append((namespace, claim))
 
     class Queue:
-        def enqueue(self, key: tuple[str, str]) -> None:
+        def enqueue_soon(self, key: tuple[str, str], delay: float) -> None:
+            assert delay > 0
             enqueued.append(key)
 
     class View:
