@@ -13,7 +13,7 @@ DEMO_STATE ?= $(abspath .demo)
 # cluster in KUBECONFIG, as they are.
 E2E_WRAP := $(if $(filter 1,$(ARTIFACT_TEST_USE_KUBECONFIG)),,$(NODE_DIR)/netns.sh)
 
-.PHONY: help install test unit integration e2e e2e-setup e2e-images demo demo-shell demo-stop lint crd crd-check settings-doc run render bench clean
+.PHONY: help install test unit integration e2e e2e-setup e2e-images demo demo-shell demo-stop lint crd crd-check settings-doc run render bench soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,10 @@ render: ## render the samples offline
 
 bench: ## the benchmark of bench/ (starts its own control plane)
 	$(BIN)/python -m bench
+
+soak: ## the churn test at full size: 1000 artifacts, 32 clients, 10 minutes (CI runs a short one)
+	ARTIFACT_CHURN_SECONDS=600 ARTIFACT_CHURN_ARTIFACTS=1000 ARTIFACT_CHURN_CLIENTS=32 \
+	  $(BIN)/python -m pytest -q -s tests/integration/test_churn.py
 
 e2e: e2e-setup e2e-images ## the operator installed as users install it, on a real node (root)
 	$(E2E_WRAP) env ARTIFACT_E2E_IMAGES=$(E2E_IMAGES) $(BIN)/python -m pytest -q -rs -m e2e tests/e2e

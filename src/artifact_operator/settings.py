@@ -28,6 +28,18 @@ class CacheRetention(StrEnum):
     delete = "delete"
 
 
+class BuildEngine(StrEnum):
+    auto = "auto"  # Shipwright when its BuildRun API is served, else the Job
+    shipwright = "shipwright"
+    job = "job"
+
+
+# Rootless BuildKit for the Job engine, pinned by digest (a tag can move under a build).
+DEFAULT_BUILDER_IMAGE = (
+    "docker.io/moby/buildkit:v0.33.0-rootless"
+    "@sha256:80b15f0735e87bab7bf59ec4d695dfb4a7cfb25521cf56dc75d6f256285b63ef")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True)
 
@@ -54,6 +66,32 @@ class Settings(BaseSettings):
     cache_retention: CacheRetention = Field(
         CacheRetention.keep, description="What happens to a cache claim when its last user goes.")
     shm_size: str | None = Field(None, description="sizeLimit of the /dev/shm emptyDir.")
+
+    # Image builds (README "Image builds").
+    build_engine: BuildEngine = Field(
+        BuildEngine.auto, description="auto: a Shipwright BuildRun when the cluster serves "
+        "shipwright.io/v1beta1 BuildRuns, else a Job running rootless BuildKit; or shipwright "
+        "or job.")
+    build_output_repository: str | None = Field(
+        None, pattern=r"^[^\s@:]+(:[0-9]+)?(/[^\s@:]+)*$",
+        description="Registry repository built images are pushed under (e.g. "
+        "registry.example.com/builds); unset: no builds, containers stay ImageNotBuilt.")
+    build_push_secret: str | None = Field(
+        None, description="Secret (kubernetes.io/dockerconfigjson) in the artifact's namespace "
+        "with the credentials to push; unset: push without credentials.")
+    build_strategy: str = Field(
+        "buildkit", description="Shipwright ClusterBuildStrategy of the BuildRuns.")
+    build_builder_image: str = Field(
+        DEFAULT_BUILDER_IMAGE, pattern=r"@sha256:[a-f0-9]{64}$",
+        description="Rootless BuildKit image of the Job engine, pinned by digest.")
+    build_catalog_sources: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Where the seed's datarobot code references are fetched from: a JSON "
+        "object mapping \"<catalogId>/<catalogVersionId>\" to a git or oci codeRef (e.g. "
+        "{\"c1/v1\": {\"provider\": \"git\", \"git\": {\"url\": \"https://...\"}}}); "
+        "an unmapped one is SourceUnresolved.")
+    build_timeout_seconds: int = Field(
+        1800, ge=60, description="Longest a build may run before the engine stops it.")
 
     # Operator behaviour.
     resync_seconds: float = Field(600.0, gt=0, description="Full resync interval.")

@@ -354,8 +354,16 @@ def test_helm_settings_are_every_operator_setting_with_its_default() -> None:
     assert parsed.cache_access_modes == ["ReadWriteMany"]
 
 
+def test_helm_passes_a_map_setting_as_json() -> None:
+    sources = {"c1/v1": {"provider": "git", "git": {"url": "https://git.example/a.git"}}}
+    (config,) = by_kind(helm_render({"settings": {"buildCatalogSources": sources}}),
+                        "ConfigMap")
+    raw = config["data"]["ARTIFACT_OPERATOR_BUILD_CATALOG_SOURCES"]
+    assert Settings(build_catalog_sources=_parse(raw)).build_catalog_sources == sources
+
+
 def _parse(value: str) -> Any:
-    return yaml.safe_load(value) if value.startswith("[") else value
+    return yaml.safe_load(value) if value.startswith(("[", "{")) else value
 
 
 # -- image ----------------------------------------------------------------------------------

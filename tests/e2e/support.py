@@ -16,6 +16,7 @@ from typing import Any, Literal
 from kubernetes import client
 
 from ..conftest import Cluster
+from ..support import images
 from ..support.images import BuiltImage
 from ..support.node import Node
 from ..support.wait import wait_for
@@ -55,6 +56,12 @@ class E2E:
     def api_versions(self) -> list[str]:
         """The server's discovery, as `helm install` reads it for `.Capabilities`."""
         return self.kubectl("api-versions").stdout.split()
+
+    def pinned(self, name: str) -> str:
+        """The reference pods use for image `name`, by digest (the manifest's, which a push
+        keeps): how an approved artifact must name its image."""
+        return images.pinned(images.containerd_name(self.refs[name]),
+                             images.manifest_digest(self.built[name].archive))
 
     def env(self) -> dict[str, str]:
         """The environment of a user whose kubectl context is this cluster."""

@@ -17,6 +17,8 @@ import base64
 import contextlib
 import hashlib
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from ..support.images import NIM_PORT, SAMPLE_PORT
 from ..support.operator import OperatorProcess
 from ..support.wait import found, wait_for
 from .support import E2E, until_ok
-from .test_install import is_ready, web_artifact
+from .test_install import GROUP, is_ready, web_artifact
 
 pytestmark = pytest.mark.e2e
 
@@ -78,8 +80,9 @@ def artifact_status(cluster: Cluster, namespace: str, name: str) -> dict[str, An
 
 
 def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
-    (found_,) = [c for c in status.get("conditions", []) if c["type"] == type_]
-    return dict(found_)
+    found_ = [c for c in status.get("conditions", []) if c["type"] == type_]
+    assert len(found_) == 1, status  # an AssertionError: wait_for polls on
+    return dict(found_[0])
 
 
 def pods_of(cluster: Cluster, namespace: str, artifact: str) -> list[Any]:
@@ -263,11 +266,81 @@ def test_a_wrong_readiness_path_keeps_it_progressing_then_degraded(
         return status
 
     status = wait_for(degraded, timeout=60, what="Degraded after the progress deadline")
+    # The reason, in the kubelet's words (its Event on the pod), naming the pod.
+    assert condition(status, "Degraded")["message"] == (
+        f"group {GROUP}: rollout exceeded its progress deadline (pod {pod.metadata.name}: "
+        "Readiness probe failed: HTTP probe failed with statuscode: 404)")
     assert condition(status, "Degraded")["reason"] == "ProgressDeadlineExceeded"
     assert condition(status, "Ready")["status"] == "False"
     # The operator leaves the deadline it does not render to whoever set it.
     deployment = e2e.cluster.apps.read_namespaced_deployment("unready-web", namespace)
     assert deployment.spec.progress_deadline_seconds == 5
+
+
+def test_liveness_restarts_are_counted_in_status(
+        e2e: E2E, operator: OperatorProcess, namespace: str) -> None:
+    """A liveness probe that fails once the container has been ready a moment: the kubelet
+    restarts the container, its pod goes unready and ready again, and the status counts the
+    restarts as the kubelet does."""
+    manifest = web_artifact("restarts", e2e.refs["web"])
+    manifest["spec"]["containerGroups"][0]["containers"][0]["livenessProbe"] = {
+        "path": "/missing", "initialDelaySeconds": 3, "periodSeconds": 1, "timeoutSeconds": 1,
+        "failureThreshold": 1}
+    e2e.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(manifest))
+
+    def counted() -> int:
+        pods = pods_of(e2e.cluster, namespace, "restarts")
+        assert len(pods) == 1, pods
+        pod = pods[0]
+        kubelet = sum(c.restart_count for c in pod.status.container_statuses or [])
+        status = artifact_status(e2e.cluster, namespace, "restarts")
+        (group,) = status.get("containerGroups", [{}])
+        assert kubelet >= 1 and is_ready(pod), (kubelet, is_ready(pod))
+        assert group.get("restarts") == kubelet, (group, kubelet)
+        return kubelet
+
+    wait_for(counted, timeout=90, interval=0.5, what="the kubelet's restarts counted in status")
+    events = e2e.cluster.core.list_namespaced_event(
+        namespace, field_selector="reason=Unhealthy").items
+    assert any("Liveness probe failed" in (e.message or "") for e in events)
+
+
+def test_an_approved_capability_is_present_and_nothing_else(
+        e2e: E2E, operator: OperatorProcess, namespace: str) -> None:
+    """capabilities.add is admin-only: the group is held until an admin approves it with
+    `kubectl artifact approve` (an ArtifactApproval bound to the artifact, its image pinned
+    by digest); then its container holds that capability and no other."""
+    manifest = web_artifact("netcap", e2e.pinned("web"))
+    manifest["spec"]["containerGroups"][0]["containers"][0]["securityContext"] = {
+        "capabilities": {"add": ["NET_BIND_SERVICE"]}}
+    e2e.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(manifest))
+
+    def held() -> dict[str, Any]:
+        status = artifact_status(e2e.cluster, namespace, "netcap")
+        assert condition(status, "Ready")["reason"] == "ElevatedNotApproved", status
+        return status
+
+    wait_for(held, timeout=30, what="the unapproved group held")
+    assert pods_of(e2e.cluster, namespace, "netcap") == []
+    plugin = Path(sys.executable).parent / "kubectl-artifact"
+    approved = subprocess.run([str(plugin), "-n", namespace, "approve", "netcap"],
+                              capture_output=True, text=True, env=e2e.env(), timeout=60)
+    assert approved.returncode == 0, approved.stderr
+    assert "securityContext.capabilities.add" in approved.stdout, approved.stdout
+    wait_for(lambda: all_ready(e2e.cluster, namespace, {"netcap": "1/1"}), timeout=90,
+             what="netcap Ready after the approval")
+    (pod,) = pods_of(e2e.cluster, namespace, "netcap")
+    assert pod.spec.containers[0].image == e2e.pinned("web")
+    proc = dict(line.split(":", 1) for line in exec_in(
+        e2e, pod, "httpd", "cat", "/proc/1/status").stdout.splitlines() if ":" in line)
+    caps = {k: int(v.strip(), 16) for k, v in proc.items() if k.startswith("Cap")}
+    net_bind_service = 1 << 10
+    # In the bounding set; the kernel gives a non-root process (uid 1000) no effective
+    # capability without file capabilities, and nothing else is in any set.
+    assert caps["CapBnd"] == net_bind_service, caps
+    assert all(v & ~net_bind_service == 0 for v in caps.values()), caps
+    assert proc["NoNewPrivs"].strip() == "1"
+    assert exec_in(e2e, pod, "httpd", "id", "-u").stdout.strip() == "1000"
 
 
 def _boots(e2e: E2E, pod: Any) -> list[str]:
@@ -305,9 +378,20 @@ def test_a_nim_spec_change_rolls_one_pod_at_a_time_and_keeps_the_cache(
     spare GPU would stay Pending. Every pod event of the rollout is watched: never two pods of
     a group on the node at once (bound and not yet deleted)."""
     ns = samples.namespace
-    listed = e2e.cluster.core.list_namespaced_pod(ns, label_selector="workload.dev/type=nim")
+
+    def one_pod_each() -> Any:
+        # Every pod the listing holds is counted, those on their way out too: an earlier
+        # pod of the samples' start still terminating would count as a second pod.
+        listed = e2e.cluster.core.list_namespaced_pod(ns,
+                                                      label_selector="workload.dev/type=nim")
+        names = sorted((p.metadata.labels["workload.dev/artifact"], p.metadata.name,
+                        p.status.phase) for p in listed.items)
+        assert [(a, phase) for a, _, phase in names] == \
+            [(CACHED, "Running"), (DEDICATED, "Running")], names
+        return listed
+
+    listed = wait_for(one_pod_each, timeout=60, what="one pod of each NIM artifact")
     before = {p.metadata.labels["workload.dev/artifact"]: p.metadata.name for p in listed.items}
-    assert sorted(before) == [CACHED, DEDICATED]
     fast = {"initialDelaySeconds": 0, "periodSeconds": 1, "timeoutSeconds": 1}
     for name in before:  # the change: faster probes (a new pod template)
         spec = get_artifact(e2e.cluster, ns, name)["spec"]
@@ -319,12 +403,15 @@ def test_a_nim_spec_change_rolls_one_pod_at_a_time_and_keeps_the_cache(
                                                          spec["containerGroups"]}})
     on_node: dict[str, set[str]] = {name: {before[name]} for name in before}
     most = {name: 1 for name in before}
+    seen: list[tuple[str, str, str, str | None, str]] = []  # shown if the assertion fails
     replaced: dict[str, str] = {}
     for event in watch.Watch().stream(
             e2e.cluster.core.list_namespaced_pod, ns, label_selector="workload.dev/type=nim",
             resource_version=listed.metadata.resource_version, timeout_seconds=150):
         pod = event["object"]
         artifact = pod.metadata.labels["workload.dev/artifact"]
+        seen.append((artifact, event["type"], pod.metadata.name, pod.spec.node_name,
+                     pod.status.phase))
         if event["type"] == "DELETED":
             on_node[artifact].discard(pod.metadata.name)
         elif pod.spec.node_name:
@@ -336,7 +423,7 @@ def test_a_nim_spec_change_rolls_one_pod_at_a_time_and_keeps_the_cache(
         if len(replaced) == 2 and all(before[a] not in on_node[a] for a in before):
             break
     assert sorted(replaced) == [CACHED, DEDICATED], f"rollouts not done: {on_node}"
-    assert most == {CACHED: 1, DEDICATED: 1}, most
+    assert most == {CACHED: 1, DEDICATED: 1}, (most, seen)
     # The new pod found what the old one wrote on the claim, and did not fetch it again.
     for name, new in replaced.items():
         (pod,) = pods_of(e2e.cluster, ns, name)

@@ -5,7 +5,8 @@ namespace, webhook on) a single operator process runs with a TokenRequest token 
 install's ServiceAccount and serves the admission webhooks on loopback. Every behaviour that
 needs a right is shown working with that token: service children and status, NIM claims
 (dedicated, shared cache, the cache deleted with its last user), admission reviews
-(SubjectAccessReview, namespace GET), locking (Artifact list, label patch) and Secret lookups.
+(SubjectAccessReview, namespace GET), locking (Artifact list, label patch), Secret lookups, and
+image builds (a Job engine in the namespaced install, Shipwright in the cluster-wide one).
 Then the same token is refused what the install must not grant.
 """
 
@@ -52,6 +53,16 @@ from .test_admission import (
     capabilities,
     create_as,
     refused,
+)
+from .test_builds import (
+    REPO,
+    built_artifact,
+    deployment_image,
+    digest,
+    finish_build,
+    install_shipwright,
+    runs,
+    set_run_status,
 )
 from .test_locking import LABEL
 from .test_locking import manifest as locked_manifest
@@ -197,8 +208,9 @@ def _read(call: Callable[..., Any], *args: Any) -> Any:
 
 
 def _behaviours_work(cluster: Cluster, namespace: str, storage: str,
-                     volumes: list[str], proc: OperatorProcess) -> None:
+                     volumes: list[str], proc: OperatorProcess, engine: str) -> None:
     """Every artifact at once, then each outcome in turn: one operator, many checks."""
+    create_artifact(cluster, namespace, built_artifact("built"))
     create_artifact(cluster, namespace, {"metadata": {"name": "web"}, "spec": {
         "containerGroups": [{"name": "api", "containers": [
             {"name": "app", "imageUri": "nginx:1.27", "primary": True, "port": 8080}]}]}})
@@ -276,6 +288,22 @@ def _behaviours_work(cluster: Cluster, namespace: str, storage: str,
     wait_for(lambda: claim(cluster, namespace, CACHE_X) is None, timeout=60,
              what="the cache claim to be deleted with its last user")
 
+    # Image builds: the operator creates the BuildRun or Job and reads its result (for a
+    # Job, from its pod's termination message); the test plays the engine.
+    sha = digest()
+    if engine == "shipwright":
+        (run,) = wait_for(lambda: runs(cluster, namespace, "built"), timeout=30,
+                          what="the BuildRun")
+        set_run_status(cluster, namespace, run["metadata"]["name"], "True", "Succeeded",
+                       output={"digest": sha})
+    else:
+        (job,) = wait_for(lambda: client.BatchV1Api(cluster.api).list_namespaced_job(
+            namespace, label_selector="workload.dev/artifact=built").items, timeout=30,
+            what="the build Job")
+        finish_build(cluster, namespace, job, sha)
+    wait_for(lambda: deployment_image(cluster, namespace, "built-api") ==
+             f"{REPO}/{namespace}/built@{sha}", timeout=30, what="the built image running")
+
     logs = proc.logs()
     assert "Forbidden" not in logs and " 403" not in logs, logs[-3000:]
 
@@ -338,10 +366,13 @@ def test_namespaced_helm_install_with_webhook_works_with_only_its_token(
         try:
             kubeconfig = _token_kubeconfig(cluster, system, tmp_path / "sa.kcfg")
             _rights_in_effect(kubeconfig, namespace)
+            # The Job build engine here (Jobs and their pods, in the watched namespace).
             with _operator_serving_webhooks(
                     cluster, kubeconfig, namespace, namespace, storage_class, tmp_path,
-                    ["--leader-election", "--leader-election-namespace", system]) as proc:
-                _behaviours_work(cluster, namespace, storage_class, volumes, proc)
+                    ["--leader-election", "--leader-election-namespace", system],
+                    env={"ARTIFACT_OPERATOR_BUILD_ENGINE": "job",
+                         "ARTIFACT_OPERATOR_BUILD_OUTPUT_REPOSITORY": REPO}) as proc:
+                _behaviours_work(cluster, namespace, storage_class, volumes, proc, "job")
             _written_only_by(cluster, namespace, sa_user(system, SA))
 
             other = _a_secret(cluster, system, "not-watched")
@@ -372,10 +403,15 @@ def test_kustomize_rbac_runs_the_operator_cluster_wide_with_only_its_token(
             kubeconfig = _token_kubeconfig(cluster, system, tmp_path / "sa.kcfg")
             _rights_in_effect(kubeconfig, namespace)
             # As shipped: all namespaces, leader election in its own namespace.
+            # Shipwright here: its API served, so `auto` picks it (BuildRuns, all namespaces).
+            install_shipwright(cluster)
             with _operator_serving_webhooks(
                     cluster, kubeconfig, namespace, None, storage_class, tmp_path,
-                    ["--leader-election"], env={"POD_NAMESPACE": system}) as proc:
-                _behaviours_work(cluster, namespace, storage_class, volumes, proc)
+                    ["--leader-election"], env={
+                        "POD_NAMESPACE": system,
+                        "ARTIFACT_OPERATOR_BUILD_OUTPUT_REPOSITORY": REPO}) as proc:
+                _behaviours_work(cluster, namespace, storage_class, volumes, proc,
+                                 "shipwright")
             _written_only_by(cluster, namespace, sa_user(system, SA))
             with contextlib.closing(_as(kubeconfig)) as sa:
                 _refused_everywhere(cluster, sa, namespace)

@@ -145,8 +145,15 @@ REJECTED: list[tuple[str, dict[str, Any], str]] = [
      "imageBuildConfig.dockerfile.entrypoint"),
     ("dockerfile-source-enum", _set(f"{C0}.imageBuildConfig", {"dockerfile": {
         "source": "inline"}}), "imageBuildConfig.dockerfile.source"),
-    ("code-ref-datarobot-required", _set(f"{C0}.imageBuildConfig", {"codeRef": {}}),
-     "imageBuildConfig.codeRef.datarobot"),
+    # Which member a code reference needs depends on its provider: a CEL rule (1.25+) and the
+    # webhook, like the dockerfile kinds. The schema itself still bounds each member.
+    ("code-ref-provider-enum", _set(f"{C0}.imageBuildConfig", {"codeRef": {
+        "provider": "svn"}}), "imageBuildConfig.codeRef.provider"),
+    ("git-code-ref-url-required", _set(f"{C0}.imageBuildConfig", {"codeRef": {
+        "provider": "git", "git": {"revision": "main"}}}), "imageBuildConfig.codeRef.git.url"),
+    ("oci-code-ref-by-digest", _set(f"{C0}.imageBuildConfig", {"codeRef": {
+        "provider": "oci", "oci": {"image": "reg/src:latest"}}}),
+     "imageBuildConfig.codeRef.oci.image"),
     # List-map keys: refused by every API server, CEL or not.
     ("duplicate-group-name", {"containerGroups": _valid()["containerGroups"] * 2},
      "spec.containerGroups[1]"),
@@ -203,9 +210,10 @@ def test_api_server_applies_the_seed_defaults(cluster: Cluster, namespace: str) 
                                     "initialDelaySeconds": 30, "periodSeconds": 30,
                                     "timeoutSeconds": 30, "failureThreshold": 3}
     assert app["environmentVars"] == [{"name": "A", "value": "1", "source": "string"}]
+    # `type` is the datarobot member's alone now: the model supplies its default, not the
+    # server (which would put it on git and oci references too).
     assert app["imageBuildConfig"]["codeRef"] | {} == {
-        "datarobot": {"catalogId": "c", "catalogVersionId": "v"},
-        "provider": "datarobot", "type": "datarobot"}
+        "datarobot": {"catalogId": "c", "catalogVersionId": "v"}, "provider": "datarobot"}
     assert app["imageBuildConfig"]["dockerfile"]["source"] == "provided"
     assert (side["primary"], side["environmentVars"]) == (False, [])
 

@@ -4,6 +4,7 @@ with the operator running as users run it."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,11 @@ from typing import Any
 import pytest
 
 from ..conftest import Cluster, create_artifact, get_artifact
-from ..support.builders import PINNED_IMAGE
+from ..support.builders import PINNED_IMAGE, service_artifact
+from ..support.controlplane import free_port
 from ..support.operator import OperatorProcess
 from ..support.wait import found, wait_for
-from ..support.webhook import bind
+from ..support.webhook import bind, make_serving_cert, registered_webhooks
 from .test_admission import (  # noqa: F401 - webhooks is a fixture
     ADMIN,
     EDITOR,
@@ -349,3 +351,42 @@ def test_a_token_secret_the_artifact_does_not_own_is_refused_and_never_adopted(
     assert own.metadata.owner_references[0].name == "planted"
     import base64
     assert base64.b64decode(own.data["token"]).decode() != planted
+
+
+@pytest.mark.parametrize("policy", ["Fail", "Ignore"])
+def test_with_the_webhook_down_fail_refuses_clearly_and_ignore_leaves_the_operator_enforcing(
+        cluster: Cluster, namespace: str, tmp_path: Path, policy: str) -> None:
+    """The webhook registered, its server gone (a port nobody listens on, as when every
+    operator pod is down). `Fail`: every write is refused with the API server's message
+    naming the webhook, and what runs is untouched. `Ignore`: writes go through, and the
+    operator alone still refuses to render what only an admin may grant."""
+    install_roles(cluster)
+    bind(cluster.rbac, namespace, EDITOR, "artifact-editor")
+    cert = make_serving_cert(tmp_path / "certs")
+    with OperatorProcess(cluster.kubeconfig, [namespace], tmp_path / "operator.log"):
+        create_artifact(cluster, namespace, service_artifact("running"))
+        wait_for(lambda: reconciled(cluster, namespace, "running"), timeout=30,
+                 what="running reconciled")
+        before = cluster.apps.read_namespaced_deployment("running-api", namespace)
+        with registered_webhooks(cluster.api, namespace, free_port(), cert.ca, policy):
+            body = probed("hosted", {"path": "/healthz", "host": "169.254.169.254"})
+            if policy == "Fail":
+                error = refused(lambda: create_as(cluster, EDITOR, namespace, body))
+                assert error.status == 500, error
+                message = json.loads(error.body)["message"]
+                assert 'failed calling webhook "validate-artifact.workload.dev"' in message, \
+                    message
+                refused(lambda: as_user(cluster, EDITOR).patch_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, "running",
+                    {"spec": {"description": "changed"}}))
+            else:
+                create_as(cluster, EDITOR, namespace, body)
+                cond = wait_for(lambda: condition(cluster, namespace, "hosted").get(
+                    "reason") == "ElevatedNotApproved" and condition(cluster, namespace,
+                                                                     "hosted"),
+                    timeout=30, what="ElevatedNotApproved without the webhook")
+                assert HOST_PATH in cond["message"], cond
+                assert readiness_get(cluster, namespace, "hosted-api") is None
+        after = cluster.apps.read_namespaced_deployment("running-api", namespace)
+        assert after.metadata.generation == before.metadata.generation
+        assert after.metadata.uid == before.metadata.uid

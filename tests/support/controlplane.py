@@ -78,6 +78,7 @@ class ControlPlane:
     node_ip: str | None = None
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="artifact-cp-")))
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _args: dict[str, list[str]] = field(default_factory=dict)
     port: int = 0
 
     @property
@@ -122,10 +123,34 @@ class ControlPlane:
             raise
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self._args[name] = args
         self.processes[name] = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one of the control plane's processes (a crash, not a shutdown)."""
+        proc = self.processes[name]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def revive(self, name: str, timeout: float = 90.0) -> None:
+        """Start a killed process again, as it was (same ports, same etcd data)."""
+        self._spawn(name, self._args[name])
+        if name == "kube-apiserver":
+            self._wait_ready(timeout)
+
+    def restart(self, name: str, timeout: float = 90.0) -> None:
+        self.kill(name)
+        self.revive(name, timeout)
+
+    def freeze(self, name: str) -> None:
+        """SIGSTOP: the process holds its connections and answers nothing (a hung server)."""
+        os.killpg(self.processes[name].pid, signal.SIGSTOP)
+
+    def thaw(self, name: str) -> None:
+        os.killpg(self.processes[name].pid, signal.SIGCONT)
 
     def _start(self, timeout: float) -> None:
         for binary in ("etcd", "kube-apiserver", "kube-controller-manager"):

@@ -104,6 +104,18 @@ def matches(labels: Mapping[str, str], selector: str | None) -> bool:
     return True
 
 
+def fields_match(obj: Obj, field_selector: str | None) -> bool:
+    """The API server's `a.b=value,...` field selectors (equality only)."""
+    for term in filter(None, (field_selector or "").split(",")):
+        path, _, want = term.partition("=")
+        value: Any = obj
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if str(value) != want:
+            return False
+    return True
+
+
 class FakeKube:
     """See the module. Use `as_kube()` where the code under test wants a `Kube`."""
 
@@ -168,12 +180,14 @@ class FakeKube:
         return self.stored(kind, namespace, name)
 
     async def list(self, api_version: str, kind: str, namespace: str | None = None,
-                   label_selector: str | None = None) -> list[Obj]:
+                   label_selector: str | None = None,
+                   field_selector: str | None = None) -> list[Obj]:
         self._check(api_version, kind)
         self._maybe_fail("list", kind, None)
         return [copy.deepcopy(o) for (k, ns, _), o in sorted(self.objects.items())
                 if k == kind and (namespace is None or ns == namespace)
-                and matches(o["metadata"].get("labels") or {}, label_selector)]
+                and matches(o["metadata"].get("labels") or {}, label_selector)
+                and fields_match(o, field_selector)]
 
     async def create(self, obj: Obj, *, exists_ok: bool = False) -> Obj | None:
         kind_of(obj)

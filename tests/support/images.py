@@ -451,12 +451,34 @@ def load(out: Path) -> dict[str, BuiltImage]:
     return {k: BuiltImage(**{**v, "archive": Path(v["archive"])}) for k, v in data.items()}
 
 
+def manifest_digest(archive: Path) -> str:
+    """The digest of the image's manifest (`sha256:...`): what `repo@sha256:...` names."""
+    with tarfile.open(archive) as tar:
+        index_file = tar.extractfile("index.json")
+        assert index_file is not None
+        return str(json.load(index_file)["manifests"][0]["digest"])
+
+
+def pinned(ref: str, digest: str) -> str:
+    """`ref` by digest: its repository (tag dropped) and the manifest digest."""
+    repo, slash, last = ref.rpartition("/")
+    name = last.split(":", 1)[0]
+    return f"{repo}{slash}{name}@{digest}"
+
+
 def import_into_containerd(image: BuiltImage, socket: Path) -> None:
-    """Load an image into a node's containerd, where the kubelet finds it (namespace k8s.io)."""
-    done = subprocess.run(["ctr", "--address", str(socket), "-n", "k8s.io", "images", "import",
-                           str(image.archive)], capture_output=True, text=True)
+    """Load an image into a node's containerd, where the kubelet finds it (namespace k8s.io),
+    under its tag and by digest: `ctr import` names it by tag only, and the CRI resolves an
+    image reference only through the names containerd holds (a pull makes both)."""
+    ctr = ["ctr", "--address", str(socket), "-n", "k8s.io", "images"]
+    done = subprocess.run([*ctr, "import", str(image.archive)], capture_output=True, text=True)
     if done.returncode != 0:
         raise ImageBuildError(f"ctr import of {image.archive} failed: {done.stderr}")
+    by_digest = pinned(image.containerd_ref, manifest_digest(image.archive))
+    done = subprocess.run([*ctr, "tag", "--force", image.containerd_ref, by_digest],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ImageBuildError(f"ctr tag {by_digest} failed: {done.stderr}")
 
 
 def push(image: BuiltImage, registry: str) -> str:

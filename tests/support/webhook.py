@@ -47,12 +47,12 @@ def make_serving_cert(directory: Path) -> ServingCert:
 
 
 def _webhook(name: str, path: str, port: int, ca: bytes, namespace: str,
-             operations: list[str]) -> dict[str, Any]:
+             operations: list[str], failure_policy: str = "Fail") -> dict[str, Any]:
     return {
         "name": name,
         "admissionReviewVersions": ["v1"],
         "sideEffects": "None",
-        "failurePolicy": "Fail",
+        "failurePolicy": failure_policy,
         "timeoutSeconds": 10,
         "clientConfig": {"url": f"https://127.0.0.1:{port}{path}",
                          "caBundle": base64.b64encode(ca).decode()},
@@ -65,7 +65,7 @@ def _webhook(name: str, path: str, port: int, ca: bytes, namespace: str,
 
 @contextlib.contextmanager
 def registered_webhooks(api: client.ApiClient, namespace: str, port: int,
-                        ca: Path) -> Iterator[None]:
+                        ca: Path, failure_policy: str = "Fail") -> Iterator[None]:
     """Register the webhook for `namespace` only; unregister on exit."""
     core = client.CoreV1Api(api)
     core.patch_namespace(namespace, {"metadata": {"labels": {SELECTOR_LABEL: namespace}}})
@@ -77,7 +77,8 @@ def registered_webhooks(api: client.ApiClient, namespace: str, port: int,
         "kind": "ValidatingWebhookConfiguration",
         "metadata": {"name": name},
         "webhooks": [_webhook("validate-artifact.workload.dev", "/validate-artifact", port,
-                              data, namespace, ["CREATE", "UPDATE", "DELETE"])]})
+                              data, namespace, ["CREATE", "UPDATE", "DELETE"],
+                              failure_policy)]})
     try:
         yield
     finally:

@@ -111,6 +111,21 @@ CROSS_FIELD: tuple[Case, ...] = (
     Case("provided-dockerfile-with-entrypoint", {"containerGroups": groups(primary(
         imageBuildConfig={"dockerfile": {"source": "provided", "entrypoint": ["python"]}}))},
          f"{C0}.imageBuildConfig.dockerfile.entrypoint", "unknown field"),
+    Case("git-code-ref-without-git", {"containerGroups": groups(primary(
+        imageBuildConfig={"codeRef": {"provider": "git"}}))},
+         f"{C0}.imageBuildConfig.codeRef.git", "field required"),
+    Case("git-code-ref-with-datarobot", {"containerGroups": groups(primary(
+        imageBuildConfig={"codeRef": {"provider": "git", "git": {"url": "https://g/r.git"},
+                                      "datarobot": {"catalogId": "c",
+                                                    "catalogVersionId": "v"}}}))},
+         f"{C0}.imageBuildConfig.codeRef.datarobot", "unknown field"),
+    Case("oci-code-ref-without-oci", {"containerGroups": groups(primary(
+        imageBuildConfig={"codeRef": {"provider": "oci"}}))},
+         f"{C0}.imageBuildConfig.codeRef.oci", "field required"),
+    Case("git-code-ref-with-type", {"containerGroups": groups(primary(
+        imageBuildConfig={"codeRef": {"provider": "git", "type": "datarobot",
+                                      "git": {"url": "https://g/r.git"}}}))},
+         f"{C0}.imageBuildConfig.codeRef.type", "unknown field"),
     Case("elevated-with-a-tag", {"containerGroups": groups(primary(
         imageUri="nginx:1.27", securityContext={"capabilities": {"add": ["NET_ADMIN"]}}))},
          f"{C0}.imageUri", "must pin its image by digest"),
@@ -138,6 +153,12 @@ VALID: dict[str, dict[str, Any]] = {
             "dockerfile": {"source": "generated", "executionEnvironmentId": "e",
                            "executionEnvironmentVersionId": "v", "entrypoint": ["python"]}}},
         {"name": "side", "imageBuildConfig": {"dockerfile": {"path": "x/Dockerfile"}}})},
+    "build-from-git-and-oci": {"containerGroups": groups(
+        {"name": "app", "primary": True, "port": 8080, "imageBuildConfig": {
+            "codeRef": {"provider": "git", "git": {"url": "https://g/r.git", "revision": "main",
+                                                   "contextDir": "app"}}}},
+        {"name": "side", "imageBuildConfig": {"codeRef": {
+            "provider": "oci", "oci": {"image": "reg/src@sha256:" + "a" * 64}}}})},
     "nim-dedicated": {"type": "nim", "templateId": "t", "containerGroups": groups(primary()),
                       "storage": {"pvcSize": "150Gi"}, "runtime": {"api": {"replicas": 1}}},
     "nim-cache": {"type": "nim", "containerGroups": groups(primary()),

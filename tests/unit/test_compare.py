@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from artifact_operator.logic.compare import covers
+from artifact_operator.logic.compare import covers, digest, stamped, up_to_date
 
 DESIRED = {"metadata": {"name": "web-api", "labels": {"a": "1"}},
            "spec": {"replicas": 2, "template": {"spec": {"containers": [
@@ -58,13 +58,31 @@ def test_any_changed_rendered_field_is_not_covered(path: str, value: Any) -> Non
     assert not covers(at(LIVE, path, value), DESIRED)
 
 
-def test_lists_match_item_by_item() -> None:
+def test_named_lists_match_by_name_and_others_items_are_theirs() -> None:
     containers = LIVE["spec"]["template"]["spec"]["containers"]
-    extra = at(LIVE, "spec.template.spec.containers", [*containers, {"name": "injected"}])
-    assert not covers(extra, DESIRED), "we own the whole list"
+    sidecar = at(LIVE, "spec.template.spec.containers", [{"name": "mesh"}, *containers])
+    assert covers(sidecar, DESIRED), "a sidecar someone injected is not ours to remove"
+    assert not covers(sidecar, DESIRED, exact=True), "exactly: the whole list"
     assert not covers(at(LIVE, "spec.template.spec.containers", []), DESIRED)
+    assert not covers(at(LIVE, "spec.template.spec.containers", [{"name": "other"}]), DESIRED)
     assert covers({"a": [1, 2]}, {"a": [1, 2]})
-    assert not covers({"a": [2, 1]}, {"a": [1, 2]})
+    assert not covers({"a": [2, 1]}, {"a": [1, 2]}), "unnamed items match by position"
+
+
+def test_up_to_date_needs_the_digest_of_what_we_apply_now() -> None:
+    """What we stopped rendering is found by the digest: an env var removed from the spec
+    is still in the live list (covered), but the digest differs, so it is applied."""
+    with_env = at(DESIRED, "spec.template.spec.containers[0].env",
+                  [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}])
+    live = stamped(with_env)
+    assert up_to_date(live, with_env)
+    without_b = at(with_env, "spec.template.spec.containers[0].env",
+                   [{"name": "A", "value": "1"}])
+    assert covers(live, without_b) and not up_to_date(live, without_b)
+    assert not up_to_date(with_env, with_env), "never stamped (another version applied it)"
+    assert digest(stamped(with_env)) == digest(with_env), "the stamp is not in its digest"
+    tampered = at(live, "spec.template.spec.containers[0].env[1].value", "3")
+    assert not up_to_date(tampered, with_env), "a field we own changed: restored"
 
 
 @pytest.mark.parametrize(("live", "desired"), [

@@ -87,7 +87,6 @@ SEED_DEFAULTS = {
     "containerGroups.[].containers.[].environmentVars": [],
     "containerGroups.[].containers.[].environmentVars.[].source": "string",
     "containerGroups.[].containers.[].imageBuildConfig.codeRef.provider": "datarobot",
-    "containerGroups.[].containers.[].imageBuildConfig.codeRef.type": "datarobot",
     "containerGroups.[].containers.[].imageBuildConfig.dockerfile.source": "provided",
     "storage.mode": "dedicatedPvc",
     **{f"containerGroups.[].containers.[].{probe}.{field}": value
@@ -110,6 +109,9 @@ def test_crd_leaves_out_defaults_that_depend_on_other_fields() -> None:
     # The probe port defaults to the container's port (else 8080) when rendered; a fixed 8080
     # from the server would hide the container's port.
     assert "default" not in _at(spec, f"{container}.livenessProbe.port")
+    # The seed's codeRef.type default ("datarobot") holds for the datarobot provider only: from
+    # the server it would land on git and oci references too (the model still supplies it).
+    assert "default" not in _at(spec, f"{container}.imageBuildConfig.codeRef.type")
     # "" defaults are left to the model: a 1.20 server reads "" in a custom resource as null.
     assert "default" not in _at(spec, "description")
 
@@ -120,7 +122,9 @@ def test_crd_schema_constraints_match_the_seed() -> None:
     assert _has(_at(spec, f"{container}.port"), minimum=1024, maximum=65535)
     assert _has(_at(spec, f"{container}.readinessProbe.port"), minimum=1, maximum=65535)
     assert _at(spec, f"{container}.readinessProbe")["required"] == ["path"]
-    assert _at(spec, "storage.pvcSize")["pattern"] == r"^\d+(\.\d+)?(Gi|Mi|Ti)$"
+    # The seed's `^\d+(\.\d+)?(Gi|Mi|Ti)$` as the API server (Go, ASCII `\d`) reads it,
+    # spelled so that Python's Unicode `\d` reads it the same (`validate`, the webhook).
+    assert _at(spec, "storage.pvcSize")["pattern"] == r"^[0-9]+(\.[0-9]+)?(Gi|Mi|Ti)$"
     assert _has(_at(spec, "displayName"), minLength=1, maxLength=5000)
     for name in ("containerGroups.[].name", f"{container}.name"):
         assert _has(_at(spec, name), maxLength=63, pattern="^[a-z]([-a-z0-9]*[a-z0-9])?$")

@@ -459,3 +459,92 @@ async def test_the_old_annotation_keeps_what_runs_until_the_next_change() -> Non
     await h.reconcile()
     assert DEPLOYMENT not in h.kube.writes and deployed_caps(h) == ["NET_ADMIN"]
     assert condition(h.status(), "Degraded")["reason"] == "ApprovalStale"
+
+
+# -- what the pods say -----------------------------------------------------------------------
+
+
+def a_pod(h: Harness, name: str, *, ready: bool, restarts: int,
+          waiting: Obj | None = None) -> None:
+    state = {"waiting": waiting} if waiting else {"running": {"startedAt": "t"}}
+    h.kube.seed({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": name, "namespace": NS, "labels": naming.selector("web", "api")},
+        "status": {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": [{"name": "app", "restartCount": restarts,
+                                   "state": state}]}})
+
+
+async def test_restarts_are_read_when_the_ready_count_moves_and_kept_while_steady() -> None:
+    h = Harness()
+    h.create(service_artifact("web"))
+    await h.reconcile()
+    deployment_rolled_out(h)
+    a_pod(h, "web-api-1", ready=True, restarts=0)
+    h.catch_up()
+    await h.reconcile()
+    assert "restarts" not in h.status()["containerGroups"][0]
+    # A liveness failure: the kubelet restarts the container, the pod is unready meanwhile.
+    h.kube.objects[("Pod", NS, "web-api-1")]["status"]["containerStatuses"][0][
+        "restartCount"] = 1
+    d = h.kube.stored("Deployment", NS, "web-api")
+    assert d is not None
+    h.kube.update_status(d, {"readyReplicas": 0})
+    h.catch_up()
+    assert await h.reconcile() == Outcome.ok
+    assert h.kube.writes == [STATUS]
+    assert h.status()["containerGroups"][0]["restarts"] == 1
+    assert h.status()["phase"] == "Degraded"
+    deployment_rolled_out(h)
+    h.catch_up()
+    await h.reconcile()
+    assert (h.status()["phase"], h.status()["containerGroups"][0]["restarts"]) == ("Ready", 1)
+    # Steady: the pods are not read again (a failing read would not matter either way).
+    h.kube.fail("list", "Pod", times=5)
+    h.catch_up()
+    assert await h.reconcile() == Outcome.ok
+    assert h.kube.writes == []
+
+
+async def test_a_degraded_group_quotes_its_pod_and_survives_a_refused_pod_read() -> None:
+    h = Harness()
+    h.create(service_artifact("web"))
+    await h.reconcile()
+    a_pod(h, "web-api-1", ready=False, restarts=3,
+          waiting={"reason": "CrashLoopBackOff", "message": "back-off 40s"})
+    d = h.kube.stored("Deployment", NS, "web-api")
+    assert d is not None
+    h.kube.update_status(d, {
+        "observedGeneration": d["metadata"]["generation"], "replicas": 1,
+        "updatedReplicas": 1, "readyReplicas": 0,
+        "conditions": [{"type": "Progressing", "status": "False",
+                        "reason": "ProgressDeadlineExceeded"}]})
+    h.kube.fail("list", "Pod", status=403, message="forbidden")  # a role without pod reads
+    h.catch_up()
+    assert await h.reconcile() == Outcome.ok
+    assert condition(h.status(), "Degraded")["message"] == \
+        "group api: rollout exceeded its progress deadline"
+    h.kube.update_status(d, {"unavailableReplicas": 1})  # any status change: reconciled again
+    h.catch_up()
+    assert await h.reconcile() == Outcome.ok
+    assert condition(h.status(), "Degraded")["message"] == (
+        "group api: rollout exceeded its progress deadline (pod web-api-1: container app: "
+        "CrashLoopBackOff: back-off 40s)")
+    assert h.status()["containerGroups"][0]["restarts"] == 3
+
+
+async def test_an_artifact_deleted_while_the_watch_was_away_is_forgotten() -> None:
+    """No deletion event ever comes for it (kopf re-lists without one): the 404 of our own
+    write says it is gone, and it leaves the view, so its children's events stop waking it."""
+    h = Harness()
+    h.create(service_artifact("web"))
+    await h.reconcile()
+    stored = h.artifact()
+    h.kube.objects.pop(("Artifact", NS, "web"))  # deleted while nobody watched
+    h.view.note_artifact({**stored, "metadata": {
+        **stored["metadata"], "resourceVersion": "999999",
+        "generation": stored["metadata"]["generation"] + 1},
+                          "spec": {**stored["spec"], "description": "changed"}})
+    assert await h.reconcile() == Outcome.gone
+    assert KEY not in h.view.artifacts
+    assert await h.reconcile() == Outcome.gone

@@ -9,6 +9,7 @@ import pytest
 from artifact_operator.api.artifact import Artifact
 from artifact_operator.api.rules import Violation
 from artifact_operator.api.status import ArtifactStatus, Reason
+from artifact_operator.logic.pods import PodFacts
 from artifact_operator.logic.render import render
 from artifact_operator.logic.status import (
     Observed,
@@ -187,3 +188,35 @@ def test_a_status_this_version_cannot_read_keeps_only_its_version() -> None:
 ])
 def test_deployment_settling(live: dict[str, Any], settling: bool) -> None:
     assert deployment_settling(live) is settling
+
+
+def test_a_degraded_group_says_why_in_the_kubelets_words_and_counts_restarts() -> None:
+    art = artifact()
+    probe = "pod web-api-1: Readiness probe failed: HTTP probe failed with statuscode: 404"
+    obs = Observed(rendered=render(art, Settings()),
+                   live={("Deployment", "web-api"): deployment(
+                       updated=2, ready=0, progressing="ProgressDeadlineExceeded")},
+                   pods={"api": PodFacts(restarts=3, problem=probe)})
+    status = compute_status(art, obs, Settings(), None, NOW).dump()
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "ProgressDeadlineExceeded")
+    assert degraded["message"] == \
+        f"group api: rollout exceeded its progress deadline ({probe})"
+    assert status["containerGroups"][0]["restarts"] == 3
+
+
+def test_restarts_stay_as_stored_until_the_pods_are_read_again() -> None:
+    art = artifact()
+    rendered = render(art, Settings())
+    live = {("Deployment", "web-api"): deployment()}
+    counted = compute_status(art, Observed(rendered=rendered, live=live,
+                                           pods={"api": PodFacts(restarts=2)}),
+                             Settings(), None, NOW)
+    assert counted.container_groups[0].restarts == 2
+    again = compute_status(art, Observed(rendered=rendered, live=live), Settings(), counted,
+                           NOW)
+    assert again.container_groups[0].restarts == 2
+    assert status_patch(counted.dump(), again) is None
+    none = compute_status(art, Observed(rendered=rendered, live=live,
+                                        pods={"api": PodFacts()}), Settings(), counted, NOW)
+    assert "restarts" not in none.dump()["containerGroups"][0]  # absent for none

@@ -159,3 +159,15 @@ def test_cli_module_entry_point_runs_validate(tmp_path: Path) -> None:
                              str(path)], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 1
     assert f"  {CROSS_FIELD[0].path}: " in result.stdout
+
+
+def test_a_pvc_size_takes_ascii_digits_only_as_the_api_server_does() -> None:
+    """Go's `\\d` (the CRD pattern on the server) is ASCII; Python's is any Unicode digit.
+    Found by the fuzz sample on the cluster: `validate` passed what the server refused."""
+    from artifact_operator.api.validation import InvalidArtifact, parse
+
+    from ..support.builders import in_namespace, nim_artifact
+
+    with pytest.raises(InvalidArtifact, match=r"spec\.storage\.pvcSize"):
+        parse(in_namespace(nim_artifact("x", size="\u17e4Gi"), "ns"))
+    parse(in_namespace(nim_artifact("x", size="150Gi"), "ns"))

@@ -63,24 +63,36 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
     return node
 
 
+def _tag_of(members: list[Schema]) -> str:
+    """The discriminator of a tagged union: the property every member has with one value
+    (`source` of env vars and dockerfiles, `provider` of code references)."""
+    for name in ("source", "provider"):
+        if all(len(m.get("properties", {}).get(name, {}).get("enum", [])) == 1
+               for m in members):
+            return name
+    raise ValueError("a tagged union without a single-valued `source` or `provider`")
+
+
 def _merge_union(members: list[Schema], default: Any) -> Schema:
     """One object schema for a tagged union: all properties, only the common required ones."""
+    tag = _tag_of(members)
     props: dict[str, Schema] = {}
     required: set[str] | None = None
     tags: list[str] = []
     for member in members:
         for name, prop in member.get("properties", {}).items():
-            if name == "source":
+            if name == tag:
                 tags.extend(prop["enum"])
                 continue
+            # A member's own defaults (the datarobot `type`) would be applied to the others.
             prop = {k: v for k, v in prop.items() if k != "default"}
             props.setdefault(name, prop)
-        req = set(member.get("required", [])) - {"source"}
+        req = set(member.get("required", [])) - {tag}
         required = req if required is None else required & req
     source: Schema = {"type": "string", "enum": tags}
     if default is not None:
         source["default"] = default
-    merged: Schema = {"type": "object", "properties": {"source": source, **props}}
+    merged: Schema = {"type": "object", "properties": {tag: source, **props}}
     if required:
         merged["required"] = sorted(required)
     return merged
@@ -129,8 +141,9 @@ def _structural(node: Any) -> Any:
 def _union_default(members: list[Schema]) -> Any:
     # An untagged value means the first member whose discriminator has a default (the
     # models' Discriminator functions say the same).
+    tag = _tag_of([_structural(m) for m in members])
     for member in members:
-        source = member.get("properties", {}).get("source", {})
+        source = member.get("properties", {}).get(tag, {})
         if "default" in source:
             return source["default"]
     return None

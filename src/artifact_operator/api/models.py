@@ -33,7 +33,7 @@ LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 # lookahead, which the API server's regexp engine lacks.
 ENV_NAME = r"^([-_a-zA-Z][-._a-zA-Z0-9]*|\.[-_a-zA-Z0-9][-._a-zA-Z0-9]*)$"
 SECRET_KEY = r"^([-_a-zA-Z0-9][-._a-zA-Z0-9]*|\.[-_a-zA-Z0-9][-._a-zA-Z0-9]*)$"
-PVC_SIZE = r"^\d+(\.\d+)?(Gi|Mi|Ti)$"
+PVC_SIZE = r"^[0-9]+(\.[0-9]+)?(Gi|Mi|Ti)$"  # ASCII digits: Go's \d is ASCII, Python's is not
 
 # Lists keyed by name: the API server itself refuses duplicate names (also on 1.20, where CEL
 # is ignored), and server-side apply of Artifacts merges them by name.
@@ -214,10 +214,69 @@ class DataRobotCodeRef(Model):
     catalog_version_id: str
 
 
-class CodeRef(Model):
+class DataRobotSource(Model):
+    """The seed's code reference: a files API catalog item. A cluster cannot fetch it by
+    itself; the operator reports `SourceUnresolved` for it (see README "Image builds")."""
+
     datarobot: DataRobotCodeRef
     provider: Literal["datarobot"] = "datarobot"
     type: Literal["datarobot"] = "datarobot"
+
+
+class GitRef(Model):
+    url: str = Field(
+        min_length=1, max_length=2048,
+        description="URL of the Git repository (https:// or ssh).")
+    revision: str | None = Field(
+        None, min_length=1, max_length=256,
+        description="Branch, tag or commit; the repository's default branch when omitted.")
+    context_dir: str | None = Field(
+        None, min_length=1, max_length=1024,
+        description="Directory of the build context inside the repository.")
+    clone_secret: str | None = Field(
+        None, pattern=DNS_SUBDOMAIN, max_length=253,
+        description="Secret in the artifact's namespace with the credentials to clone.")
+
+
+class GitSource(Model):
+    """Source code in a Git repository (fetched by the build engine)."""
+
+    provider: Literal["git"]
+    git: GitRef
+
+
+class OciRef(Model):
+    image: str = Field(
+        pattern=r"^[^@\s]+@sha256:[a-f0-9]{64}$", max_length=1024,
+        description="Image holding the source code, pinned by digest (repo@sha256:<64 hex>).")
+    context_dir: str | None = Field(
+        None, min_length=1, max_length=1024,
+        description="Directory of the build context inside the image.")
+    pull_secret: str | None = Field(
+        None, pattern=DNS_SUBDOMAIN, max_length=253,
+        description="Secret in the artifact's namespace with the credentials to pull it.")
+
+
+class OciSource(Model):
+    """Source code in an OCI image (a Shipwright source bundle), pinned by digest."""
+
+    provider: Literal["oci"]
+    oci: OciRef
+
+
+def _code_provider(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("provider", "datarobot"))
+    return str(getattr(value, "provider", "datarobot"))
+
+
+# `provider` tells them apart; untagged means the seed's `datarobot` shape.
+CodeRef = Annotated[
+    Annotated[DataRobotSource, Tag("datarobot")]
+    | Annotated[GitSource, Tag("git")]
+    | Annotated[OciSource, Tag("oci")],
+    Discriminator(_code_provider),
+]
 
 
 class ProvidedDockerfile(Model):
@@ -250,7 +309,9 @@ Dockerfile = Annotated[
 
 
 class ImageBuildConfig(Model):
-    """Server-side image build from source code (builds come in a later release)."""
+    """Server-side image build from source code, on the cluster's build engine (a Shipwright
+    BuildRun, else a Job running rootless BuildKit). The built image is reported in status,
+    never written back here."""
 
     code_ref: CodeRef | None = Field(
         None, description="Source code reference; required before a build or lock.")

@@ -17,6 +17,8 @@ LABEL_CACHE = f"{PREFIX}/nim-cache"
 # A Secret opts in to being read by artifacts' `dr-credential` env vars with this label "true".
 LABEL_USABLE = f"{PREFIX}/usable-by-artifacts"
 ANNOTATION_CACHE_IMAGE = f"{PREFIX}/nim-cache-image"
+# On each child we apply: the digest of what we applied (logic/compare.py).
+ANNOTATION_APPLIED = f"{PREFIX}/applied"
 CACHE_CLAIM_PREFIX = "nim-cache-"
 
 MAX_NAME = 63

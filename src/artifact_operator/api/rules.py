@@ -73,6 +73,14 @@ CEL_RULES: tuple[CelRule, ...] = (
     CelRule((*CONTAINERS, "imageBuildConfig", "dockerfile"),
             "self.source == 'provided' || !has(self.path)",
             "path is only allowed with source provided"),
+    # Code references are merged the same way: the member named by `provider`, and only it.
+    *(CelRule((*CONTAINERS, "imageBuildConfig", "codeRef"),
+              f"(self.provider == '{p}') == has(self.{p})",
+              f"{p} is required with, and only with, provider {p}")
+      for p in ("datarobot", "git", "oci")),
+    CelRule((*CONTAINERS, "imageBuildConfig", "codeRef"),
+            "self.provider == 'datarobot' || !has(self.type)",
+            "type is only allowed with provider datarobot"),
     CelRule((*CONTAINERS, "securityContext", "seccompProfile"),
             "self.type == 'Localhost' ? has(self.localhostProfile) : !has(self.localhostProfile)",
             "localhostProfile is required with, and only with, type Localhost"),
@@ -126,6 +134,8 @@ CEL_RULES: tuple[CelRule, ...] = (
 def _duplicates(names: list[tuple[int, Any]], what: str, path: str) -> Iterator[Violation]:
     seen: set[Any] = set()
     for index, name in names:
+        if not isinstance(name, str):
+            continue  # not a name at all: the model reports its type
         if name in seen:
             yield Violation(path.format(index), f"duplicate {what} {name!r}")
         seen.add(name)
@@ -155,7 +165,7 @@ def _check_spec(spec: dict[str, Any]) -> Iterator[Violation]:
     storage = as_dict(spec.get("storage"))
     if storage.get("mode", "dedicatedPvc") != "dedicatedPvc" and storage.get("pvcSize"):
         yield Violation("spec.storage.pvcSize", "pvcSize is only allowed with mode dedicatedPvc")
-    known = {name for _, name in group_names}
+    known = {name for _, name in group_names if isinstance(name, str)}
     for key in as_dict(spec.get("runtime")):
         if key not in known:
             yield Violation(f"spec.runtime.{key}",

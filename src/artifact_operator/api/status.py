@@ -19,6 +19,9 @@ class Reason(StrEnum):
     ready = "Ready"
     invalid_spec = "InvalidSpec"
     image_not_built = "ImageNotBuilt"
+    building = "Building"
+    build_failed = "BuildFailed"
+    source_unresolved = "SourceUnresolved"
     rollout_in_progress = "RolloutInProgress"
     rollout_complete = "RolloutComplete"
     progress_deadline_exceeded = "ProgressDeadlineExceeded"
@@ -55,6 +58,47 @@ class GroupStatus(Model):
     replicas: int = 0
     ready_replicas: int = 0
     updated_replicas: int = 0
+    restarts: int | None = Field(
+        None, description="Container restarts in the group's current pods, as the kubelet "
+        "counts them (liveness failures, crashes); absent for none. Read when the group's "
+        "ready count moves or it is Degraded.")
+
+
+class BuildStatus(StrEnum):
+    """The seed's ImageBuildExternalStatus. BUILT: the engine pushed the image and reported
+    its digest. COMPLETED is the seed's too, but no engine state maps to it: this operator
+    reports BUILT for every successful build."""
+
+    pending = "PENDING"
+    in_progress = "IN_PROGRESS"
+    built = "BUILT"
+    completed = "COMPLETED"
+    cancelled = "CANCELLED"
+    failed = "FAILED"
+    unknown = "UNKNOWN"
+
+
+class ContainerBuildInfo(Model):
+    """The seed's ContainerBuildInfo: `artifactImageBuildId` is the name of the BuildRun or
+    Job (what `kubectl artifact build cancel|logs` take)."""
+
+    artifact_image_build_id: str
+    status: BuildStatus
+    created_at: str
+
+
+class ContainerBuild(Model):
+    """The build of one container with imageBuildConfig and no imageUri."""
+
+    group: str
+    container: str
+    source_digest: str = Field(
+        description="Digest of what is built (source, Dockerfile, rebuild request): a new "
+        "one starts a new build.")
+    build: ContainerBuildInfo | None = None
+    image: str | None = Field(
+        None, description="The built image, repo@sha256:<digest>: what the Deployment runs.")
+    message: str | None = None
 
 
 class StorageStatus(Model):
@@ -80,6 +124,9 @@ class ArtifactStatus(Model):
     endpoint: str | None = Field(None, description="Endpoint of the first group with a Service.")
     container_groups: list[GroupStatus] = Field(default_factory=list)
     storage: StorageStatus | None = None
+    builds: list[ContainerBuild] = Field(
+        default_factory=list,
+        description="Image builds of containers with imageBuildConfig and no imageUri.")
     locked_spec_digest: str | None = Field(
         None, description="Digest of the spec as it was locked: a locked artifact whose spec "
         "differs is never rolled out.")

@@ -25,7 +25,8 @@ from artifact_operator.api.models import (
 from artifact_operator.api.rules import Violation, check_spec, order
 
 # Discriminated-union tags pydantic puts in error locations; they are not field names.
-_UNION_TAGS = {"string", "dr-credential", "dr-api-token", "provided", "generated"}
+_UNION_TAGS = {"string", "dr-credential", "dr-api-token", "provided", "generated", "datarobot",
+               "git", "oci"}
 _PLATFORM_FIELDS = {"runAsUser", "runAsNonRoot", "runAsGroup", "fsGroup"}
 
 # Plain words for the patterns of models.py, instead of the regular expression.
@@ -60,7 +61,8 @@ def _path(loc: tuple[int | str, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in _UNION_TAGS and (isinstance(previous, int) or previous == "dockerfile"):
+        elif item in _UNION_TAGS and (isinstance(previous, int)
+                                      or previous in ("dockerfile", "codeRef")):
             pass
         elif item in ("int", "str") and previous is not None and not isinstance(previous, int):
             pass  # a member of the int-or-string quantity union

@@ -16,6 +16,7 @@ import kopf
 
 from artifact_operator.api import naming
 from artifact_operator.app.observability import Health
+from artifact_operator.controller.builds import Builds, resolve_engine
 from artifact_operator.controller.handlers import configure_kopf
 from artifact_operator.controller.reconcile import Reconciler
 from artifact_operator.controller.view import (
@@ -69,6 +70,7 @@ class Context:
     _resync: asyncio.Task[None] | None = field(default=None, repr=False)
     _watches: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _watch_kube: Kube | None = field(default=None, repr=False)
+    _builds: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def start(self, memo: Any, settings: kopf.OperatorSettings) -> None:
         configure_kopf(settings)
@@ -98,6 +100,14 @@ class Context:
             lease_namespace=self.lease_namespace, active=not self.leader_election)
         memo.reconciler = self.reconciler
         loop = asyncio.get_running_loop()
+        # The build engine is chosen once, at start: installing Shipwright later takes a
+        # restart of the operator to switch to it.
+        engine = await resolve_engine(kube, self.config.settings.build_engine)
+        log.info("image builds: %s engine", engine)
+        builds = Builds(kube, self.config.settings, self.reconciler.events, engine,
+                        self.namespaces or None, self.reconciler.enqueue)
+        self.reconciler.builds = builds
+        self._builds = loop.create_task(builds.run())
         self._watches = [loop.create_task(watch.run()) for watch in [credentials, *children]]
         self._resync = loop.create_task(self.reconciler.resync_forever())
         if self.webhooks:
@@ -121,6 +131,8 @@ class Context:
     async def close(self) -> None:
         for task in self._watches:
             task.cancel()
+        if self._builds is not None:
+            self._builds.cancel()
         if self._resync is not None:
             self._resync.cancel()
         if self.reconciler is not None:

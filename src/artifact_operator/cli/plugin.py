@@ -1,4 +1,4 @@
-"""`kubectl artifact`: clone, lock, approve, list the versions of, and import Artifacts.
+"""`kubectl artifact`: clone, lock, approve, list the versions of, import and build Artifacts.
 
 A kubectl plugin (the console script `kubectl-artifact`). It talks to the cluster with the
 user's own kubeconfig, context and namespace, so the API server's RBAC and the operator's
@@ -276,6 +276,18 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_builds(args: argparse.Namespace) -> int:
+    from artifact_operator.cli import builds
+
+    return builds.cmd_builds(connect(args), args, age)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from artifact_operator.cli import builds
+
+    return builds.cmd_build_words(connect(args), args)
+
+
 # -- arguments -------------------------------------------------------------------------
 
 def duration(text: str) -> float:
@@ -364,6 +376,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE.json", help="the JSON file ('-' for stdin)")
     p.add_argument("--name", help="metadata.name (default: made from the artifact's name)")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("builds", parents=[common], help="list the image builds of an artifact",
+                       description="The BuildRuns or Jobs that built NAME's images, newest "
+                       "first, with the seed's build status (PENDING, IN_PROGRESS, BUILT, "
+                       "CANCELLED, FAILED, UNKNOWN) and the image each made.")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    p.set_defaults(func=cmd_builds)
+
+    p = sub.add_parser("build", parents=[common],
+                       help="request a build (NAME), cancel one (cancel RUN), or print its "
+                       "logs (logs RUN [-f])",
+                       usage="kubectl artifact build NAME | build cancel RUN | "
+                       "build logs RUN [-f]",
+                       description="build NAME: annotate NAME with a new build request token; "
+                       "the operator builds its current source again (drafts only). build "
+                       "cancel RUN: stop a BuildRun (spec.state BuildRunCanceled) or a build "
+                       "Job (its deadline). build logs RUN: the logs of every container of "
+                       "the build's pods.")
+    p.add_argument("words", nargs="+", metavar="NAME | cancel RUN | logs RUN")
+    p.add_argument("-f", "--follow", action="store_true", help="with logs: follow them")
+    p.set_defaults(func=cmd_build)
     return parser
 
 

@@ -21,7 +21,7 @@ from artifact_operator.controller.view import ClusterView, Obj, Ref, controlled_
 from artifact_operator.kube.client import ApiError, Kube, permanent
 from artifact_operator.kube.events import EventRecorder
 from artifact_operator.logic.claims import dedicated_update, is_cache_claim
-from artifact_operator.logic.compare import covers
+from artifact_operator.logic.compare import stamped, up_to_date
 from artifact_operator.logic.containers import TOKEN_KEY
 from artifact_operator.logic.render import Rendered
 from artifact_operator.logic.status import Observed
@@ -56,7 +56,7 @@ class Applier:
             if current is None:
                 await self._create_token_secret(body, obj, live)
             return
-        if current is not None and covers(current, obj):
+        if current is not None and up_to_date(current, obj):
             return
         if current is None:
             existing = await self.kube.get(obj["apiVersion"], obj["kind"],
@@ -69,10 +69,10 @@ class Applier:
             if existing is not None:
                 current = slim(existing)
                 live[ref] = current
-                if covers(current, obj):
+                if up_to_date(current, obj):
                     return
         try:
-            applied = await self.kube.apply(obj)
+            applied = await self.kube.apply(stamped(obj))
         except ApiError as exc:
             message = (f"{ref[0]} {ref[1]} was rejected by the API server: "
                        f"{permanent(exc).message}")

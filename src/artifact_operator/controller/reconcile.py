@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -22,7 +22,9 @@ from artifact_operator.api.artifact import Artifact
 from artifact_operator.api.status import ArtifactStatus, Phase, Reason
 from artifact_operator.api.validation import InvalidArtifact, parse
 from artifact_operator.controller.apply import Applier
+from artifact_operator.controller.builds import BuildFacts, Builds
 from artifact_operator.controller.caches import SharedCaches
+from artifact_operator.controller.pods import PodReader
 from artifact_operator.controller.queue import WorkQueue
 from artifact_operator.controller.secrets import CredentialFacts
 from artifact_operator.controller.versions import Versions
@@ -31,6 +33,7 @@ from artifact_operator.kube.client import CONNECTIONS, ApiError, Kube
 from artifact_operator.kube.events import EventRecorder, now
 from artifact_operator.kube.watch import ListWatch
 from artifact_operator.logic.approval import LegacyApprover, decide
+from artifact_operator.logic.builds import needs_build
 from artifact_operator.logic.claims import caches_mounted
 from artifact_operator.logic.credentials import SecretFacts
 from artifact_operator.logic.legacy import hold_changed_legacy
@@ -68,6 +71,11 @@ class Outcome(StrEnum):
     error = "error"  # the API server refused something (Degraded), or the pass failed
 
 
+class ArtifactGone(Exception):
+    """The API server has no such artifact (404 on our write): it was deleted while our
+    watch was away, so no deletion event will ever say so."""
+
+
 class Reconciler:
     def __init__(self, kube: Kube, settings: Settings, view: ClusterView,
                  events: EventRecorder, legacy: LegacyApprover, *,
@@ -77,6 +85,9 @@ class Reconciler:
         self.kube = kube
         # The watches of our children (view.CHILD_KINDS); a reconcile waits for their lists.
         self.children = list(children)
+        # Image builds (controller/builds.py): set by the composition root once it knows
+        # the engine; None: containers waiting for a build stay ImageNotBuilt.
+        self.builds: Builds | None = None
         # The Secrets that opt in to artifacts (logic/credentials.py), watched by label.
         self.credentials = credentials
         self.secrets = CredentialFacts(kube, credentials)
@@ -91,6 +102,7 @@ class Reconciler:
                                forget=lambda key: self._set_phase(key, None), active=active)
         self.caches = SharedCaches(kube, settings, view, events, self.queue.enqueue)
         self.applier = Applier(kube, view, events, self.caches)
+        self.pods = PodReader(kube)
         self._phases: dict[Key, str] = {}
         self._rendered: OrderedDict[tuple[Any, ...], tuple[Artifact, Rendered]] = OrderedDict()
 
@@ -170,6 +182,19 @@ class Reconciler:
     # -- the reconcile ----------------------------------------------------------------------
 
     async def reconcile(self, key: Key) -> Outcome:
+        try:
+            return await self._reconcile(key)
+        except ArtifactGone:
+            # kopf re-lists after a watch gap but reports no deletion for what vanished in
+            # it: without this, the artifact stays in the view, and every event of its
+            # garbage-collected children would re-create them for an owner that is gone.
+            body = self.view.artifacts.get(key)
+            log.info("%s/%s is gone (deleted while the watch was away); forgotten", *key)
+            self.view.forget_artifact(key, body["metadata"].get("uid") if body else None)
+            self._set_phase(key, None)
+            return Outcome.gone
+
+    async def _reconcile(self, key: Key) -> Outcome:
         # Never judge a child or a Secret before its watch has listed them all: a child not
         # yet seen would be created again, and a restart must write nothing.
         for watch in self.children:
@@ -190,7 +215,10 @@ class Reconciler:
         live = self.view.children(key)
         try:
             facts = await self.secrets.facts(body, live)
-            artifact, rendered = self._render(body, facts)
+            built = BuildFacts()
+            if self.builds is not None and needs_build(body.get("spec")):
+                built = await self.builds.observe(body, parse(body), stored)
+            artifact, rendered = self._render(body, facts, built)
         except InvalidArtifact as exc:
             # Nothing running is touched: no apply, no prune; just say why.
             status = invalid_status(body, exc.violations, now())
@@ -199,7 +227,8 @@ class Reconciler:
             return Outcome.invalid
         body = await self._label_repository(body, artifact)
         rendered = hold_changed_legacy(artifact, rendered, live)
-        obs = Observed(rendered=rendered, live=live)
+        obs = Observed(rendered=rendered, live=live, builds=built.statuses,
+                       build_held=built.held)
         caches_before = caches_mounted(live.values())
         for obj in rendered.objects:
             await self.applier.ensure(body, obj, live, obs)
@@ -208,6 +237,7 @@ class Reconciler:
             self.caches.apply_retention(artifact.namespace, claim)  # no longer used here
         if self._settling(key, rendered, live):
             return Outcome.settling
+        obs.pods = await self.pods.facts(artifact, live, stored)
         status = compute_status(artifact, obs, self.settings, stored, now())
         if status.phase != Phase.ready:
             missing = self.secrets.missing_keys(artifact)
@@ -224,7 +254,17 @@ class Reconciler:
         await self._write_status(body, status, guarded=versioned)
         return Outcome.error if obs.errors else Outcome.ok
 
-    def _render(self, body: Obj, facts: SecretFacts) -> tuple[Artifact, Rendered]:
+    @staticmethod
+    async def _artifact_write(write: Awaitable[Obj]) -> Obj:
+        try:
+            return await write
+        except ApiError as exc:
+            if exc.status == 404:
+                raise ArtifactGone from exc
+            raise
+
+    def _render(self, body: Obj, facts: SecretFacts,
+                built: BuildFacts | None = None) -> tuple[Artifact, Rendered]:
         """Validation and rendering of this version of the artifact, given what is known of
         its Secrets.
 
@@ -237,7 +277,9 @@ class Reconciler:
         key = (meta["namespace"], meta["name"])
         approvals = self.view.approvals(key)
         # Approvals and Secrets change independently of the artifact: they are part of the key.
-        version = (meta.get("uid"), meta.get("resourceVersion"), facts,
+        built = built or BuildFacts()
+        # Built images appear without the artifact changing: part of the key too.
+        version = (meta.get("uid"), meta.get("resourceVersion"), facts, built.key(),
                    *sorted(str(a["metadata"].get("resourceVersion")) for a in approvals))
         cached = self._rendered.get(version)
         if cached is not None:
@@ -245,7 +287,8 @@ class Reconciler:
             return cached
         artifact = parse(body)
         decisions = decide(artifact, approvals, legacy=self.legacy.verify(body))
-        result = artifact, render(artifact, self.settings, decisions, secrets=facts)
+        result = artifact, render(artifact, self.settings, decisions, secrets=facts,
+                                  images=built.images)
         self._rendered[version] = result
         if len(self._rendered) > RENDER_CACHE:
             self._rendered.popitem(last=False)
@@ -256,7 +299,7 @@ class Reconciler:
         patch = repository_label_patch(body, artifact)
         if patch is None:
             return body
-        updated = await self.kube.patch(body, patch)
+        updated = await self._artifact_write(self.kube.patch(body, patch))
         metrics.WRITES.labels(verb="patch", kind="Artifact").inc()
         self.view.note_artifact(updated)
         return updated
@@ -283,10 +326,11 @@ class Reconciler:
             return False
         log.debug("status of %s/%s: writing %s", *key, ", ".join(sorted(patch)))
         if guarded:
-            updated = await self.kube.patch_if_unchanged(body, {"status": patch},
-                                                         subresource="status")
+            updated = await self._artifact_write(self.kube.patch_if_unchanged(
+                body, {"status": patch}, subresource="status"))
         else:
-            updated = await self.kube.patch(body, {"status": patch}, subresource="status")
+            updated = await self._artifact_write(
+                self.kube.patch(body, {"status": patch}, subresource="status"))
         metrics.WRITES.labels(verb="patch", kind="Artifact/status").inc()
         self.view.note_artifact(updated)
         return True

@@ -133,9 +133,12 @@ class ClusterView:
         if current is None or current.get("spec") != new.get("spec"):
             self._index_reads(key, frozenset(referenced_secrets(new.get("spec"))))
 
-    def forget_artifact(self, key: Key) -> None:
-        self.artifacts.pop(key, None)
-        self._index_reads(key, frozenset())
+    def forget_artifact(self, key: Key, uid: str | None = None) -> None:
+        """With `uid`: only that incarnation (one re-created meanwhile stays)."""
+        current = self.artifacts.get(key)
+        if current is not None and (uid is None or current["metadata"].get("uid") == uid):
+            del self.artifacts[key]
+            self._index_reads(key, frozenset())
 
     def secret_readers(self, namespace: str, secret: str) -> set[Key]:
         """The artifacts whose spec references this credential Secret."""

@@ -56,12 +56,17 @@ KINDS: dict[tuple[str, str], Kind] = {
         Kind("v1", "Service", "services"),
         Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
         Kind("v1", "Secret", "secrets"),
+        Kind("v1", "Pod", "pods"),
         Kind("v1", "Namespace", "namespaces", namespaced=False),
         Kind("v1", "Event", "events"),
         Kind("workload.dev/v1alpha1", "Artifact", "artifacts"),
         Kind("coordination.k8s.io/v1", "Lease", "leases"),
         Kind("authorization.k8s.io/v1", "SubjectAccessReview", "subjectaccessreviews",
              namespaced=False),
+        # Image builds: the engines' objects, and the build pods' termination messages.
+        Kind("shipwright.io/v1beta1", "BuildRun", "buildruns"),
+        Kind("batch/v1", "Job", "jobs"),
+        Kind("v1", "Pod", "pods"),
     )
 }
 
@@ -243,9 +248,12 @@ class Kube:
         return await self.request("GET", k.path(namespace, name), missing_ok=True)
 
     async def list(self, api_version: str, kind: str, namespace: str | None = None,
-                   label_selector: str | None = None) -> list[Obj]:
+                   label_selector: str | None = None,
+                   field_selector: str | None = None) -> list[Obj]:
         k = KINDS[(api_version, kind)]
         query = [("labelSelector", label_selector)] if label_selector else []
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
         out = await self.request("GET", k.path(namespace), query=query)
         return list((out or {}).get("items", []))
 
@@ -280,6 +288,11 @@ class Kube:
             query=[("fieldManager", MANAGER)], content_type="application/merge-patch+json")
         assert out is not None
         return out
+
+    async def serves(self, api_version: str, plural: str) -> bool:
+        """Whether the API server serves this resource (discovery of one group version)."""
+        out = await self.request("GET", f"/apis/{api_version}", missing_ok=True)
+        return any(r.get("name") == plural for r in (out or {}).get("resources", []))
 
     async def list_with_version(self, api_version: str, kind: str, namespace: str | None,
                                 label_selector: str) -> tuple[Items, str]:

@@ -80,7 +80,7 @@ class LeaderElector:
         """Campaign until elected, then renew until the lease is lost or the task cancelled."""
         log.info("leader election: %s campaigning for lease %s/%s", self.identity,
                  self.namespace, self.name)
-        while not await self._try_acquire_or_renew():
+        while not await self._attempt(self.timing.renew_deadline):
             await asyncio.sleep(self.timing.retry_period)
         self.leading = True
         log.info("leader election: %s is the leader", self.identity)
@@ -88,8 +88,12 @@ class LeaderElector:
         last_renew = time.monotonic()
         while True:
             await asyncio.sleep(self.timing.renew_period)
-            while not await self._try_acquire_or_renew():
-                if time.monotonic() - last_renew > self.timing.renew_deadline:
+            # Each attempt is cut off at the renew deadline: an API server that hangs (it
+            # answers nothing, as when it is frozen) must not keep a leader past it, since
+            # a standby may take over once the lease duration has passed.
+            while not await self._attempt(
+                    self.timing.renew_deadline - (time.monotonic() - last_renew)):
+                if time.monotonic() - last_renew >= self.timing.renew_deadline:
                     self.leading = False
                     log.error("leader election: %s lost lease %s/%s", self.identity,
                               self.namespace, self.name)
@@ -97,6 +101,16 @@ class LeaderElector:
                     return
                 await asyncio.sleep(self.timing.retry_period)
             last_renew = time.monotonic()
+
+    async def _attempt(self, timeout: float) -> bool:
+        if timeout <= 0:
+            return False
+        try:
+            return await asyncio.wait_for(self._try_acquire_or_renew(), timeout)
+        except TimeoutError:
+            log.warning("leader election: lease %s/%s: no answer within %.1f s",
+                        self.namespace, self.name, timeout)
+            return False
 
     async def release(self) -> None:
         """Hand the lease back on a clean shutdown, so a standby takes over at once."""

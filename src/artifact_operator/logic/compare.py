@@ -1,18 +1,56 @@
 """Does a live object already hold what we would apply? Pure.
 
 The operator applies only when it would change something: that keeps a resync, a restart
-and an echo of its own write free of API writes. `covers(live, desired)` is true when every
-field of `desired` is present in `live` with an equal value. Fields the API server or other
-managers added are ignored; lists must match item by item, since we own whole lists (env,
-ports, containers). Quantities compare by value (`0.5` == `500m`, `1` == `"1"`), because the
-API server canonicalises them.
+and an echo of its own write free of API writes. `up_to_date(live, desired)` is true when the
+live object carries the digest of exactly this desired object (`stamped`: what we applied
+last) and `covers` it: every field of `desired` is present in `live` with an equal value.
+
+Fields the API server or other managers added are ignored, also inside lists keyed by name
+(containers, env, ports, volumes): a mesh's sidecar, an HPA's replicas or another tool's
+annotations are theirs, and applying over them would only start a write loop with whoever
+puts them back. What we no longer render (an env var removed from the spec) is found by the
+digest instead: it changes, we apply, and server-side apply removes the fields only we owned.
+Quantities compare by value (`0.5` == `500m`, `1` == `"1"`), because the API server
+canonicalises them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from typing import Any
 
+from artifact_operator.api.naming import ANNOTATION_APPLIED
 from artifact_operator.logic.quantity import parse_quantity
+
+
+def digest(obj: Mapping[str, Any]) -> str:
+    """Of a rendered object, without its own stamp."""
+    meta = dict(obj.get("metadata", {}))
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
+                   if k != ANNOTATION_APPLIED}
+    meta["annotations"] = annotations
+    canonical = json.dumps({**obj, "metadata": meta}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def stamped(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """`obj` carrying its digest, as it is applied."""
+    meta = dict(obj.get("metadata", {}))
+    meta["annotations"] = {**(meta.get("annotations") or {}), ANNOTATION_APPLIED: digest(obj)}
+    return {**obj, "metadata": meta}
+
+
+def up_to_date(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    annotations = live.get("metadata", {}).get("annotations") or {}
+    return bool(annotations.get(ANNOTATION_APPLIED) == digest(desired)) and \
+        covers(live, desired)
+
+
+def _named(items: list[Any]) -> bool:
+    return bool(items) and all(isinstance(i, dict) and isinstance(i.get("name"), str)
+                               for i in items)
 
 
 def _quantity_equal(a: Any, b: Any) -> bool:
@@ -33,17 +71,25 @@ def _empty(value: Any) -> bool:
 _QUANTITY_KEYS = frozenset({"limits", "requests", "sizeLimit"})
 
 
-def covers(live: Any, desired: Any, *, quantity: bool = False) -> bool:
+def covers(live: Any, desired: Any, *, quantity: bool = False, exact: bool = False) -> bool:
+    """`exact`: lists match item by item, extras included (what runs is exactly this)."""
     if isinstance(desired, dict):
         if not isinstance(live, dict):
             return _empty(live) and not desired
-        return all(covers(live.get(k), v, quantity=quantity or k in _QUANTITY_KEYS)
+        return all(covers(live.get(k), v, quantity=quantity or k in _QUANTITY_KEYS,
+                          exact=exact)
                    for k, v in desired.items())
     if isinstance(desired, list):
         if not isinstance(live, list):
             return _empty(live) and not desired
+        if not exact and _named(desired) and all(isinstance(i, dict) for i in live):
+            # Keyed by name, as server-side apply merges them: others' items are theirs.
+            by_name = {i.get("name"): i for i in live}
+            return all(d["name"] in by_name and covers(by_name[d["name"]], d, quantity=quantity)
+                       for d in desired)
         return len(live) == len(desired) and all(
-            covers(a, b, quantity=quantity) for a, b in zip(live, desired, strict=True))
+            covers(a, b, quantity=quantity, exact=exact)
+            for a, b in zip(live, desired, strict=True))
     if live == desired:
         return True
     if live is None:

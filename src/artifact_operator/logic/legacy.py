@@ -31,7 +31,8 @@ def hold_changed_legacy(artifact: Artifact, rendered: Rendered,
         want = next(o for o in rendered.of_kind("Deployment")
                     if o["metadata"]["name"] == name)
         current = live.get(("Deployment", name))
-        if current is None or not covers(current, want):
+        # Exactly: an env var or container removed from the spec is a change too.
+        if current is None or not covers(current, want, exact=True):
             held[group] = Decision(
                 Grant.stale, f"group {group}: approved by the old "
                 "workload.dev/elevated-approval annotation, which covers only what runs "

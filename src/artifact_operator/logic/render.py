@@ -103,14 +103,29 @@ def storage_claim_name(artifact: Artifact, group: ContainerGroup) -> str | None:
     return naming.dedicated_claim_name(artifact.name)
 
 
+def with_built_images(group: ContainerGroup,
+                      images: Mapping[tuple[str, str], str]) -> ContainerGroup:
+    """The group with each container that has no imageUri running its built image (by
+    digest), where one is known. Only what is rendered changes: the spec keeps no imageUri."""
+    if all(c.image_uri for c in group.containers):
+        return group
+    containers = [
+        c.model_copy(update={"image_uri": images[(group.name, naming.container_name(c.name, i))]})
+        if not c.image_uri and (group.name, naming.container_name(c.name, i)) in images else c
+        for i, c in enumerate(group.containers)]
+    return group.model_copy(update={"containers": containers})
+
+
 def render(artifact: Artifact, settings: Settings,
            decisions: Mapping[str, Decision] | None = None, *,
-           secrets: SecretFacts | None = None) -> Rendered:
+           secrets: SecretFacts | None = None,
+           images: Mapping[tuple[str, str], str] | None = None) -> Rendered:
     """`decisions`: one per group with elevated fields (`logic.approval.decide`); a group with
     elevated fields and no decision that renders them is held back, never rendered without
     them (its pods would run other than what was asked and approved). `secrets` None: nothing
     is known of the namespace's Secrets (offline rendering), so every referenced Secret is
-    taken as usable."""
+    taken as usable. `images`: the built image (repo@sha256:...) of containers without
+    imageUri, by (group, container name)."""
     decisions = decisions or {}
     out = Rendered()
     facts = secrets or SecretFacts()
@@ -124,6 +139,7 @@ def render(artifact: Artifact, settings: Settings,
     deployments: list[Manifest] = []
     services: list[Manifest] = []
     for group in artifact.spec.container_groups:
+        group = with_built_images(group, images or {})
         waiting = next((c for i, c in enumerate(group.containers) if not c.image_uri), None)
         if waiting is not None:
             idx = group.containers.index(waiting)

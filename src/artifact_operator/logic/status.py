@@ -19,6 +19,7 @@ from artifact_operator.api.rules import Violation
 from artifact_operator.api.status import (
     ArtifactStatus,
     Condition,
+    ContainerBuild,
     GroupStatus,
     Phase,
     Reason,
@@ -26,6 +27,7 @@ from artifact_operator.api.status import (
 )
 from artifact_operator.logic.approval import Grant
 from artifact_operator.logic.credentials import token_conflict
+from artifact_operator.logic.pods import PodFacts
 from artifact_operator.logic.render import Rendered, endpoint, storage_claim_name
 from artifact_operator.settings import Settings
 
@@ -43,6 +45,12 @@ class Observed:
     errors: list[tuple[Reason, str]] = field(default_factory=list)
     # Problems that keep it from Ready without a rollout being wrong (missing Secret keys).
     blockers: list[tuple[Reason, str]] = field(default_factory=list)
+    # Image builds: per container, and why a group waiting for one waits (reason, sentence).
+    builds: list[ContainerBuild] = field(default_factory=list)
+    build_held: Mapping[str, list[tuple[Reason, str]]] = field(default_factory=dict)
+    # Of the groups whose pods were read this time (logic/pods.py); the others keep the
+    # restart count stored before.
+    pods: dict[str, PodFacts] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,6 +63,8 @@ class _Group:
     deployment: str | None
     service: str | None
     endpoint: str | None
+    restarts: int = 0
+    problem: str | None = None  # from the pods: why one is not ready
 
 
 def deployment_observed(d: Mapping[str, Any]) -> bool:
@@ -72,6 +82,13 @@ def deployment_settling(d: Mapping[str, Any]) -> bool:
         return True
     desired = int(d.get("spec", {}).get("replicas", 1))
     return desired > 0 and not int(d.get("status", {}).get("updatedReplicas", 0))
+
+
+def deployment_stuck(d: Obj | None) -> bool:
+    """Past its progress deadline, or rolled out with fewer ready replicas than wanted: the
+    group is Degraded, and its pods say why."""
+    return _deployment_state(d)[3] in (Reason.progress_deadline_exceeded,
+                                       Reason.replicas_unavailable)
 
 
 def _deployment_state(d: Obj | None) -> tuple[int, int, int, Reason]:
@@ -97,15 +114,17 @@ def _deployment_state(d: Obj | None) -> tuple[int, int, int, Reason]:
     return desired, ready, updated, Reason.ready
 
 
-def _groups(artifact: Artifact, obs: Observed, settings: Settings) -> list[_Group]:
+def _groups(artifact: Artifact, obs: Observed, settings: Settings,
+            previous: ArtifactStatus) -> list[_Group]:
     out = []
+    before = {g.name: g for g in previous.container_groups}
     for group in artifact.spec.container_groups:
         name = naming.group_object_name(artifact.name, group.name)
         rendered_names = {(o["kind"], o["metadata"]["name"]) for o in obs.rendered.objects}
         has_service = ("Service", name) in rendered_names
         runtime = (artifact.spec.runtime or {}).get(group.name) or RuntimeOverride()
         wanted = runtime.replicas if runtime.replicas is not None else 1
-        held = _held_reason(obs.rendered, group.name)
+        held = _held_reason(obs, group.name)
         if held is not None:
             out.append(_Group(group.name, wanted, 0, 0, held, None, None, None))
             continue
@@ -121,15 +140,22 @@ def _groups(artifact: Artifact, obs: Observed, settings: Settings) -> list[_Grou
                               else Reason.elevated_not_approved,
                               name if live is not None else None, None, None))
             continue
+        seen = obs.pods.get(group.name)
+        stored = before.get(group.name)
         out.append(_Group(group.name, desired, ready, updated, state, name,
                           name if has_service else None,
-                          endpoint(artifact, group, settings) if has_service else None))
+                          endpoint(artifact, group, settings) if has_service else None,
+                          restarts=seen.restarts if seen else
+                          (stored.restarts or 0) if stored else 0,
+                          problem=seen.problem if seen else None))
     return out
 
 
-def _held_reason(rendered: Rendered, group: str) -> Reason | None:
+def _held_reason(obs: Observed, group: str) -> Reason | None:
+    rendered = obs.rendered
     if group in rendered.waiting_for_image:
-        return Reason.image_not_built
+        why = obs.build_held.get(group)
+        return why[0][0] if why else Reason.image_not_built
     if group in rendered.secrets_not_usable:
         return Reason.secret_not_usable
     if group in rendered.token_held:
@@ -246,16 +272,23 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
                    previous: ArtifactStatus | None, now: str) -> ArtifactStatus:
     previous = previous or ArtifactStatus()
     generation = artifact.metadata.generation
-    groups = _groups(artifact, obs, settings)
+    groups = _groups(artifact, obs, settings, previous)
 
-    waiting = [f"group {g}: container {c} has no imageUri yet (waiting for an image build)"
-               for g, c in obs.rendered.waiting_for_image.items()]
+    waiting: list[tuple[Reason, str]] = []
+    for g, c in obs.rendered.waiting_for_image.items():
+        waiting += obs.build_held.get(g) or [
+            (Reason.image_not_built,
+             f"group {g}: container {c} has no imageUri yet (waiting for an image build)")]
+    failed_builds = [w for w in waiting if w[0] == Reason.build_failed]
+    waiting = [w for w in waiting if w[0] != Reason.build_failed]
     rolling = [g for g in groups if g.state == Reason.rollout_in_progress]
     deadline = [g for g in groups if g.state == Reason.progress_deadline_exceeded]
     unavailable = [g for g in groups if g.state == Reason.replicas_unavailable]
     claim_degraded, claim_waiting = _claim_problems(artifact, obs)
 
     degraded: list[tuple[Reason, str]] = list(obs.errors)
+    # A failed or cancelled build needs someone to act (a new build, another source).
+    degraded += failed_builds
     # A stale approval is Degraded: the spec asks for something that does not run, and what
     # runs is no longer what the spec says. Never approved is only not Ready.
     degraded += [(Reason.approval_stale, d.message) for d in obs.rendered.held.values()
@@ -265,14 +298,16 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
                          f"{token_conflict(obs.rendered.token_conflict)}: group(s) "
                          f"{', '.join(obs.rendered.token_held)}"))
     degraded += [(Reason.progress_deadline_exceeded,
-                  f"group {g.name}: rollout exceeded its progress deadline") for g in deadline]
+                  _why(f"group {g.name}: rollout exceeded its progress deadline", g))
+                 for g in deadline]
     degraded += [(Reason.replicas_unavailable,
-                  f"group {g.name}: {g.ready}/{g.desired} replicas ready") for g in unavailable]
+                  _why(f"group {g.name}: {g.ready}/{g.desired} replicas ready", g))
+                 for g in unavailable]
     degraded += claim_degraded
 
     not_ready: list[tuple[Reason, str]] = []
-    if waiting:
-        not_ready.append((Reason.image_not_built, "; ".join(waiting)))
+    for reason in dict.fromkeys(r for r, _ in waiting):
+        not_ready.append((reason, "; ".join(m for r, m in waiting if r == reason)))
     not_ready += [(Reason.secret_not_usable, "; ".join(messages))
                   for messages in obs.rendered.secrets_not_usable.values()]
     not_ready += list(obs.blockers)
@@ -313,14 +348,19 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
         container_groups=[_group_status(g) for g in groups],
         endpoint=next((g.endpoint for g in groups if g.endpoint), None),
         storage=_storage(artifact, obs),
+        builds=list(obs.builds),
         version=previous.version,
     )
 
 
+def _why(message: str, g: _Group) -> str:
+    return f"{message} ({g.problem})" if g.problem else message
+
+
 def _group_status(g: _Group) -> GroupStatus:
     return GroupStatus(name=g.name, replicas=g.desired, ready_replicas=g.ready,
-                       updated_replicas=g.updated, deployment=g.deployment, service=g.service,
-                       endpoint=g.endpoint)
+                       updated_replicas=g.updated, restarts=g.restarts or None,
+                       deployment=g.deployment, service=g.service, endpoint=g.endpoint)
 
 
 # The wire names of the status fields: the keys a status patch may set or remove.

@@ -51,8 +51,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   resources: [secrets]
   verbs: [get, list, watch, create, delete]
 - apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list]
+- apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [create, list]
+# Image builds: created once per source digest and read; never changed or deleted here.
+# (The Jobs' pods: read with the pods rule above, for the builder's termination message.)
+- apiGroups: [shipwright.io]
+  resources: [buildruns]
+  verbs: [get, list, watch, create]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create]
 {{- end -}}
 
 {{- define "artifact-operator.webhookCertSecret" -}}

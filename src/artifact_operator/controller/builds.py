@@ -1,0 +1,255 @@
+"""Image builds of a reconcile: create the engine object a container's current source needs,
+once, and read how far it got (logic/builds.py holds the what; this the I/O).
+
+Level-based: each reconcile looks at the spec, the stored status and the engine objects (one
+watch by label, like the opted-in Secrets), and creates the BuildRun or Job of a container's
+current source digest only when none exists and no image for that digest is known. Names
+come from the digest, so a second create (another replica, a restart, a watch that lags) is
+a 409, never a second build. The image a build produced is kept in status.builds: what the
+Deployment runs survives the engine object's deletion, and a locked artifact's images never
+change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from artifact_operator import metrics
+from artifact_operator.api import naming
+from artifact_operator.api.artifact import Artifact
+from artifact_operator.api.models import Lifecycle
+from artifact_operator.api.status import (
+    ArtifactStatus,
+    BuildStatus,
+    ContainerBuild,
+    ContainerBuildInfo,
+    Reason,
+)
+from artifact_operator.controller.view import slim
+from artifact_operator.kube.client import Kube
+from artifact_operator.kube.events import EventRecorder, now
+from artifact_operator.kube.watch import ListWatch
+from artifact_operator.logic import builds as logic
+from artifact_operator.settings import BuildEngine, Settings
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+Obj = dict[str, Any]
+
+# How long a reconcile waits for the first list of the engine's objects. Past it (the engine
+# is not installed, or RBAC refuses the list) the artifact says so, and is reconciled again
+# once the list succeeds: a reconcile never hangs on it.
+SYNC_WAIT_SECONDS = 10.0
+
+
+@dataclass
+class BuildFacts:
+    """What the builds of one artifact mean for its rendering and status."""
+
+    # (group, container) -> repo@sha256:... for containers whose image is built.
+    images: dict[tuple[str, str], str] = field(default_factory=dict)
+    statuses: list[ContainerBuild] = field(default_factory=list)
+    # Groups waiting for a build: why (ImageNotBuilt, SourceUnresolved, Building, BuildFailed)
+    # and a sentence per container.
+    held: dict[str, list[tuple[Reason, str]]] = field(default_factory=dict)
+
+    def key(self) -> tuple[tuple[tuple[str, str], str], ...]:
+        return tuple(sorted(self.images.items()))
+
+
+async def resolve_engine(kube: Kube, wanted: BuildEngine) -> BuildEngine:
+    """auto: Shipwright when the cluster serves its v1beta1 BuildRuns, else the Job."""
+    if wanted != BuildEngine.auto:
+        return wanted
+    served = await kube.serves(logic.SHIPWRIGHT_API, "buildruns")
+    return BuildEngine.shipwright if served else BuildEngine.job
+
+
+class Builds:
+    def __init__(self, kube: Kube, settings: Settings, events: EventRecorder,
+                 engine: BuildEngine, namespaces: list[str] | None,
+                 enqueue: Callable[[Key], None]) -> None:
+        assert engine != BuildEngine.auto, "resolve_engine first"
+        self.kube = kube
+        self.settings = settings
+        self.events = events
+        self.engine = engine
+        self.enqueue = enqueue
+        api, kind = ((logic.SHIPWRIGHT_API, "BuildRun") if engine == BuildEngine.shipwright
+                     else ("batch/v1", "Job"))
+        self.watch = ListWatch(kube, api, kind, logic.build_selector(), namespaces, slim,
+                               self._changed)
+        # Runs this process created that the watch may not show yet: not created twice.
+        self._created: set[Key] = set()
+        # Which artifact each run belongs to, to wake it when the run goes too.
+        self._owners: dict[Key, str] = {}
+        # Artifacts that found the engine's objects not listed yet, woken once they are.
+        self._unsynced: set[Key] = set()
+        self._wake: asyncio.Task[None] | None = None
+        self.sync_wait = SYNC_WAIT_SECONDS
+        # Build ends already told by an Event: (namespace, run, status).
+        self._ended: set[tuple[str, str, str]] = set()
+
+    async def run(self) -> None:
+        await self.watch.run()
+
+    def _changed(self, namespace: str, name: str) -> None:
+        obj = self.watch.get(namespace, name)
+        if obj is not None:
+            artifact = (obj["metadata"].get("labels") or {}).get(naming.LABEL_ARTIFACT)
+            if artifact:
+                self._owners[(namespace, name)] = artifact
+        artifact = self._owners.get((namespace, name))
+        if obj is None:
+            self._owners.pop((namespace, name), None)
+            self._created.discard((namespace, name))
+        if artifact:
+            self.enqueue((namespace, artifact))
+
+    async def observe(self, body: Mapping[str, Any], artifact: Artifact,
+                      stored: ArtifactStatus) -> BuildFacts:
+        facts = BuildFacts()
+        # Never judge "no run yet" before the first list of the engine's objects.
+        if not await self._synced((artifact.namespace, artifact.name)):
+            what = "BuildRuns" if self.engine == BuildEngine.shipwright else "build Jobs"
+            for plan in logic.plan_builds(artifact, self.settings, self.engine):
+                message = (f"group {plan.group}: container {plan.container}: the {what} "
+                           f"cannot be listed yet (is the {self.engine} engine installed, and "
+                           "may the operator list them? see the operator's log)")
+                facts.held.setdefault(plan.group, []).append((Reason.image_not_built, message))
+            return facts
+        previous = {(b.group, b.container): b for b in stored.builds}
+        locked = artifact.spec.lifecycle == Lifecycle.locked
+        uid = artifact.metadata.uid
+        owner = naming.owner_reference(artifact.api_version, artifact.kind, artifact.name,
+                                       uid) if uid else None
+        for plan in logic.plan_builds(artifact, self.settings, self.engine):
+            where = (plan.group, plan.container)
+            before = previous.get(where)
+            if before is not None and before.image and \
+                    (locked or before.source_digest == plan.digest):
+                # Built already: a locked artifact keeps its images whatever else changes.
+                facts.images[where] = before.image
+                facts.statuses.append(before)
+                continue
+            if plan.unresolved is not None:
+                reason = (Reason.image_not_built if "output repository" in plan.unresolved
+                          else Reason.source_unresolved)
+                facts.statuses.append(ContainerBuild(
+                    group=plan.group, container=plan.container, source_digest=plan.digest,
+                    message=plan.unresolved))
+                facts.held.setdefault(plan.group, []).append(
+                    (reason, f"group {plan.group}: container {plan.container}: "
+                     f"{plan.unresolved}"))
+                continue
+            state, created = await self._state(body, artifact, plan, owner)
+            image = logic.image_of(plan, state.digest) if state.digest else None
+            self._note_end(body, plan, before, state, image)
+            facts.statuses.append(ContainerBuild(
+                group=plan.group, container=plan.container, source_digest=plan.digest,
+                build=ContainerBuildInfo(artifact_image_build_id=plan.run,
+                                         status=state.status, created_at=created),
+                image=image, message=state.message))
+            if image is not None:
+                facts.images[where] = image
+                continue
+            facts.held.setdefault(plan.group, []).append(self._why(plan, state))
+        return facts
+
+    def _note_end(self, body: Mapping[str, Any], plan: logic.BuildPlan,
+                  before: ContainerBuild | None, state: logic.BuildState,
+                  image: str | None) -> None:
+        """An Event when a build ends, once: not when the stored status already says so,
+        nor again while that status waits to be written (a settling Deployment)."""
+        known = before.build if before is not None and before.build is not None and \
+            before.build.artifact_image_build_id == plan.run else None
+        ended = (str(body.get("metadata", {}).get("namespace")), plan.run, str(state.status))
+        if (known is not None and known.status == state.status) or ended in self._ended:
+            return
+        if state.status in (BuildStatus.built, BuildStatus.failed, BuildStatus.cancelled):
+            self._ended.add(ended)
+        where = f"group {plan.group} container {plan.container}"
+        if state.status == BuildStatus.built:
+            self.events.post(body, "Normal", "BuildSucceeded",
+                             f"build {plan.run} of {where}: {image}")
+        elif state.status in (BuildStatus.failed, BuildStatus.cancelled):
+            self.events.post(body, "Warning", "BuildFailed",
+                             f"build {plan.run} of {where} {state.status}: "
+                             f"{state.message or ''}".rstrip(": "))
+
+    async def _synced(self, key: Key) -> bool:
+        if self.watch.synced.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self.watch.synced.wait(), self.sync_wait)
+            return True
+        except TimeoutError:
+            self._unsynced.add(key)
+            if self._wake is None:
+                self._wake = asyncio.get_running_loop().create_task(self._wake_when_synced())
+            return False
+
+    async def _wake_when_synced(self) -> None:
+        await self.watch.synced.wait()
+        for key in sorted(self._unsynced):
+            self.enqueue(key)
+        self._unsynced.clear()
+
+    def _why(self, plan: logic.BuildPlan, state: logic.BuildState) -> tuple[Reason, str]:
+        head = f"group {plan.group}: container {plan.container}: build {plan.run}"
+        hint = logic.logs_hint(self.engine, plan.run)
+        if state.status in (BuildStatus.failed, BuildStatus.cancelled):
+            detail = f": {state.message}" if state.message else ""
+            return (Reason.build_failed,
+                    f"{head} {state.status}{detail} ({hint}; a new build: kubectl artifact "
+                    "build NAME, or change the source)")
+        return Reason.building, f"{head} {state.status} ({hint})"
+
+    async def _state(self, body: Mapping[str, Any], artifact: Artifact,
+                     plan: logic.BuildPlan, owner: Obj | None
+                     ) -> tuple[logic.BuildState, str]:
+        namespace = artifact.namespace
+        run = self.watch.get(namespace, plan.run)
+        if run is None:
+            if (namespace, plan.run) not in self._created:
+                await self._create(body, artifact, plan, owner)
+            return logic.BuildState(BuildStatus.pending), now()
+        created = str(run["metadata"].get("creationTimestamp") or now())
+        if self.engine == BuildEngine.shipwright:
+            return logic.buildrun_state(run), created
+        return logic.job_state(run, await self._termination_message(namespace, run)), created
+
+    async def _create(self, body: Mapping[str, Any], artifact: Artifact,
+                      plan: logic.BuildPlan, owner: Obj | None) -> None:
+        render = (logic.render_buildrun if self.engine == BuildEngine.shipwright
+                  else logic.render_build_job)
+        obj = render(artifact, plan, self.settings, owner)
+        created = await self.kube.create(obj, exists_ok=True)
+        self._created.add((artifact.namespace, plan.run))
+        if created is not None:
+            metrics.WRITES.labels(verb="create", kind=obj["kind"]).inc()
+            log.info("build %s/%s started for group %s container %s (%s)", artifact.namespace,
+                     plan.run, plan.group, plan.container, self.engine)
+            self.events.post(body, "Normal", "BuildStarted",
+                             f"{obj['kind']} {plan.run} builds group {plan.group} container "
+                             f"{plan.container}")
+
+    async def _termination_message(self, namespace: str, job: Mapping[str, Any]) -> str | None:
+        """The digest the builder wrote, from the Job's pod; read only once the Job is
+        complete (then the status keeps the image, and this is not asked again)."""
+        complete = any(c.get("type") == "Complete" and c.get("status") == "True"
+                       for c in (job.get("status") or {}).get("conditions") or [])
+        if not complete:
+            return None
+        name = job["metadata"]["name"]
+        pods = await self.kube.list("v1", "Pod", namespace, f"job-name={name}")
+        for pod in pods:
+            message = logic.termination_message(pod)
+            if message:
+                return message
+        return None

@@ -1,0 +1,369 @@
+"""Image builds: what to build, the engine object that builds it, and how far it got. Pure.
+
+A container with `imageBuildConfig` and no `imageUri` needs an image. Its build is named by a
+digest of what decides the image (code reference, Dockerfile, the rebuild request token), so
+one digest is one engine object whatever replica, restart or resync creates it: creating it
+again is a 409, never a second build. A new digest (another revision, a rebuild request) is a
+new object; old ones stay, owned by the artifact, as its build history.
+
+Two engines, both existing Kubernetes APIs: a Shipwright `BuildRun` (v1beta1, the build spec
+embedded), or a `batch/v1` Job running rootless BuildKit that writes the pushed digest to its
+termination message. Either's state is read into the seed's build status enum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from artifact_operator.api import naming
+from artifact_operator.api.artifact import Artifact
+from artifact_operator.api.models import (
+    CodeRef,
+    DataRobotSource,
+    GeneratedDockerfile,
+    GitSource,
+    OciSource,
+)
+from artifact_operator.api.status import BuildStatus
+from artifact_operator.settings import BuildEngine, Settings
+
+Manifest = dict[str, Any]
+
+SHIPWRIGHT_API = "shipwright.io/v1beta1"
+COMPONENT = "image-build"
+# Not the Deployments' `container-group` label: Services select artifact + container-group,
+# and a build pod (Shipwright copies a BuildRun's labels to its pods) must never get traffic.
+LABEL_GROUP = f"{naming.PREFIX}/build-group"
+LABEL_CONTAINER = f"{naming.PREFIX}/build-container"
+# `kubectl artifact build NAME` sets this to a new token: a new digest, so a new build.
+ANNOTATION_BUILD_REQUEST = f"{naming.PREFIX}/build-request"
+# A Job stopped through activeDeadlineSeconds on request, not by running out of time.
+ANNOTATION_CANCELLED = f"{naming.PREFIX}/build-cancelled"
+# Shipwright's label on the pods of a BuildRun (where its logs are).
+SHIPWRIGHT_RUN_LABEL = "buildrun.shipwright.io/name"
+BUILDER_CONTAINER = "buildkit"
+DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+
+# Runs in the builder image: BuildKit without a daemon of its own and without privileges
+# (--oci-worker-no-process-sandbox), then the pushed digest into the termination message,
+# where the operator reads it from the pod's status. buildctl's arguments come as "$@", never
+# spliced into the script.
+JOB_SCRIPT = """set -eu
+buildctl-daemonless.sh "$@" --metadata-file /tmp/metadata.json
+grep -o '"containerimage.digest": *"sha256:[a-f0-9]*"' /tmp/metadata.json \\
+  | grep -o 'sha256:[a-f0-9]*' | head -n 1 | tr -d '\\n' > /dev/termination-log
+"""
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """One container's need for an image."""
+
+    group: str
+    container: str
+    digest: str  # sha256 hex of what decides the image
+    run: str  # name of the BuildRun or Job
+    output: str  # where the engine pushes, repo:tag
+    repository: str  # the same repository, for repo@sha256:...
+    source: GitSource | OciSource | None
+    dockerfile: str
+    # Why this container cannot be built here; then nothing is created for it.
+    unresolved: str | None = None
+
+
+@dataclass(frozen=True)
+class BuildState:
+    status: BuildStatus
+    digest: str | None = None  # sha256:..., once built
+    message: str | None = None
+
+
+def needs_build(spec: Mapping[str, Any] | None) -> bool:
+    """Whether a raw spec has a container waiting for a built image (cheap, before parsing)."""
+    for group in (spec or {}).get("containerGroups") or []:
+        for c in (group or {}).get("containers") or []:
+            if isinstance(c, dict) and not c.get("imageUri") \
+                    and c.get("imageBuildConfig") is not None:
+                return True
+    return False
+
+
+def source_digest(code_ref: Mapping[str, Any] | None, dockerfile: Mapping[str, Any],
+                  request: str | None, resolved: Mapping[str, Any] | None = None) -> str:
+    doc: dict[str, Any] = {"codeRef": code_ref, "dockerfile": dockerfile, "request": request}
+    if resolved is not None and resolved != code_ref:
+        doc["resolved"] = resolved
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+_CODE_REF: TypeAdapter[DataRobotSource | GitSource | OciSource] = TypeAdapter(CodeRef)
+
+
+def resolve_source(code: object, settings: Settings
+                   ) -> tuple[GitSource | OciSource | None, str | None]:
+    """(the source a cluster can fetch, why there is none). A datarobot catalog item is
+    looked up in the configured catalog sources."""
+    if isinstance(code, GitSource | OciSource):
+        return code, None
+    if not isinstance(code, DataRobotSource):
+        return None, "imageBuildConfig has no codeRef: nothing to build from"
+    key = f"{code.datarobot.catalog_id}/{code.datarobot.catalog_version_id}"
+    mapped = settings.build_catalog_sources.get(key)
+    if mapped is None:
+        return None, (f"codeRef provider datarobot: catalog item {key} has no source in "
+                      "ARTIFACT_OPERATOR_BUILD_CATALOG_SOURCES; map it to a git or oci "
+                      "source there, or use provider git or oci")
+    try:
+        source = _CODE_REF.validate_python(mapped)
+    except ValidationError as exc:
+        return None, f"the catalog source of {key} is not a valid codeRef: {exc.errors()[0]}"
+    if isinstance(source, DataRobotSource):
+        return None, f"the catalog source of {key} must be a git or oci codeRef"
+    return source, None
+
+
+def plan_builds(artifact: Artifact, settings: Settings, engine: BuildEngine) -> list[BuildPlan]:
+    """A plan per container that has imageBuildConfig and no imageUri, in spec order. Two
+    containers with the same source and Dockerfile share one build."""
+    request = artifact.metadata.annotations.get(ANNOTATION_BUILD_REQUEST)
+    repo_base = settings.build_output_repository
+    repository = f"{repo_base}/{artifact.namespace}/{artifact.name}" if repo_base else ""
+    out = []
+    for group in artifact.spec.container_groups:
+        for index, c in enumerate(group.containers):
+            config = c.image_build_config
+            if c.image_uri or config is None:
+                continue
+            code = config.code_ref
+            source, unresolved = resolve_source(code, settings)
+            # The resolved source is part of the digest: a catalog item mapped elsewhere is
+            # another build.
+            digest = source_digest(code.dump() if code else None, config.dockerfile.dump(),
+                                   request, source.dump() if source else None)
+            dockerfile = getattr(config.dockerfile, "path", "Dockerfile")
+            unresolved = unresolved or _unresolved(source, config.dockerfile, engine,
+                                                   repo_base)
+            out.append(BuildPlan(
+                group=group.name, container=naming.container_name(c.name, index),
+                digest=digest, run=naming.fit(f"{artifact.name}-build-{digest[:12]}"),
+                output=f"{repository}:{digest[:20]}", repository=repository, source=source,
+                dockerfile=dockerfile, unresolved=unresolved))
+    return out
+
+
+def _unresolved(code: GitSource | OciSource | None, dockerfile: object, engine: BuildEngine,
+                repository: str | None) -> str | None:
+    if isinstance(dockerfile, GeneratedDockerfile):
+        return ("generated Dockerfiles need an execution-environment table, which this "
+                "operator does not have yet: provide a Dockerfile in the source")
+    if not repository:
+        return ("no build output repository is configured "
+                "(ARTIFACT_OPERATOR_BUILD_OUTPUT_REPOSITORY)")
+    if engine == BuildEngine.job and isinstance(code, OciSource):
+        return "oci sources are built by the Shipwright engine only; the Job engine takes git"
+    if engine == BuildEngine.job and isinstance(code, GitSource) and code.git.clone_secret:
+        return ("git cloneSecret is supported by the Shipwright engine only; the Job engine "
+                "clones public repositories")
+    return None
+
+
+def image_of(plan: BuildPlan, digest: str) -> str:
+    return f"{plan.repository}@{digest}"
+
+
+def _meta(artifact: Artifact, plan: BuildPlan, owner: Manifest | None) -> Manifest:
+    labels = {
+        "app.kubernetes.io/name": artifact.name,
+        "app.kubernetes.io/component": COMPONENT,
+        naming.LABEL_MANAGED_BY: naming.MANAGER,
+        naming.LABEL_ARTIFACT: artifact.name,
+        LABEL_GROUP: plan.group,
+        LABEL_CONTAINER: plan.container,
+    }
+    meta: Manifest = {"name": plan.run, "namespace": artifact.namespace, "labels": labels}
+    if owner is not None:
+        meta["ownerReferences"] = [owner]
+    return meta
+
+
+def build_selector() -> str:
+    """What the operator's watch of BuildRuns or Jobs selects: only its own builds."""
+    return f"{naming.LABEL_MANAGED_BY}={naming.MANAGER},app.kubernetes.io/component={COMPONENT}"
+
+
+def render_buildrun(artifact: Artifact, plan: BuildPlan, settings: Settings,
+                    owner: Manifest | None) -> Manifest:
+    """A Shipwright BuildRun with its build spec embedded (no Build object to keep in sync)."""
+    source: Manifest
+    if isinstance(plan.source, OciSource):
+        oci: Manifest = {"image": plan.source.oci.image}
+        if plan.source.oci.pull_secret:
+            oci["pullSecret"] = plan.source.oci.pull_secret
+        source = {"type": "OCI", "ociArtifact": oci}
+        context = plan.source.oci.context_dir
+    else:
+        assert isinstance(plan.source, GitSource), "only resolved plans are rendered"
+        git: Manifest = {"url": plan.source.git.url}
+        if plan.source.git.revision:
+            git["revision"] = plan.source.git.revision
+        if plan.source.git.clone_secret:
+            git["cloneSecret"] = plan.source.git.clone_secret
+        source = {"type": "Git", "git": git}
+        context = plan.source.git.context_dir
+    if context:
+        source["contextDir"] = context
+    output: Manifest = {"image": plan.output}
+    if settings.build_push_secret:
+        output["pushSecret"] = settings.build_push_secret
+    spec: Manifest = {
+        "source": source,
+        "strategy": {"name": settings.build_strategy, "kind": "ClusterBuildStrategy"},
+        "paramValues": [{"name": "dockerfile", "value": plan.dockerfile}],
+        "output": output,
+        "timeout": f"{settings.build_timeout_seconds}s",
+    }
+    return {"apiVersion": SHIPWRIGHT_API, "kind": "BuildRun",
+            "metadata": _meta(artifact, plan, owner), "spec": {"build": {"spec": spec}}}
+
+
+def _git_context(source: GitSource) -> str:
+    """BuildKit's remote context: url#revision:subdir."""
+    ref = source.git.revision or ""
+    sub = f":{source.git.context_dir}" if source.git.context_dir else ""
+    return f"{source.git.url}#{ref}{sub}" if ref or sub else source.git.url
+
+
+def render_build_job(artifact: Artifact, plan: BuildPlan, settings: Settings,
+                     owner: Manifest | None) -> Manifest:
+    """A Job running rootless BuildKit: one try (backoffLimit 0), no service-account token,
+    stopped after the build timeout (and on cancel) through activeDeadlineSeconds."""
+    assert isinstance(plan.source, GitSource), "the Job engine builds git sources only"
+    home = "/home/user"  # the rootless image's user (uid 1000)
+    args = ["build", "--frontend", "dockerfile.v0",
+            "--opt", f"context={_git_context(plan.source)}",
+            "--opt", f"filename={plan.dockerfile}",
+            "--output", f"type=image,name={plan.output},push=true"]
+    mounts: list[Manifest] = [{"name": "buildkitd", "mountPath": f"{home}/.local/share/buildkit"}]
+    volumes: list[Manifest] = [{"name": "buildkitd", "emptyDir": {}}]
+    env: list[Manifest] = [{"name": "BUILDKITD_FLAGS",
+                            "value": "--oci-worker-no-process-sandbox"}]
+    if settings.build_push_secret:
+        mounts.append({"name": "push-secret", "mountPath": f"{home}/.docker", "readOnly": True})
+        volumes.append({"name": "push-secret", "secret": {
+            "secretName": settings.build_push_secret,
+            "items": [{"key": ".dockerconfigjson", "path": "config.json"}]}})
+        env.append({"name": "DOCKER_CONFIG", "value": f"{home}/.docker"})
+    container: Manifest = {
+        "name": BUILDER_CONTAINER,
+        "image": settings.build_builder_image,
+        "command": ["sh", "-c", JOB_SCRIPT, "buildctl"],
+        "args": args,
+        "env": env,
+        "volumeMounts": mounts,
+        "terminationMessagePolicy": "File",
+        # Rootless BuildKit makes its own user namespace: seccomp and AppArmor must allow it
+        # (the namespace's Pod Security level must be privileged; see README).
+        "securityContext": {"seccompProfile": {"type": "Unconfined"},
+                            "runAsUser": 1000, "runAsGroup": 1000},
+    }
+    meta = _meta(artifact, plan, owner)
+    pod_meta: Manifest = {
+        "labels": dict(meta["labels"]),
+        "annotations": {
+            f"container.apparmor.security.beta.kubernetes.io/{BUILDER_CONTAINER}": "unconfined"},
+    }
+    return {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": settings.build_timeout_seconds,
+            "template": {"metadata": pod_meta, "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "containers": [container],
+                "volumes": volumes,
+            }},
+        },
+    }
+
+
+def _condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if isinstance(c, dict) and c.get("type") == type_:
+            return c
+    return None
+
+
+def buildrun_state(run: Mapping[str, Any]) -> BuildState:
+    """Shipwright's condition Succeeded (reasons as its controller sets them), the digest of
+    status.output, failureDetails."""
+    status = run.get("status") or {}
+    cond = _condition(run, "Succeeded")
+    if cond is None:
+        return BuildState(BuildStatus.pending)
+    reason, message = str(cond.get("reason") or ""), cond.get("message")
+    if cond.get("status") == "True":
+        digest = str((status.get("output") or {}).get("digest") or "")
+        if DIGEST.match(digest):
+            return BuildState(BuildStatus.built, digest)
+        return BuildState(BuildStatus.failed,
+                          message="the BuildRun succeeded without an image digest in "
+                          "status.output.digest")
+    if cond.get("status") == "False":
+        if reason == "BuildRunCanceled":
+            return BuildState(BuildStatus.cancelled, message=f"{reason}: {message or ''}")
+        failure = status.get("failureDetails") or {}
+        detail = failure.get("message") or message or ""
+        return BuildState(BuildStatus.failed,
+                          message=f"{failure.get('reason') or reason}: {detail}".strip(": "))
+    if reason == "Pending" or not reason:
+        return BuildState(BuildStatus.pending, message=message)
+    return BuildState(BuildStatus.in_progress, message=message)
+
+
+def job_state(job: Mapping[str, Any], termination_message: str | None) -> BuildState:
+    """A build Job's conditions; the digest from its pod's termination message."""
+    meta = job.get("metadata") or {}
+    failed = _condition(job, "Failed")
+    if failed is not None and failed.get("status") == "True":
+        reason = str(failed.get("reason") or "")
+        if reason == "DeadlineExceeded" and \
+                (meta.get("annotations") or {}).get(ANNOTATION_CANCELLED) == "true":
+            return BuildState(BuildStatus.cancelled, message="cancelled on request")
+        return BuildState(BuildStatus.failed,
+                          message=f"{reason}: {failed.get('message') or ''}".strip(": "))
+    complete = _condition(job, "Complete")
+    if complete is not None and complete.get("status") == "True":
+        digest = (termination_message or "").strip()
+        if DIGEST.match(digest):
+            return BuildState(BuildStatus.built, digest)
+        return BuildState(BuildStatus.failed,
+                          message="the build Job completed without an image digest in its "
+                          "termination message")
+    if int((job.get("status") or {}).get("active") or 0) > 0:
+        return BuildState(BuildStatus.in_progress)
+    return BuildState(BuildStatus.pending)
+
+
+def termination_message(pod: Mapping[str, Any]) -> str | None:
+    """What the builder container of a finished build pod wrote to its termination message."""
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if cs.get("name") == BUILDER_CONTAINER:
+            terminated = (cs.get("state") or {}).get("terminated") or {}
+            message = terminated.get("message")
+            return str(message) if message is not None else None
+    return None
+
+
+def logs_hint(engine: BuildEngine, run: str) -> str:
+    """Where a build's logs are, for condition messages."""
+    if engine == BuildEngine.shipwright:
+        return (f"logs: kubectl logs -l {SHIPWRIGHT_RUN_LABEL}={run} --all-containers")
+    return f"logs: kubectl logs job/{run}"
