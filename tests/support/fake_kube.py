@@ -32,14 +32,14 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from artifact_operator.api.naming import LABEL_MANAGED_BY, MANAGER
-from artifact_operator.controller.handlers import _child_index
+from artifact_operator.controller.view import child_keys, slim
 from artifact_operator.kube.client import KINDS, ApiError, Kube, kind_of
 
 Obj = dict[str, Any]
 ObjKey = tuple[str, str, str]  # (kind, namespace or "", name)
 
 NOW = "2026-01-01T00:00:00Z"
-# The kinds the operator watches and indexes (controller/handlers.py).
+# The kinds the operator watches and indexes (controller/view.py CHILD_KINDS).
 CHILD_KINDS = ("Deployment", "Service", "PersistentVolumeClaim", "Secret")
 
 
@@ -161,14 +161,14 @@ class FakeKube:
 
     def indexes(self) -> dict[str, dict[Any, list[Obj]]]:
         """kopf's child indexes as the operator's watches would fill them from the stored
-        objects: only children labelled as ours, keyed by `handlers._child_index`."""
+        objects: only children labelled as ours, keyed by `view.child_keys`."""
         out: dict[str, dict[Any, list[Obj]]] = {kind: {} for kind in CHILD_KINDS}
-        for (kind, namespace, _), obj in sorted(self.objects.items()):
+        for (kind, _, _), obj in sorted(self.objects.items()):
             labels = obj["metadata"].get("labels") or {}
             if kind not in CHILD_KINDS or labels.get(LABEL_MANAGED_BY) != MANAGER:
                 continue
-            for key, value in _child_index(copy.deepcopy(obj), namespace, labels).items():
-                out[kind].setdefault(key, []).append(value)
+            for key in child_keys(obj):
+                out[kind].setdefault(key, []).append(slim(copy.deepcopy(obj)))
         return out
 
     # -- the API -----------------------------------------------------------------------------

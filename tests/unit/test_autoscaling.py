@@ -91,20 +91,6 @@ def test_what_the_hpas_status_says() -> None:
     assert scale.problem == "ScalingActive: unable to get metrics for resource cpu"
 
 
-def test_the_owner_index_files_hpas_by_artifact_and_forgets_them() -> None:
-    from artifact_operator.controller.autoscalers import OwnerIndex
-
-    index = OwnerIndex()
-    hpa = {"metadata": {"name": "web-api", "labels": {"workload.dev/artifact": "web"}}}
-    assert index.note("team-a", "web-api", hpa) == ("team-a", "web")
-    assert index[("team-a", "web")] == [hpa] and len(index) == 1
-    relabelled = {"metadata": {"name": "web-api", "labels": {"workload.dev/artifact": "shop"}}}
-    assert index.note("team-a", "web-api", relabelled) == ("team-a", "shop")
-    assert ("team-a", "web") not in index
-    assert index.note("team-a", "web-api", None) == ("team-a", "shop")
-    assert len(index) == 0
-
-
 def test_status_reports_the_hpa_and_counts_its_replicas() -> None:
     from artifact_operator.api.status import ArtifactStatus
     from artifact_operator.logic.status import Observed, compute_status

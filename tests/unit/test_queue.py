@@ -97,6 +97,34 @@ async def test_enqueues_before_the_run_starts_coalesce_into_one_run() -> None:
     assert worker.runs[A] == 1
 
 
+async def test_a_burst_of_soon_triggers_runs_once_after_the_delay() -> None:
+    """A child's burst of events (our write's echo, each status step) wakes its artifact
+    once, after the window, not once per event."""
+    worker = Worker()
+    queue = queue_for(worker)
+    for _ in range(5):
+        queue.enqueue_soon(A, 0.05)
+    await asyncio.sleep(0.01)
+    assert worker.runs[A] == 0
+    await until(lambda: worker.runs[A] == 1)
+    await until_idle(queue)
+    queue.enqueue_soon(A, 0.01)  # a later burst: one more run
+    await until(lambda: worker.runs[A] == 2)
+    await until_idle(queue)
+    assert worker.runs[A] == 2
+
+
+async def test_soon_triggers_are_dropped_by_an_inactive_queue_and_by_deactivate() -> None:
+    worker = Worker()
+    queue = queue_for(worker, active=False)
+    queue.enqueue_soon(A, 0.01)
+    queue.activate([])
+    queue.enqueue_soon(B, 0.01)
+    queue.deactivate()
+    await asyncio.sleep(0.05)
+    assert worker.runs == Counter()
+
+
 async def test_a_key_never_runs_twice_at_once() -> None:
     worker = Worker()
     queue = queue_for(worker, concurrency=8)

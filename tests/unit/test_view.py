@@ -1,14 +1,13 @@
-"""ClusterView: kopf's child indexes (plain dicts here, keyed as controller/handlers.py keys
-them), the Artifacts as last seen, and our own writes laid over both until the watch catches
-up."""
+"""ClusterView: the child indexes (plain dicts here, keyed by `view.child_keys` as the
+watches key them), the Artifacts as last seen, and our own writes laid over both until the
+watch catches up."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from artifact_operator.api import naming
-from artifact_operator.controller.handlers import _child_index
-from artifact_operator.controller.view import ClusterView, slim
+from artifact_operator.controller.view import ClusterView, child_keys, slim
 
 Obj = dict[str, Any]
 NS = "team-a"
@@ -36,7 +35,7 @@ def cache_claim(name: str, rv: int) -> Obj:
 
 
 class Indexes:
-    """kopf's indexes as plain dicts: kind -> key -> [bodies], filled by `_child_index`."""
+    """The watches' indexes as plain dicts: kind -> key -> [bodies], keyed by `child_keys`."""
 
     def __init__(self) -> None:
         self.by_kind: dict[str, dict[Any, list[Obj]]] = {
@@ -46,9 +45,8 @@ class Indexes:
         """The watch delivers `objs` (replacing what it showed of the same objects)."""
         for obj in objs:
             self.hide(obj)
-            meta = obj["metadata"]
-            for key, value in _child_index(obj, meta["namespace"], meta["labels"]).items():
-                self.by_kind[obj["kind"]].setdefault(key, []).append(value)
+            for key in child_keys(obj):
+                self.by_kind[obj["kind"]].setdefault(key, []).append(slim(obj))
 
     def hide(self, obj: Obj) -> None:
         """The watch delivers the deletion of `obj`."""
@@ -242,3 +240,54 @@ def test_claim_is_looked_up_by_name_with_our_writes_over_the_index() -> None:
 
     view.note_deleted(cache_claim(name, 7))
     assert view.claim(NS, name) is None, "our deletion hides it while the index shows it"
+
+
+def artifact_reading(name: str, rv: int, *secrets: str, namespace: str = NS) -> Obj:
+    env = [{"name": f"E{i}", "source": "dr-credential", "drCredentialId": s, "key": "k"}
+           for i, s in enumerate(secrets)]
+    return {"apiVersion": "workload.dev/v1alpha1", "kind": "Artifact",
+            "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}",
+                         "resourceVersion": str(rv)},
+            "spec": {"containerGroups": [{"name": "api", "containers": [
+                {"name": "app", "imageUri": "x", "environmentVars": env}]}]}}
+
+
+def test_the_readers_of_a_secret_follow_the_artifacts_specs() -> None:
+    view = ClusterView()
+    view.note_artifact(artifact_reading("web", 1, "db", "cache"))
+    view.note_artifact(artifact_reading("api", 2, "db"))
+    view.note_artifact(artifact_reading("other", 3, "db", namespace="team-b"))
+    assert view.secret_readers(NS, "db") == {KEY, (NS, "api")}
+    assert view.secret_readers(NS, "cache") == {KEY}
+    assert view.secret_readers("team-b", "db") == {("team-b", "other")}
+    view.note_artifact(artifact_reading("web", 4, "cache"))  # no longer reads db
+    assert view.secret_readers(NS, "db") == {(NS, "api")}
+    view.forget_artifact((NS, "api"))
+    assert view.secret_readers(NS, "db") == set()
+    assert view.secret_readers(NS, "nothing") == set()
+
+
+def test_a_secret_change_costs_its_readers_not_every_artifact(
+        monkeypatch: Any) -> None:
+    """Each opted-in Secret of the initial listing asks for its readers: with a scan of every
+    artifact's spec, S Secrets and N artifacts cost S x N spec walks."""
+    from artifact_operator.controller import view as view_module
+    walks = 0
+    original = view_module.referenced_secrets
+
+    def counted(spec: Any) -> set[str]:
+        nonlocal walks
+        walks += 1
+        return original(spec)
+
+    monkeypatch.setattr(view_module, "referenced_secrets", counted)
+    view = ClusterView()
+    n = 500
+    for i in range(n):
+        view.note_artifact(artifact_reading(f"a{i}", 1, f"s{i}"))
+    for i in range(n):
+        view.note_artifact({**artifact_reading(f"a{i}", 2, f"s{i}"),
+                            "status": {"phase": "Ready"}})  # a status write: same spec
+    for i in range(n):
+        assert view.secret_readers(NS, f"s{i}") == {(NS, f"a{i}")}
+    assert walks == n, "the spec is walked once per change of it, not per Secret or event"

@@ -16,16 +16,19 @@ import kopf
 
 from artifact_operator.api import naming
 from artifact_operator.app.observability import Health
-from artifact_operator.controller.autoscalers import KIND as KIND_HPA
-from artifact_operator.controller.autoscalers import (
-    OwnerIndex,
-    autoscaler_watch,
-    served_version,
-)
+from artifact_operator.controller.autoscalers import served_version
 from artifact_operator.controller.builds import Builds, resolve_engine
 from artifact_operator.controller.handlers import configure_kopf
 from artifact_operator.controller.reconcile import Reconciler
-from artifact_operator.controller.view import ClusterView, slim_secret
+from artifact_operator.controller.view import (
+    CHILD_KINDS,
+    MANAGED_SELECTOR,
+    ClusterView,
+    Obj,
+    child_keys,
+    slim,
+    slim_secret,
+)
 from artifact_operator.kube.client import Kube
 from artifact_operator.kube.events import EventRecorder
 from artifact_operator.kube.watch import ListWatch
@@ -66,32 +69,45 @@ class Context:
     reconciler: Reconciler | None = None
     admission: webhook.Admission | None = None
     _resync: asyncio.Task[None] | None = field(default=None, repr=False)
-    _credentials: asyncio.Task[None] | None = field(default=None, repr=False)
+    _watches: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
+    _watch_kube: Kube | None = field(default=None, repr=False)
     _builds: asyncio.Task[None] | None = field(default=None, repr=False)
-    _autoscalers: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def start(self, memo: Any, settings: kopf.OperatorSettings) -> None:
         configure_kopf(settings)
         client_login = self.config.settings.client_login
         self.kube = kube = await Kube.connect(client_login=client_login)
         view = ClusterView()
-        # The HPAs' API version is the server's: its list-watch is ours, not kopf's.
+        # The HPAs are watched in the API version the server serves (v2, or v2beta2 before
+        # 1.23), and rendered in it: asked once, here.
         ours = self.config.settings
         if ours.hpa_api_version is None:
             ours = ours.model_copy(update={"hpa_api_version": await served_version(kube)})
-        autoscalers = OwnerIndex()
-        view.bind({KIND_HPA: autoscalers})
-        # The users' Secrets that opt in to artifacts: kopf's one Secret watch is for our own
-        # children (managed-by), so these get a watch of their own, by their label.
+        assert ours.hpa_api_version is not None
+        kinds = (*CHILD_KINDS, (ours.hpa_api_version, "HorizontalPodAutoscaler"))
+        # The watches hold their connections for as long as they run: a client of their own,
+        # so they never take the reconciles' connections (kube/client.py CONNECTIONS).
+        scopes = len(self.namespaces) or 1
+        self._watch_kube = watch_kube = await Kube.connect(
+            connections=(len(kinds) + 1) * scopes, client_login=client_login)
+        # The users' Secrets that opt in to artifacts, by their label.
         credentials = ListWatch(
-            kube, "v1", "Secret", f"{naming.LABEL_USABLE}=true", self.namespaces or None,
+            watch_kube, "v1", "Secret", f"{naming.LABEL_USABLE}=true", self.namespaces or None,
             slim_secret, lambda namespace, name: self._secret_changed(namespace, name))
+        # Our children, by the label managed-by, indexed as the view reads them.
+        children = [
+            ListWatch(watch_kube, api_version, kind, MANAGED_SELECTOR, self.namespaces or None,
+                      slim, lambda namespace, name: None, index=child_keys,
+                      observe=self._child_changed)
+            for api_version, kind in kinds]
+        view.bind({watch.kind: watch.by_key for watch in children})
         # With leader election the replica starts as a standby; run.py activates it.
         self.reconciler = Reconciler(
             kube, ours, view, EventRecorder(kube, self.config.settings.events),
-            self.legacy, credentials=credentials, lease_namespace=self.lease_namespace,
-            active=not self.leader_election)
+            self.legacy, credentials=credentials, children=children,
+            lease_namespace=self.lease_namespace, active=not self.leader_election)
         memo.reconciler = self.reconciler
+        loop = asyncio.get_running_loop()
         # The build engine is chosen once, at start: installing Shipwright later takes a
         # restart of the operator to switch to it.
         engine = await resolve_engine(kube, self.config.settings.build_engine)
@@ -99,15 +115,9 @@ class Context:
         builds = Builds(kube, self.config.settings, self.reconciler.events, engine,
                         self.namespaces or None, self.reconciler.enqueue)
         self.reconciler.builds = builds
-        self._builds = asyncio.get_running_loop().create_task(builds.run())
-        self._credentials = asyncio.get_running_loop().create_task(credentials.run())
-        assert ours.hpa_api_version is not None
-        self.reconciler.autoscalers = hpa_watch = autoscaler_watch(
-            kube, ours.hpa_api_version, self.namespaces or None, autoscalers,
-            self.reconciler.enqueue)
-        self._autoscalers = asyncio.get_running_loop().create_task(hpa_watch.run())
-        self._resync = asyncio.get_running_loop().create_task(
-            self.reconciler.resync_forever())
+        self._builds = loop.create_task(builds.run())
+        self._watches = [loop.create_task(watch.run()) for watch in [credentials, *children]]
+        self._resync = loop.create_task(self.reconciler.resync_forever())
         if self.webhooks:
             webhook.serve(settings, self.config.webhook)
             # Its own client: access reviews must not wait behind a burst of reconciles.
@@ -118,16 +128,19 @@ class Context:
             self.health.readiness_checks["webhook"] = webhook.listening(
                 self.config.webhook.webhook_host, self.config.webhook.webhook_port)
 
+    def _child_changed(self, old: Obj | None, new: Obj | None) -> None:
+        if self.reconciler is not None:
+            self.reconciler.child_changed(old, new)
+
     def _secret_changed(self, namespace: str, name: str) -> None:
         if self.reconciler is not None:
             self.reconciler.secret_changed(namespace, name)
 
     async def close(self) -> None:
-        if self._credentials is not None:
-            self._credentials.cancel()
-        for task in (self._builds, self._autoscalers):
-            if task is not None:
-                task.cancel()
+        for task in self._watches:
+            task.cancel()
+        if self._builds is not None:
+            self._builds.cancel()
         if self._resync is not None:
             self._resync.cancel()
         if self.reconciler is not None:
@@ -135,5 +148,7 @@ class Context:
             await self.reconciler.events.drain()
         if self.kube is not None:
             await self.kube.close()
+        if self._watch_kube is not None:
+            await self._watch_kube.close()
         if self.admission is not None:
             await self.admission.kube.close()

@@ -1,5 +1,8 @@
-"""kopf wiring of the controller. Handlers only route events to the reconciler and the shared
-caches; they hold no business logic. Objects are built in app/context.py, not here.
+"""kopf wiring of the controller: the Artifacts and the ArtifactApprovals. Handlers only route
+events to the reconciler; they hold no business logic. Objects are built in app/context.py,
+not here. Our children are not watched through kopf but by our own lean watches
+(kube/watch.py, wired in app/context.py): kopf's per-event machinery cost about half of the
+operator's CPU for the ~5 events each artifact's children produce (docs/benchmarks.md).
 
 Only level-based kopf features are used (`on.event`, `index`), so kopf itself writes
 nothing to Artifacts: no finalizer, no progress or diff-base annotations.
@@ -17,8 +20,6 @@ from artifact_operator.api.models import API_GROUP, API_VERSION, PLURAL
 from artifact_operator.controller.reconcile import Reconciler
 from artifact_operator.controller.view import slim
 
-MANAGED = {naming.LABEL_MANAGED_BY: naming.MANAGER}
-
 
 class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
     """kopf builds a diff base of every event (a deep copy of the whole body, managedFields
@@ -33,11 +34,6 @@ class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
-    # Watch only what we manage: the API server filters children by label.
-    for resource in (("apps", "v1", "deployments"), ("v1", "services"),
-                     ("v1", "persistentvolumeclaims"), ("v1", "secrets")):
-        settings.watching.label_selectors[resource] = \
-            f"{naming.LABEL_MANAGED_BY}={naming.MANAGER}"
     # Our handlers are level-based and keep no state in objects; keep kopf's storage (unused
     # by on.event/index) under our own prefix all the same, so nothing lands under kopf's.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=naming.PREFIX)
@@ -61,46 +57,6 @@ def reconciler_of(memo: Any) -> Reconciler:
     return reconciler
 
 
-def _owner_key(namespace: str | None, labels: Any) -> tuple[str, str] | None:
-    artifact = labels.get(naming.LABEL_ARTIFACT)
-    return (namespace, artifact) if namespace and artifact else None
-
-
-def _child_index(body: Any, namespace: str | None, labels: Any) -> dict[Any, Any]:
-    out: dict[Any, Any] = {}
-    key = _owner_key(namespace, labels)
-    if key is not None:
-        out[key] = slim(body)
-    if body.get("kind") == "PersistentVolumeClaim" and naming.LABEL_CACHE in labels:
-        out[("claim", namespace, body["metadata"]["name"])] = slim(body)
-    if body.get("kind") == "Deployment" and naming.LABEL_CACHE in labels:
-        # The users of a shared cache claim, by its hash.
-        out[("cache", namespace, labels[naming.LABEL_CACHE])] = slim(body)
-    return out
-
-
-# One index per child kind, keyed by (namespace, artifact). kopf fills every index before
-# any handler runs, which is what makes a restart write nothing.
-@kopf.index("apps", "v1", "deployments", labels=MANAGED)
-async def deployments(body: Any, namespace: str | None, labels: Any, **_: Any) -> Any:
-    return _child_index(body, namespace, labels)
-
-
-@kopf.index("v1", "services", labels=MANAGED)
-async def services(body: Any, namespace: str | None, labels: Any, **_: Any) -> Any:
-    return _child_index(body, namespace, labels)
-
-
-@kopf.index("v1", "persistentvolumeclaims", labels=MANAGED)
-async def claims(body: Any, namespace: str | None, labels: Any, **_: Any) -> Any:
-    return _child_index(body, namespace, labels)
-
-
-@kopf.index("v1", "secrets", labels=MANAGED)
-async def secrets(body: Any, namespace: str | None, labels: Any, **_: Any) -> Any:
-    return _child_index(body, namespace, labels)
-
-
 def _approval_key(body: Any, namespace: str | None) -> tuple[str, str] | None:
     artifact = (body.get("spec") or {}).get("artifact") or {}
     name = artifact.get("name") if isinstance(artifact, dict) else None
@@ -117,11 +73,8 @@ async def approvals(body: Any, namespace: str | None, **_: Any) -> Any:
 
 def _bind(memo: Any, kwargs: dict[str, Any]) -> Reconciler:
     reconciler = reconciler_of(memo)
-    if "Deployment" not in reconciler.view.indexes:  # kopf hands its indexes only to handlers
-        reconciler.view.bind({
-            "Deployment": kwargs["deployments"], "Service": kwargs["services"],
-            "PersistentVolumeClaim": kwargs["claims"], "Secret": kwargs["secrets"],
-        }, approvals=kwargs["approvals"])
+    if reconciler.view.approval_index is None:  # kopf hands its indexes only to handlers
+        reconciler.view.bind({}, approvals=kwargs["approvals"])
     return reconciler
 
 
@@ -136,43 +89,6 @@ async def artifact_event(type: str, body: Any, namespace: str | None, name: str,
     else:
         reconciler.view.note_artifact(body)
     reconciler.enqueue((namespace, name))
-
-
-async def _child_event(body: Any, namespace: str | None, labels: Any, memo: Any,
-                       kwargs: dict[str, Any]) -> None:
-    reconciler = _bind(memo, kwargs)
-    key = _owner_key(namespace, labels)
-    if key is not None and key in reconciler.view.artifacts:
-        reconciler.enqueue(key)
-
-
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-async def deployment_event(type: str, body: Any, namespace: str | None, labels: Any, memo: Any,
-                           **kwargs: Any) -> None:
-    await _child_event(body, namespace, labels, memo, kwargs)
-    if type == "DELETED" and namespace and naming.LABEL_CACHE in labels:
-        reconciler_of(memo).caches.apply_retention(
-            namespace, naming.cache_claim_of_hash(labels[naming.LABEL_CACHE]))
-
-
-@kopf.on.event("v1", "services", labels=MANAGED)
-async def service_event(body: Any, namespace: str | None, labels: Any, memo: Any,
-                        **kwargs: Any) -> None:
-    await _child_event(body, namespace, labels, memo, kwargs)
-
-
-@kopf.on.event("v1", "persistentvolumeclaims", labels=MANAGED)
-async def claim_event(body: Any, namespace: str | None, name: str, labels: Any, memo: Any,
-                      **kwargs: Any) -> None:
-    await _child_event(body, namespace, labels, memo, kwargs)
-    if namespace and naming.LABEL_CACHE in labels:
-        reconciler_of(memo).caches.claim_changed(namespace, name)
-
-
-@kopf.on.event("v1", "secrets", labels=MANAGED)
-async def secret_event(body: Any, namespace: str | None, labels: Any, memo: Any,
-                       **kwargs: Any) -> None:
-    await _child_event(body, namespace, labels, memo, kwargs)
 
 
 @kopf.on.event(API_GROUP, API_VERSION, APPROVAL_PLURAL)

@@ -52,6 +52,7 @@ class WorkQueue:
         self._work: dict[Key, _Work] = {}
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._soon: dict[Key, asyncio.TimerHandle] = {}
 
     def enqueue(self, key: Key) -> None:
         if not self.active:
@@ -64,6 +65,18 @@ class WorkQueue:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def enqueue_soon(self, key: Key, delay: float) -> None:
+        """`enqueue(key)` after `delay`, once for all the triggers that arrive meanwhile. A
+        child's events come in bursts (the echo of our write, then each status step of its
+        controller): one run after the burst does what one run per event would."""
+        if not self.active or key in self._soon:
+            return
+        self._soon[key] = asyncio.get_running_loop().call_later(delay, self._enqueue_now, key)
+
+    def _enqueue_now(self, key: Key) -> None:
+        self._soon.pop(key, None)
+        self.enqueue(key)
+
     def enqueue_all(self, keys: Iterable[Key]) -> None:
         for key in list(keys):
             self.enqueue(key)
@@ -75,6 +88,9 @@ class WorkQueue:
     def deactivate(self) -> None:
         """Stop at once: no new work, and the running work is cancelled."""
         self.active = False
+        for timer in self._soon.values():
+            timer.cancel()
+        self._soon.clear()
         for task in list(self._tasks):
             task.cancel()
 

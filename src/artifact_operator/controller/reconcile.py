@@ -1,6 +1,6 @@
 """One level-based reconcile of one Artifact: validate, render, apply, prune, compute status.
 
-The reconcile reads the cluster from `ClusterView` (kopf's indexes plus our own latest writes),
+The reconcile reads the cluster from `ClusterView` (our watches' indexes plus our own writes),
 never by listing, and writes only what differs: children through `Applier` (only when the live
 object lacks a rendered field), status only when it changed. A restart or resync over
 unchanged artifacts therefore makes no writes. `WorkQueue` decides when it runs.
@@ -12,11 +12,12 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
 from artifact_operator import metrics
+from artifact_operator.api import naming
 from artifact_operator.api.artifact import Artifact
 from artifact_operator.api.status import ArtifactStatus, Phase, Reason
 from artifact_operator.api.validation import InvalidArtifact, parse
@@ -27,17 +28,14 @@ from artifact_operator.controller.pods import PodReader
 from artifact_operator.controller.queue import WorkQueue
 from artifact_operator.controller.secrets import CredentialFacts
 from artifact_operator.controller.versions import Versions
-from artifact_operator.controller.view import ClusterView, Key, Obj, Ref
+from artifact_operator.controller.view import ClusterView, Key, Obj, Ref, owner_key
 from artifact_operator.kube.client import CONNECTIONS, ApiError, Kube
 from artifact_operator.kube.events import EventRecorder, now
 from artifact_operator.kube.watch import ListWatch
 from artifact_operator.logic.approval import LegacyApprover, decide
 from artifact_operator.logic.builds import needs_build
 from artifact_operator.logic.claims import caches_mounted
-from artifact_operator.logic.credentials import (
-    SecretFacts,
-    referenced_secrets,
-)
+from artifact_operator.logic.credentials import SecretFacts
 from artifact_operator.logic.legacy import hold_changed_legacy
 from artifact_operator.logic.lock import lock_state
 from artifact_operator.logic.render import Rendered, render
@@ -56,6 +54,10 @@ log = logging.getLogger(__name__)
 
 # Artifact versions whose validation and rendering are kept (see Reconciler._render).
 RENDER_CACHE = 64
+# A child's events within this window wake its artifact once (WorkQueue.enqueue_soon): the
+# batch window kopf applied to them when it watched the children. Without it, creation ran
+# ~1.3x slower (one reconcile per status step of each Deployment; docs/benchmarks.md).
+CHILD_BATCH_SECONDS = 0.1
 
 
 class Outcome(StrEnum):
@@ -77,16 +79,17 @@ class ArtifactGone(Exception):
 class Reconciler:
     def __init__(self, kube: Kube, settings: Settings, view: ClusterView,
                  events: EventRecorder, legacy: LegacyApprover, *,
-                 credentials: ListWatch | None = None, lease_namespace: str = "default",
-                 concurrency: int = CONNECTIONS, active: bool = True) -> None:
+                 credentials: ListWatch | None = None, children: Sequence[ListWatch] = (),
+                 lease_namespace: str = "default", concurrency: int = CONNECTIONS,
+                 active: bool = True) -> None:
         self.kube = kube
+        # The watches of our children (view.CHILD_KINDS); a reconcile waits for their lists.
+        self.children = list(children)
         # Image builds (controller/builds.py): set by the composition root once it knows
         # the engine; None: containers waiting for a build stay ImageNotBuilt.
         self.builds: Builds | None = None
         # The Secrets that opt in to artifacts (logic/credentials.py), watched by label.
         self.credentials = credentials
-        # Our HorizontalPodAutoscalers (controller/autoscalers.py), when the app watches them.
-        self.autoscalers: ListWatch | None = None
         self.secrets = CredentialFacts(kube, credentials)
         self.settings = settings
         self.view = view
@@ -108,11 +111,29 @@ class Reconciler:
     def enqueue(self, key: Key) -> None:
         self.queue.enqueue(key)
 
+    def child_changed(self, old: Obj | None, new: Obj | None) -> None:
+        """One of our children appeared, changed or went (slim bodies, from its watch)."""
+        body = new if new is not None else old
+        if body is None:
+            return
+        meta = body["metadata"]
+        namespace, labels = meta.get("namespace"), meta.get("labels") or {}
+        key = owner_key(namespace, labels)
+        if key is not None and key in self.view.artifacts:
+            self.queue.enqueue_soon(key, CHILD_BATCH_SECONDS)
+        if not namespace or naming.LABEL_CACHE not in labels:
+            return
+        if body.get("kind") == "Deployment" and new is None:
+            # A user of a shared cache claim went: the claim may have no users left.
+            self.caches.apply_retention(namespace,
+                                        naming.cache_claim_of_hash(labels[naming.LABEL_CACHE]))
+        elif body.get("kind") == "PersistentVolumeClaim":
+            self.caches.claim_changed(namespace, str(meta["name"]))
+
     def secret_changed(self, namespace: str, name: str) -> None:
         """An opted-in Secret appeared, changed or went: reconcile the artifacts that read it."""
-        for key, body in list(self.view.artifacts.items()):
-            if key[0] == namespace and name in referenced_secrets(body.get("spec")):
-                self.queue.enqueue(key)
+        for key in self.view.secret_readers(namespace, name):
+            self.queue.enqueue(key)
 
     def enqueue_all(self) -> None:
         self.queue.enqueue_all(self.view.artifacts)
@@ -174,10 +195,12 @@ class Reconciler:
             return Outcome.gone
 
     async def _reconcile(self, key: Key) -> Outcome:
-        for watch in (self.credentials, self.autoscalers):
-            # Like kopf's indexes: never judge before the watch has listed everything.
-            if watch is not None:
-                await watch.synced.wait()
+        # Never judge a child or a Secret before its watch has listed them all: a child not
+        # yet seen would be created again, and a restart must write nothing.
+        for watch in self.children:
+            await watch.synced.wait()
+        if self.credentials is not None:
+            await self.credentials.synced.wait()
         body = self.view.artifacts.get(key)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return Outcome.gone

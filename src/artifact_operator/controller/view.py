@@ -1,11 +1,12 @@
-"""The operator's picture of the cluster: kopf's indexes of our children, the Artifacts as last
+"""The operator's picture of the cluster: the indexes of our children, the Artifacts as last
 seen, and our own writes laid over both until the watches catch up.
 
-Children come from kopf indexes (keyed by (namespace, artifact)), which kopf fills completely
-before any handler runs: after a restart the first reconcile already sees every existing child
-and re-creates nothing. Our own writes are overlaid until the watch delivers them, so the echo
-of a write we just made is not mistaken for drift, and a write is never repeated because the
-watch lags.
+Children come from our own watches of each child kind (kube/watch.py), indexed by
+`child_keys` ((namespace, artifact) and a few others); a reconcile waits until every one has
+listed (Reconciler.reconcile): after a restart the first reconcile already sees every
+existing child and re-creates nothing. Our own writes are overlaid until the watch delivers
+them, so the echo of a write we just made is not mistaken for drift, and a write is never
+repeated because the watch lags.
 """
 
 from __future__ import annotations
@@ -14,10 +15,41 @@ from collections.abc import Mapping
 from typing import Any
 
 from artifact_operator.api import naming
+from artifact_operator.logic.credentials import referenced_secrets
 
 Key = tuple[str, str]  # (namespace, artifact name)
 Obj = dict[str, Any]
 Ref = tuple[str, str]  # (kind, name)
+
+# The kinds of our children, (apiVersion, kind): each is watched by the label managed-by.
+CHILD_KINDS = (("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "PersistentVolumeClaim"),
+               ("v1", "Secret"))
+MANAGED_SELECTOR = f"{naming.LABEL_MANAGED_BY}={naming.MANAGER}"
+
+
+def owner_key(namespace: str | None, labels: Mapping[str, Any]) -> Key | None:
+    """The artifact a child belongs to, by its label."""
+    artifact = labels.get(naming.LABEL_ARTIFACT)
+    return (namespace, str(artifact)) if namespace and artifact else None
+
+
+def child_keys(body: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """The keys a child is found by in its kind's index: (namespace, artifact) of its owner;
+    a shared cache claim also ("claim", namespace, name), and a Deployment that mounts one
+    ("cache", namespace, hash of the claim), for the claim's users."""
+    meta = body.get("metadata") or {}
+    namespace = meta.get("namespace")
+    labels = meta.get("labels") or {}
+    out: list[tuple[str, ...]] = []
+    key = owner_key(namespace, labels)
+    if key is not None:
+        out.append(key)
+    if namespace and naming.LABEL_CACHE in labels:
+        if body.get("kind") == "PersistentVolumeClaim":
+            out.append(("claim", namespace, str(meta.get("name"))))
+        elif body.get("kind") == "Deployment":
+            out.append(("cache", namespace, str(labels[naming.LABEL_CACHE])))
+    return out
 
 
 def slim(body: Mapping[str, Any]) -> Obj:
@@ -62,7 +94,7 @@ class ClusterView:
 
     def __init__(self) -> None:
         self.artifacts: dict[Key, Obj] = {}
-        # kind -> index (kopf.Index: (namespace, artifact) and other keys -> bodies)
+        # kind -> index (child_keys -> the bodies under that key; see kube/watch.KeyIndex)
         self.indexes: dict[str, Mapping[Any, Any]] = {}
         # ArtifactApprovals by (namespace, artifact they name): kept apart from the children,
         # which the operator applies and prunes; approvals it only reads.
@@ -71,6 +103,11 @@ class ClusterView:
         # The same writes by owning artifact, so a reconcile looks only at its own.
         self._written_by_owner: dict[Key, set[Ref]] = {}
         self._writer_owner: dict[tuple[str, str, str], Key] = {}
+        # The artifacts that read each credential Secret, (namespace, secret) -> keys: a
+        # Secret's change wakes its readers without scanning every artifact (which made the
+        # initial listing of S opted-in Secrets cost S x N).
+        self._readers: dict[Key, set[Key]] = {}
+        self._reads: dict[Key, frozenset[str]] = {}
 
     def bind(self, indexes: Mapping[str, Any], approvals: Mapping[Any, Any] | None = None
              ) -> None:
@@ -92,13 +129,38 @@ class ClusterView:
         if current is not None and _rv(body) < _rv(current) and \
                 current["metadata"].get("uid") == meta.get("uid"):
             return  # an older event overtaken by our own status write
-        self.artifacts[key] = slim(body)
+        new = self.artifacts[key] = slim(body)
+        if current is None or current.get("spec") != new.get("spec"):
+            self._index_reads(key, frozenset(referenced_secrets(new.get("spec"))))
 
     def forget_artifact(self, key: Key, uid: str | None = None) -> None:
         """With `uid`: only that incarnation (one re-created meanwhile stays)."""
         current = self.artifacts.get(key)
         if current is not None and (uid is None or current["metadata"].get("uid") == uid):
             del self.artifacts[key]
+            self._index_reads(key, frozenset())
+
+    def secret_readers(self, namespace: str, secret: str) -> set[Key]:
+        """The artifacts whose spec references this credential Secret."""
+        return set(self._readers.get((namespace, secret), ()))
+
+    def _index_reads(self, key: Key, secrets: frozenset[str]) -> None:
+        old = self._reads.get(key, frozenset())
+        if old == secrets:
+            return
+        namespace = key[0]
+        for secret in old - secrets:
+            readers = self._readers.get((namespace, secret))
+            if readers is not None:
+                readers.discard(key)
+                if not readers:
+                    del self._readers[(namespace, secret)]
+        for secret in secrets - old:
+            self._readers.setdefault((namespace, secret), set()).add(key)
+        if secrets:
+            self._reads[key] = secrets
+        else:
+            self._reads.pop(key, None)
 
     def note_written(self, obj: Mapping[str, Any]) -> None:
         self._note(obj, slim(obj))

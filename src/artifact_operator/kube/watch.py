@@ -1,17 +1,22 @@
-"""A list-then-watch of one kind by label selector, for what kopf cannot watch for us.
+"""A lean list-then-watch of one kind by label selector (an informer).
 
-kopf opens one watch per resource with one label selector; Secrets are watched by kopf for
-our own children (managed-by), so the users' Secrets that opt in to artifacts (another label)
-need a watch of their own. This keeps a dict of slim objects per (namespace, name), relists
+It keeps only a slim copy of each object (the caller's `slim`) per (namespace, name), relists
 after a 410 or an error (with backoff), and calls `changed(namespace, name)` for each object
-that appears, changes or goes. `synced` is set once every namespace has been listed.
+that appears, changes or goes (and `observe(old, new)` with the slim objects, where given).
+`synced` is set once every namespace has been listed. With `index`, the objects are also kept
+by the keys `index(obj)` gives, and `by_key` reads them as lists, as kopf's indexes do.
+
+The operator's children are watched so, not through kopf: kopf's per-event machinery (a
+memory, a worker, cause detection, handler invocation and an index toggle per object) was
+about half of the operator's CPU, and its per-object state most of the memory beyond the
+baseline (docs/benchmarks.md). The users' Secrets that opt in to artifacts are watched so too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any
 
 from artifact_operator.kube.client import ApiError, Kube
@@ -19,12 +24,34 @@ from artifact_operator.kube.client import ApiError, Kube
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
+Ref = tuple[str, str]  # (namespace, name)
+
+
+class KeyIndex(Mapping[Hashable, list[Obj]]):
+    """The objects by index key, each read as a list (the interface of a kopf index)."""
+
+    def __init__(self, by_key: dict[Hashable, dict[Ref, Obj]]) -> None:
+        self._by_key = by_key
+
+    def __getitem__(self, key: Hashable) -> list[Obj]:
+        return list(self._by_key[key].values())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._by_key
+
+    def __iter__(self) -> Iterator[Hashable]:
+        return iter(self._by_key)
+
+    def __len__(self) -> int:
+        return len(self._by_key)
 
 
 class ListWatch:
     def __init__(self, kube: Kube, api_version: str, kind: str, label_selector: str,
                  namespaces: list[str] | None, slim: Callable[[Mapping[str, Any]], Obj],
-                 changed: Callable[[str, str], None]) -> None:
+                 changed: Callable[[str, str], None], *,
+                 index: Callable[[Obj], Iterable[Hashable]] | None = None,
+                 observe: Callable[[Obj | None, Obj | None], None] | None = None) -> None:
         self.kube = kube
         self.api_version = api_version
         self.kind = kind
@@ -32,9 +59,13 @@ class ListWatch:
         self.namespaces: list[str | None] = list(namespaces) if namespaces else [None]
         self.slim = slim
         self.changed = changed
-        self.objects: dict[tuple[str, str], Obj] = {}
+        self.objects: dict[Ref, Obj] = {}
         self.synced = asyncio.Event()
         self._listed: set[str | None] = set()
+        self._index = index
+        self._observe = observe
+        self._by_key: dict[Hashable, dict[Ref, Obj]] = {}
+        self.by_key = KeyIndex(self._by_key)
 
     def get(self, namespace: str, name: str) -> Obj | None:
         return self.objects.get((namespace, name))
@@ -72,16 +103,16 @@ class ListWatch:
     async def _list(self, namespace: str | None) -> str:
         items, version = await self.kube.list_with_version(
             self.api_version, self.kind, namespace, self.selector)
-        fresh = {(str(o["metadata"]["namespace"]), str(o["metadata"]["name"])): self.slim(o)
+        # List items carry no kind or apiVersion; watch events do.
+        fresh = {(str(o["metadata"]["namespace"]), str(o["metadata"]["name"])):
+                 self.slim({**o, "apiVersion": self.api_version, "kind": self.kind})
                  for o in items}
         stale = {key for key in self.objects if namespace is None or key[0] == namespace}
         for key in stale - fresh.keys():
-            del self.objects[key]
-            self.changed(*key)
+            self._put(key, None)
         for key, obj in fresh.items():
             if self.objects.get(key) != obj:
-                self.objects[key] = obj
-                self.changed(*key)
+                self._put(key, obj)
         self._listed.add(namespace)
         if len(self._listed) == len(self.namespaces):
             self.synced.set()
@@ -91,7 +122,24 @@ class ListWatch:
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace")), str(meta.get("name")))
         if kind == "DELETED":
-            self.objects.pop(key, None)
+            self._put(key, None)
         else:
-            self.objects[key] = self.slim(obj)
+            self._put(key, self.slim(obj))
+
+    def _put(self, key: Ref, obj: Obj | None) -> None:
+        old = self.objects.pop(key, None)
+        if obj is not None:
+            self.objects[key] = obj
+        if self._index is not None and old is not None:
+            for ikey in self._index(old):
+                entries = self._by_key.get(ikey)
+                if entries is not None:
+                    entries.pop(key, None)
+                    if not entries:
+                        del self._by_key[ikey]
+        if self._index is not None and obj is not None:
+            for ikey in self._index(obj):
+                self._by_key.setdefault(ikey, {})[key] = obj
+        if self._observe is not None:
+            self._observe(old, obj)
         self.changed(*key)

@@ -1,0 +1,157 @@
+"""ListWatch: list, then watch from the list's resourceVersion; slim copies indexed by key;
+relist on 410 Gone; `synced` once listed; old and new bodies to `observe`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from artifact_operator.api import naming
+from artifact_operator.controller.view import MANAGED_SELECTOR, child_keys, slim
+from artifact_operator.kube.client import ApiError
+from artifact_operator.kube.watch import ListWatch
+
+Obj = dict[str, Any]
+NS = "team-a"
+
+
+def deployment(name: str, artifact: str, rv: int, cache: str | None = None) -> Obj:
+    labels = naming.labels(artifact, "api", "service")
+    if cache:
+        labels[naming.LABEL_CACHE] = cache
+    return {"metadata": {"name": name, "namespace": NS, "resourceVersion": str(rv),
+                         "labels": labels, "managedFields": [{"manager": "x"}]},
+            "spec": {"replicas": 1}}
+
+
+class FakeApi:
+    """`list_with_version` and `watch` of kube.Kube: lists are served from `items`, and each
+    watch replays `streams` in turn (an ApiError in a stream is raised, as the client does)."""
+
+    def __init__(self, items: list[Obj], streams: list[list[Any]]) -> None:
+        self.items = items
+        self.streams = streams
+        self.lists = 0
+        self.watched_from: list[str] = []
+        self.idle = asyncio.Event()
+
+    async def list_with_version(self, api_version: str, kind: str, namespace: str | None,
+                                label_selector: str) -> tuple[list[Obj], str]:
+        assert label_selector == MANAGED_SELECTOR
+        self.lists += 1
+        return [dict(o) for o in self.items], str(100 * self.lists)
+
+    async def watch(self, api_version: str, kind: str, namespace: str | None,
+                    label_selector: str, resource_version: str) -> AsyncIterator[tuple[str, Obj]]:
+        self.watched_from.append(resource_version)
+        if not self.streams:
+            self.idle.set()
+            await asyncio.Event().wait()
+        for event in self.streams.pop(0):
+            if isinstance(event, asyncio.Event):
+                await event.wait()
+            elif isinstance(event, Exception):
+                raise event
+            else:
+                yield event
+
+
+async def run_until_idle(watch: ListWatch, api: FakeApi) -> None:
+    task = asyncio.create_task(watch.run())
+    try:
+        await asyncio.wait_for(api.idle.wait(), 2)
+    finally:
+        task.cancel()
+
+
+async def test_lists_indexes_and_follows_the_watch() -> None:
+    web = deployment("web-api", "web", 1)
+    shared = deployment("db-api", "db", 2, cache="abc")
+    moved = {**deployment("web-api", "web", 5), "kind": "Deployment", "apiVersion": "apps/v1"}
+    moved["metadata"]["labels"][naming.LABEL_CACHE] = "abc"
+    gone = {**deployment("db-api", "db", 6), "kind": "Deployment", "apiVersion": "apps/v1"}
+    api = FakeApi([web, shared], [[("MODIFIED", moved), ("BOOKMARK", {
+        "metadata": {"resourceVersion": "7"}}), ("DELETED", gone)]])
+    seen: list[tuple[str | None, str | None]] = []
+    changed: list[tuple[str, str]] = []
+
+    def observe(old: Obj | None, new: Obj | None) -> None:
+        seen.append(((old or {}).get("metadata", {}).get("resourceVersion"),
+                     (new or {}).get("metadata", {}).get("resourceVersion")))
+
+    watch = ListWatch(api, "apps/v1", "Deployment", MANAGED_SELECTOR, None,  # type: ignore[arg-type]
+                      slim, lambda ns, name: changed.append((ns, name)), index=child_keys,
+                      observe=observe)
+    await run_until_idle(watch, api)
+    assert watch.synced.is_set()
+    # Listed items get their kind (a list's items carry none) and lose managedFields.
+    assert seen == [(None, "1"), (None, "2"), ("1", "5"), ("2", None)]
+    assert changed == [(NS, "web-api"), (NS, "db-api"), (NS, "web-api"), (NS, "db-api")]
+    assert api.watched_from == ["100", "6"]  # resumed after the last event
+    assert set(watch.by_key) == {(NS, "web"), ("cache", NS, "abc")}
+    [current] = watch.by_key[(NS, "web")]
+    assert current["kind"] == "Deployment" and "managedFields" not in current["metadata"]
+    assert watch.by_key[("cache", NS, "abc")] == [current]
+    assert (NS, "db") not in watch.by_key
+
+
+async def test_relists_after_410_and_drops_what_went_meanwhile() -> None:
+    web = deployment("web-api", "web", 1)
+    other = deployment("other-api", "other", 2)
+    down = asyncio.Event()
+    api = FakeApi([web, other], [[down, ApiError(410, "too old", "Expired")]])
+    watch = ListWatch(api, "apps/v1", "Deployment", MANAGED_SELECTOR, [NS],  # type: ignore[arg-type]
+                      slim, lambda ns, name: None, index=child_keys)
+    listed = asyncio.create_task(watch.run())
+    await asyncio.wait_for(watch.synced.wait(), 2)
+    api.items = [web]  # other-api is deleted, and the watch's resourceVersion expires
+    down.set()
+    try:
+        await asyncio.wait_for(api.idle.wait(), 2)
+    finally:
+        listed.cancel()
+    assert api.lists == 2
+    assert set(watch.by_key) == {(NS, "web")}
+    assert set(watch.objects) == {(NS, "web-api")}
+
+
+def test_child_events_wake_their_artifact_and_the_shared_caches() -> None:
+    """Reconciler.child_changed: what the kopf handlers of the children did before."""
+    from artifact_operator.controller.reconcile import Reconciler
+
+    enqueued: list[tuple[str, str]] = []
+    retention: list[tuple[str, str]] = []
+    claims: list[tuple[str, str]] = []
+
+    class Caches:
+        def apply_retention(self, namespace: str, claim: str) -> None:
+            retention.append((namespace, claim))
+
+        def claim_changed(self, namespace: str, claim: str) -> None:
+            claims.append((namespace, claim))
+
+    class Queue:
+        def enqueue_soon(self, key: tuple[str, str], delay: float) -> None:
+            assert delay > 0
+            enqueued.append(key)
+
+    class View:
+        artifacts = {(NS, "web"): {}}
+
+    reconciler = Reconciler.__new__(Reconciler)
+    reconciler.view, reconciler.caches, reconciler.queue = (  # type: ignore[assignment]
+        View(), Caches(), Queue())
+    web = slim({**deployment("web-api", "web", 1, cache="abc"), "kind": "Deployment"})
+    stranger = slim({**deployment("x-api", "unknown", 1), "kind": "Deployment"})
+    claim = {"kind": "PersistentVolumeClaim", "metadata": {
+        "name": "nim-cache-abc", "namespace": NS,
+        "labels": {naming.LABEL_MANAGED_BY: naming.MANAGER, naming.LABEL_CACHE: "abc"}}}
+    reconciler.child_changed(None, web)
+    reconciler.child_changed(stranger, None)  # no artifact of ours: nothing to wake
+    assert enqueued == [(NS, "web")] and retention == []
+    reconciler.child_changed(web, None)  # a user of cache abc went
+    assert retention == [(NS, naming.cache_claim_of_hash("abc"))]
+    reconciler.child_changed(None, claim)
+    reconciler.child_changed(claim, None)
+    assert claims == [(NS, "nim-cache-abc")] * 2
