@@ -418,8 +418,40 @@ exec /bin/supervise /bin/busybox httpd -f -p {NIM_PORT} -h $www
     },
 )
 
+# A stand-in for rootless BuildKit in the Job build engine (logic/builds.py): the operator's
+# Job script runs it as `buildctl-daemonless.sh build ... --opt context=URL#REVISION ...
+# --metadata-file F`. There is no registry here, so it "builds" nothing: it prints its
+# arguments (the build's log) and reports as the pushed digest `sha256:<REVISION>`, which the
+# test makes a commit id equal to an image digest that containerd holds under the output
+# repository's name (as if the push had landed there).
+BUILDER = BusyboxImage(
+    ref="localhost/artifact-e2e-builder:1",
+    config=ImageConfig(user="1000:1000", entrypoint=["/bin/sh"],
+                       env={"PATH": "/usr/local/bin:/bin"}),
+    scripts={
+        **{f"bin/{applet}": f'#!/bin/sh\nexec /bin/busybox {applet} "$@"\n'
+           for applet in ("grep", "head", "tr", "cat", "sed")},
+        "usr/local/bin/buildctl-daemonless.sh": """#!/bin/sh
+set -eu
+echo "buildctl $*"
+meta="" revision=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --metadata-file) meta="$2"; shift ;;
+    context=*) revision="${1#*#}"; revision="${revision%%:*}" ;;
+  esac
+  shift
+done
+case "$revision" in slow*) echo "building slowly"; /bin/busybox sleep 600 ;; esac
+echo "built revision $revision"
+printf '{"containerimage.digest": "sha256:%s"}' "$revision" > "$meta"
+""",
+    },
+)
+
 IMAGES: dict[str, DebianImage | BusyboxImage] = {"operator": OPERATOR, "web": WEB,
-                                                 "sample": SAMPLE, "nim": NIM}
+                                                 "sample": SAMPLE, "nim": NIM,
+                                                 "builder": BUILDER}
 
 
 # -- build, load, push ------------------------------------------------------------------------
@@ -479,6 +511,15 @@ def import_into_containerd(image: BuiltImage, socket: Path) -> None:
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise ImageBuildError(f"ctr tag {by_digest} failed: {done.stderr}")
+
+
+def tag_in_containerd(socket: Path, source: str, target: str) -> None:
+    """Name an imported image `target` too (e.g. `repo@sha256:...`), as a push to `repo`
+    followed by a pull would."""
+    done = subprocess.run(["ctr", "--address", str(socket), "-n", "k8s.io", "images", "tag",
+                           "--force", source, target], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ImageBuildError(f"ctr tag {target} failed: {done.stderr}")
 
 
 def push(image: BuiltImage, registry: str) -> str:
