@@ -64,8 +64,11 @@ def built_artifact(name: str, revision: str) -> dict[str, Any]:
                                    "periodSeconds": 1}}]}]}}
 
 
-def build_rows(e2e: E2E, namespace: str, name: str) -> list[dict[str, Any]]:
-    return list(get_artifact(e2e.cluster, namespace, name).get("status", {}).get("builds", []))
+def one_build(e2e: E2E, namespace: str, name: str) -> dict[str, Any]:
+    """The artifact's one build row; an AssertionError (wait_for polls on) until there is."""
+    rows = get_artifact(e2e.cluster, namespace, name).get("status", {}).get("builds", [])
+    assert len(rows) == 1, rows
+    return dict(rows[0])
 
 
 def plugin(e2e: E2E, *args: str) -> subprocess.CompletedProcess[str]:
@@ -86,7 +89,7 @@ def test_the_build_job_runs_on_the_node_and_its_digest_runs(
                 input=yaml.safe_dump(built_artifact("shop", digest.removeprefix("sha256:"))))
 
     def built() -> dict[str, Any]:
-        (row,) = build_rows(e2e, namespace, "shop")
+        row = one_build(e2e, namespace, "shop")
         assert row["build"]["status"] == "BUILT", row
         return row
 
@@ -123,7 +126,7 @@ def test_a_cancelled_build_stops_its_pod_and_ends_cancelled(
                 input=yaml.safe_dump(built_artifact("slow", "slow-build")))
 
     def running() -> str:
-        (row,) = build_rows(e2e, namespace, "slow")
+        row = one_build(e2e, namespace, "slow")
         assert row["build"]["status"] == "IN_PROGRESS", row
         run = str(row["build"]["artifactImageBuildId"])
         pods = e2e.cluster.core.list_namespaced_pod(
@@ -140,7 +143,7 @@ def test_a_cancelled_build_stops_its_pod_and_ends_cancelled(
     assert cancel.returncode == 0, cancel.stderr
 
     def cancelled() -> None:
-        (row,) = build_rows(e2e, namespace, "slow")
+        row = one_build(e2e, namespace, "slow")
         assert row["build"]["status"] == "CANCELLED", row
         pods = e2e.cluster.core.list_namespaced_pod(
             namespace, label_selector=f"job-name={run}").items
