@@ -142,13 +142,14 @@ def test_a_cancelled_build_stops_its_pod_and_ends_cancelled(
     cancel = plugin(e2e, "-n", namespace, "build", "cancel", run)
     assert cancel.returncode == 0, cancel.stderr
 
-    def cancelled() -> None:
+    def cancelled() -> bool:
         row = one_build(e2e, namespace, "slow")
         assert row["build"]["status"] == "CANCELLED", row
         pods = e2e.cluster.core.list_namespaced_pod(
             namespace, label_selector=f"job-name={run}").items
         assert all(p.status.phase in ("Failed", "Succeeded") or p.metadata.deletion_timestamp
                    for p in pods), [(p.metadata.name, p.status.phase) for p in pods]
+        return True
 
     wait_for(cancelled, timeout=90, interval=1, what="the build CANCELLED and its pod stopped")
     status = get_artifact(e2e.cluster, namespace, "slow")["status"]
