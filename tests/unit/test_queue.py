@@ -97,6 +97,22 @@ async def test_enqueues_before_the_run_starts_coalesce_into_one_run() -> None:
     assert worker.runs[A] == 1
 
 
+async def test_triggers_while_a_key_waits_for_a_slot_are_covered_by_the_run_it_waits_for(
+        ) -> None:
+    """Under a backlog a key's child events keep coming while it waits: one run, not two."""
+    worker = Worker()
+    worker.gate.clear()
+    queue = queue_for(worker, concurrency=1)
+    queue.enqueue(A)
+    await until(lambda: worker.running[A] == 1)
+    queue.enqueue(B)  # waits for A's slot
+    await asyncio.sleep(0.01)
+    for _ in range(5):
+        queue.enqueue(B)
+    worker.gate.set()
+    await until_idle(queue)
+    assert worker.runs == Counter({A: 1, B: 1})
+
 async def test_a_burst_of_soon_triggers_runs_once_after_the_delay() -> None:
     """A child's burst of events (our write's echo, each status step) wakes its artifact
     once, after the window, not once per event."""
@@ -354,3 +370,4 @@ async def test_forget_is_called_once_a_key_is_done_and_no_longer_known() -> None
     await until_idle(queue)
     assert worker.runs[A] == 2
     assert forgotten == [A], "once, after the last run; B is still known"
+

@@ -3,7 +3,9 @@
 Every trigger (the Artifact changed, one of its children changed, a resync, a retry) only
 marks its key dirty; one worker per key runs the work until nothing is dirty, so bursts of
 events coalesce and a key is never worked on twice at once. At most `concurrency` keys are
-worked on at the same moment (the API client's connection pool is that size).
+worked on at the same moment (the API client's connection pool is that size). The mark is
+cleared when the run gets its slot, not before it waits for one: under a backlog a key's
+child events keep coming while it waits, and each used to cost one more run after the first.
 
 A failed run is retried after 1, 2, 4 ... seconds (up to `max_backoff`); a success resets it.
 A standby replica's queue is inactive: triggers are dropped, since the leader works on every
@@ -117,8 +119,10 @@ class WorkQueue:
         log_object.set(key)
         try:
             while work.dirty:
-                work.dirty = False
                 async with self._slots:
+                    # Cleared only now: a trigger that came while the key waited for its slot
+                    # is seen by this run, which reads the view from here on.
+                    work.dirty = False
                     ok = await self._do(key)
                 if ok:
                     work.failures = 0
