@@ -28,7 +28,14 @@ from artifact_operator.controller.pods import PodReader
 from artifact_operator.controller.queue import WorkQueue
 from artifact_operator.controller.secrets import CredentialFacts
 from artifact_operator.controller.versions import Versions
-from artifact_operator.controller.view import ClusterView, Key, Obj, Ref, owner_key
+from artifact_operator.controller.view import (
+    ClusterView,
+    Key,
+    Obj,
+    Ref,
+    owner_key,
+    spec_unanswered,
+)
 from artifact_operator.kube.client import CONNECTIONS, ApiError, Kube
 from artifact_operator.kube.events import EventRecorder, now
 from artifact_operator.kube.watch import ListWatch
@@ -99,7 +106,9 @@ class Reconciler:
         self.queue = WorkQueue(self.run, concurrency=concurrency,
                                max_backoff=settings.max_backoff_seconds,
                                known=lambda key: key in view.artifacts,
-                               forget=lambda key: self._set_phase(key, None), active=active)
+                               forget=lambda key: self._set_phase(key, None),
+                               urgent=lambda key: spec_unanswered(view.artifacts.get(key)),
+                               active=active)
         self.caches = SharedCaches(kube, settings, view, events, self.queue.enqueue)
         self.applier = Applier(kube, view, events, self.caches)
         self.pods = PodReader(kube)
