@@ -5,8 +5,8 @@ it was with the same population before the churn, and a user's change was reflec
 within `LATENCY_P99_BOUND` at the 99th percentile throughout.
 
 CI runs a short variant (`ARTIFACT_CHURN_*` defaults); `make soak` runs the full one: 1000
-artifacts, 32 clients, 10 minutes. Both assert the same invariants, and both keep the clients
-to the same total rate (`OPS_PER_SECOND`).
+artifacts, 32 clients, 10 minutes, at most 10 operations a second in all (`OPS_PER_SECOND`).
+Both assert the same invariants and the same latency bound.
 """
 
 from __future__ import annotations
@@ -45,13 +45,14 @@ CLIENTS = int(os.environ.get("ARTIFACT_CHURN_CLIENTS", "16"))
 # Seconds from a change to its observedGeneration, under churn on a shared 2-core machine
 # (the API server, etcd, kube-controller-manager, the clients and the operator on it).
 LATENCY_P99_BOUND = 15.0
-# Creations, updates and deletions a second, all clients together. Unbounded, the clients
-# offer what the API server lets through (50-80 a second here), more than the operator can
-# answer on the same 2 cores at the full size: the backlog then grows for as long as the churn
-# lasts, and a latency bound means nothing. The operator's measured capacity at 1000
-# artifacts, with the machine shared, is in docs/reliability.md ("Churn"); this budget stays
-# below it. `ARTIFACT_CHURN_OPS_PER_SECOND=0` lifts it (to measure that capacity).
-OPS_PER_SECOND = float(os.environ.get("ARTIFACT_CHURN_OPS_PER_SECOND", "10"))
+# Creations, updates and deletions a second, all clients together (0: as fast as the API
+# server lets them). Unbounded at the full size, 32 clients offer 40-80 a second here, more
+# than the operator can answer on the same 2 cores: the backlog grows for as long as the churn
+# lasts, and no latency bound can hold. `make soak` keeps them to 10 a second, half the
+# operator's capacity measured at 1000 artifacts with the machine shared (docs/reliability.md,
+# "Churn"; `python -m bench.churn` measures it). The CI size is within that capacity
+# unbounded, and stays so.
+OPS_PER_SECOND = float(os.environ.get("ARTIFACT_CHURN_OPS_PER_SECOND", "0"))
 MEMORY_SLACK = 1.10
 
 
