@@ -4,7 +4,7 @@
 that every violation is reported at once) and yields `Violation`s with field paths.
 `CEL_RULES` are the same rules as `x-kubernetes-validations`, placed in the CRD by `crd.py`, for
 API servers that evaluate CEL (1.25+). Unique group and env names need no CEL: those lists are
-`x-kubernetes-list-type: map` keyed by name (models.UNIQUE_BY_NAME), which every API server
+`x-kubernetes-list-type: map` keyed by name (base.UNIQUE_BY_NAME), which every API server
 enforces. Older servers drop them; the webhook and the operator
 still enforce `check_spec` everywhere.
 """
@@ -127,7 +127,7 @@ CEL_RULES: tuple[CelRule, ...] = (
     CelRule(("spec",), "oldSelf.lifecycle != 'locked' || self == oldSelf",
             "the spec of a locked artifact cannot change (clone it into a new draft)"),
     # A structural schema cannot bound map keys (no propertyNames): the header name limit of
-    # the model (models.MAX_HEADER_NAME) is here for CEL servers, and in the model for the
+    # the model (base.MAX_HEADER_NAME) is here for CEL servers, and in the model for the
     # webhook, `validate` and the operator everywhere.
     *(CelRule((*CONTAINERS, probe, "httpHeaders"), "self.all(k, size(k) <= 256)",
               "probe header names are at most 256 characters")

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from artifact_operator.api.models import Model, StorageMode
+from artifact_operator.api.base import Model
+from artifact_operator.api.models import StorageMode
 
 
 class Reason(StrEnum):

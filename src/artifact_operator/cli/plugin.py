@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from artifact_operator.api.models import API_GROUP, API_VERSION, KIND, LABEL_VALUE
+from artifact_operator.api.base import API_GROUP, API_VERSION, KIND, LABEL_VALUE
 from artifact_operator.api.naming import LABEL_REPOSITORY
 from artifact_operator.cli.cluster import RESOURCE, Cluster, PluginError, server_error
 

@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from artifact_operator.api import naming
 from artifact_operator.api.artifact import Artifact
-from artifact_operator.api.models import (
+from artifact_operator.api.build_config import (
     CodeRef,
     DataRobotSource,
     GeneratedDockerfile,

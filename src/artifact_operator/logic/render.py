@@ -21,9 +21,9 @@ from artifact_operator.api.models import (
     ArtifactType,
     Container,
     ContainerGroup,
-    RuntimeOverride,
     StorageMode,
 )
+from artifact_operator.api.runtime import RuntimeOverride
 from artifact_operator.logic.approval import Decision, Grant
 from artifact_operator.logic.autoscaling import hpa
 from artifact_operator.logic.containers import (

@@ -14,8 +14,9 @@ from typing import Any, Literal
 
 from artifact_operator.api import naming
 from artifact_operator.api.artifact import Artifact
-from artifact_operator.api.models import ArtifactType, RuntimeOverride, StorageMode
+from artifact_operator.api.models import ArtifactType, StorageMode
 from artifact_operator.api.rules import Violation
+from artifact_operator.api.runtime import RuntimeOverride
 from artifact_operator.api.status import (
     ArtifactStatus,
     AutoscalerStatus,
