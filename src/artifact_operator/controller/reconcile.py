@@ -40,10 +40,10 @@ from artifact_operator.logic.legacy import hold_changed_legacy
 from artifact_operator.logic.lock import lock_state
 from artifact_operator.logic.render import Rendered, render
 from artifact_operator.logic.repository import repository_label_patch
+from artifact_operator.logic.rollout import deployment_settling
 from artifact_operator.logic.status import (
     Observed,
     compute_status,
-    deployment_settling,
     frozen_status,
     invalid_status,
     status_patch,
