@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from artifact_operator.api.status import BuildStatus
-from artifact_operator.logic import builds
+from artifact_operator.logic import build_objects, builds
 from artifact_operator.logic.render import render
 from artifact_operator.settings import BuildEngine, Settings
 
@@ -93,7 +93,7 @@ def test_a_datarobot_catalog_item_builds_from_its_configured_source() -> None:
     settings = SETTINGS.model_copy(update={"build_catalog_sources": {"c/v": GIT}})
     p = plan(built(datarobot), settings=settings)
     assert p.unresolved is None and p.source is not None and p.source.dump() == GIT
-    run = builds.render_buildrun(built(datarobot), p, settings, OWNER)
+    run = build_objects.render_buildrun(built(datarobot), p, settings, OWNER)
     assert run["spec"]["build"]["spec"]["source"]["git"]["url"] == GIT["git"]["url"]
     # Mapped elsewhere: another source, another build.
     moved = SETTINGS.model_copy(update={"build_catalog_sources": {"c/v": OCI}})
@@ -112,7 +112,7 @@ def test_needs_build_reads_the_raw_spec() -> None:
 def test_buildrun_embeds_the_build_spec() -> None:
     art = built()
     p = plan(art)
-    run = builds.render_buildrun(art, p, SETTINGS, OWNER)
+    run = build_objects.render_buildrun(art, p, SETTINGS, OWNER)
     assert run["apiVersion"] == "shipwright.io/v1beta1" and run["kind"] == "BuildRun"
     meta = run["metadata"]
     assert (meta["name"], meta["namespace"], meta["ownerReferences"]) == (p.run, "team-a",
@@ -132,8 +132,8 @@ def test_buildrun_embeds_the_build_spec() -> None:
 
 def test_buildrun_of_an_oci_source() -> None:
     art = built(OCI)
-    source = builds.render_buildrun(art, plan(art), SETTINGS, OWNER)["spec"]["build"]["spec"][
-        "source"]
+    run = build_objects.render_buildrun(art, plan(art), SETTINGS, OWNER)
+    source = run["spec"]["build"]["spec"]["source"]
     assert source == {"type": "OCI", "ociArtifact": {"image": OCI["oci"]["image"],
                                                      "pullSecret": "pull"}}
 
@@ -171,7 +171,7 @@ def test_a_success_without_a_digest_is_a_failure() -> None:
 def test_job_runs_rootless_buildkit_once_without_a_token() -> None:
     art = built()
     p = plan(art, BuildEngine.job)
-    job = builds.render_build_job(art, p, SETTINGS, OWNER)
+    job = build_objects.render_build_job(art, p, SETTINGS, OWNER)
     assert (job["apiVersion"], job["kind"]) == ("batch/v1", "Job")
     spec = job["spec"]
     assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 1800

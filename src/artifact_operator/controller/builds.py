@@ -33,6 +33,7 @@ from artifact_operator.controller.view import slim
 from artifact_operator.kube.client import Kube
 from artifact_operator.kube.events import EventRecorder, now
 from artifact_operator.kube.watch import ListWatch
+from artifact_operator.logic import build_objects
 from artifact_operator.logic import builds as logic
 from artifact_operator.settings import BuildEngine, Settings
 
@@ -226,8 +227,8 @@ class Builds:
 
     async def _create(self, body: Mapping[str, Any], artifact: Artifact,
                       plan: logic.BuildPlan, owner: Obj | None) -> None:
-        render = (logic.render_buildrun if self.engine == BuildEngine.shipwright
-                  else logic.render_build_job)
+        render = (build_objects.render_buildrun if self.engine == BuildEngine.shipwright
+                  else build_objects.render_build_job)
         obj = render(artifact, plan, self.settings, owner)
         created = await self.kube.create(obj, exists_ok=True)
         self._created.add((artifact.namespace, plan.run))

@@ -9,7 +9,8 @@ from typing import Any
 from artifact_operator.api.artifact import Artifact
 from artifact_operator.api.models import ArtifactType, StorageMode
 from artifact_operator.api.status import Reason, StorageStatus
-from artifact_operator.logic.render import Rendered, storage_claim_name
+from artifact_operator.logic.model_store import storage_claim_name
+from artifact_operator.logic.render import Rendered
 
 Obj = dict[str, Any]
 Live = Mapping[tuple[str, str], Obj]  # (kind, name) -> live object
