@@ -223,7 +223,8 @@ class Builds:
         created = str(run["metadata"].get("creationTimestamp") or now())
         if self.engine == BuildEngine.shipwright:
             return logic.buildrun_state(run), created
-        return logic.job_state(run, await self._termination_message(namespace, run)), created
+        message, pod_found = await self._termination_message(namespace, run)
+        return logic.job_state(run, message, pod_found), created
 
     async def _create(self, body: Mapping[str, Any], artifact: Artifact,
                       plan: logic.BuildPlan, owner: Obj | None) -> None:
@@ -240,17 +241,19 @@ class Builds:
                              f"{obj['kind']} {plan.run} builds group {plan.group} container "
                              f"{plan.container}")
 
-    async def _termination_message(self, namespace: str, job: Mapping[str, Any]) -> str | None:
-        """The digest the builder wrote, from the Job's pod; read only once the Job is
-        complete (then the status keeps the image, and this is not asked again)."""
+    async def _termination_message(self, namespace: str, job: Mapping[str, Any]
+                                   ) -> tuple[str | None, bool]:
+        """(the digest the builder wrote, from the Job's pod; whether a pod was found), read
+        only once the Job is complete (then the status keeps the image, and this is not
+        asked again)."""
         complete = any(c.get("type") == "Complete" and c.get("status") == "True"
                        for c in (job.get("status") or {}).get("conditions") or [])
         if not complete:
-            return None
+            return None, True
         name = job["metadata"]["name"]
         pods = await self.kube.list("v1", "Pod", namespace, f"job-name={name}")
         for pod in pods:
             message = logic.termination_message(pod)
             if message:
-                return message
-        return None
+                return message, True
+        return None, bool(pods)

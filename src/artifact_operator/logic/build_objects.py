@@ -24,8 +24,13 @@ Manifest = dict[str, Any]
 # Runs in the builder image: BuildKit without a daemon of its own and without privileges
 # (--oci-worker-no-process-sandbox), then the pushed digest into the termination message,
 # where the operator reads it from the pod's status. buildctl's arguments come as "$@", never
-# spliced into the script.
+# spliced into the script. A generated Dockerfile arrives in $ARTIFACT_DOCKERFILE and goes to
+# the directory BuildKit reads the Dockerfile from.
 JOB_SCRIPT = """set -eu
+if [ -n "${ARTIFACT_DOCKERFILE:-}" ]; then
+  printf '%s' "$ARTIFACT_DOCKERFILE" > /tmp/dockerfile/Dockerfile
+  set -- "$@" --local dockerfile=/tmp/dockerfile
+fi
 buildctl-daemonless.sh "$@" --metadata-file /tmp/metadata.json
 grep -o '"containerimage.digest": *"sha256:[a-f0-9]*"' /tmp/metadata.json \\
   | grep -o 'sha256:[a-f0-9]*' | head -n 1 | tr -d '\\n' > /dev/termination-log
@@ -103,6 +108,12 @@ def render_build_job(artifact: Artifact, plan: BuildPlan, settings: Settings,
     volumes: list[Manifest] = [{"name": "buildkitd", "emptyDir": {}}]
     env: list[Manifest] = [{"name": "BUILDKITD_FLAGS",
                             "value": "--oci-worker-no-process-sandbox"}]
+    if plan.generated is not None:
+        # The generated Dockerfile comes from a directory of its own, the context from git
+        # (as `docker build -f - <git url>` does).
+        mounts.append({"name": "dockerfile", "mountPath": "/tmp/dockerfile"})
+        volumes.append({"name": "dockerfile", "emptyDir": {}})
+        env.append({"name": "ARTIFACT_DOCKERFILE", "value": plan.generated})
     if settings.build_push_secret:
         mounts.append({"name": "push-secret", "mountPath": f"{home}/.docker", "readOnly": True})
         volumes.append({"name": "push-secret", "secret": {
