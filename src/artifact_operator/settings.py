@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         description="The execution-environment table of generated Dockerfiles: a JSON object "
         "mapping \"<executionEnvironmentId>/<executionEnvironmentVersionId>\" to its base "
         "image, pinned by digest (repo@sha256:...); an unmapped one is SourceUnresolved.")
+    build_namespace: str | None = Field(
+        None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63,
+        description="Namespace the builds run in (its Pod Security level may be privileged, "
+        "so that the artifacts' namespaces can stay restricted); unset: each artifact's own. "
+        "The push Secret and git clone Secrets are then read there.")
     build_timeout_seconds: int = Field(
         1800, ge=60, description="Longest a build may run before the engine stops it.")
 

@@ -12,6 +12,8 @@ from artifact_operator.api.build_config import GitSource, OciSource
 from artifact_operator.logic.builds import (
     BUILDER_CONTAINER,
     COMPONENT,
+    LABEL_ARTIFACT_NAMESPACE,
+    LABEL_ARTIFACT_UID,
     LABEL_CONTAINER,
     LABEL_GROUP,
     SHIPWRIGHT_API,
@@ -46,8 +48,12 @@ def _meta(artifact: Artifact, plan: BuildPlan, owner: Manifest | None) -> Manife
         LABEL_GROUP: plan.group,
         LABEL_CONTAINER: plan.container,
     }
-    meta: Manifest = {"name": plan.run, "namespace": artifact.namespace, "labels": labels}
-    if owner is not None:
+    meta: Manifest = {"name": plan.run, "namespace": plan.namespace, "labels": labels}
+    if plan.namespace != artifact.namespace:
+        # No owner reference crosses namespaces: the operator deletes these itself.
+        labels[LABEL_ARTIFACT_NAMESPACE] = artifact.namespace
+        labels[LABEL_ARTIFACT_UID] = artifact.metadata.uid or ""
+    elif owner is not None:
         meta["ownerReferences"] = [owner]
     return meta
 

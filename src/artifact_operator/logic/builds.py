@@ -43,6 +43,9 @@ COMPONENT = "image-build"
 # and a build pod (Shipwright copies a BuildRun's labels to its pods) must never get traffic.
 LABEL_GROUP = f"{naming.PREFIX}/build-group"
 LABEL_CONTAINER = f"{naming.PREFIX}/build-container"
+# In a separate build namespace (no owner reference can cross namespaces): whose build it is.
+LABEL_ARTIFACT_NAMESPACE = f"{naming.PREFIX}/artifact-namespace"
+LABEL_ARTIFACT_UID = f"{naming.PREFIX}/artifact-uid"
 # `kubectl artifact build NAME` sets this to a new token: a new digest, so a new build.
 ANNOTATION_BUILD_REQUEST = f"{naming.PREFIX}/build-request"
 # A Job stopped through activeDeadlineSeconds on request, not by running out of time.
@@ -60,6 +63,7 @@ class BuildPlan:
     container: str
     digest: str  # sha256 hex of what decides the image
     run: str  # name of the BuildRun or Job
+    namespace: str  # where it runs: the artifact's, or the build namespace
     output: str  # where the engine pushes, repo:tag
     repository: str  # the same repository, for repo@sha256:...
     source: GitSource | OciSource | None
@@ -124,6 +128,7 @@ def plan_builds(artifact: Artifact, settings: Settings, engine: BuildEngine) -> 
     """A plan per container that has imageBuildConfig and no imageUri, in spec order. Two
     containers with the same source and Dockerfile share one build."""
     request = artifact.metadata.annotations.get(ANNOTATION_BUILD_REQUEST)
+    where = settings.build_namespace or artifact.namespace
     repo_base = settings.build_output_repositories.get(artifact.namespace,
                                                        settings.build_output_repository)
     repository = f"{repo_base}/{artifact.namespace}/{artifact.name}" if repo_base else ""
@@ -148,10 +153,20 @@ def plan_builds(artifact: Artifact, settings: Settings, engine: BuildEngine) -> 
                                                               engine, repo_base)
             out.append(BuildPlan(
                 group=group.name, container=naming.container_name(c.name, index),
-                digest=digest, run=naming.fit(f"{artifact.name}-build-{digest[:12]}"),
+                digest=digest, run=_run_name(artifact, digest, settings), namespace=where,
                 output=f"{repository}:{digest[:20]}", repository=repository, source=source,
                 dockerfile=dockerfile, unresolved=unresolved, generated=generated))
     return out
+
+
+def _run_name(artifact: Artifact, digest: str, settings: Settings) -> str:
+    """Named by the digest; in a build namespace shared by many namespaces also by the
+    artifact's namespace, so that two namespaces' artifacts of one name and source (whose
+    outputs differ) never share a build."""
+    if settings.build_namespace is None:
+        return naming.fit(f"{artifact.name}-build-{digest[:12]}")
+    scoped = hashlib.sha256(f"{artifact.namespace}/{digest}".encode()).hexdigest()
+    return naming.fit(f"{artifact.name}-build-{scoped[:12]}")
 
 
 def generate_dockerfile(dockerfile: object, settings: Settings) -> tuple[str | None, str | None]:
@@ -274,8 +289,10 @@ def termination_message(pod: Mapping[str, Any]) -> str | None:
     return None
 
 
-def logs_hint(engine: BuildEngine, run: str) -> str:
+def logs_hint(engine: BuildEngine, plan: BuildPlan, artifact_namespace: str) -> str:
     """Where a build's logs are, for condition messages."""
+    where = f" -n {plan.namespace}" if plan.namespace != artifact_namespace else ""
     if engine == BuildEngine.shipwright:
-        return (f"logs: kubectl logs -l {SHIPWRIGHT_RUN_LABEL}={run} --all-containers")
-    return f"logs: kubectl logs job/{run}"
+        return (f"logs: kubectl logs{where} -l {SHIPWRIGHT_RUN_LABEL}={plan.run} "
+                "--all-containers")
+    return f"logs: kubectl logs{where} job/{plan.run}"
