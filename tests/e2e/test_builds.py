@@ -43,18 +43,14 @@ def builder(e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oper
         pytest.fail("the build stand-in needs the local node's containerd for its push",
                     pytrace=False)
     install_crd(e2e.cluster.api)
-    proc = OperatorProcess(
-        e2e.cluster.kubeconfig, None, tmp_path_factory.mktemp("builds") / "operator.log",
-        env={"ARTIFACT_OPERATOR_BUILD_ENGINE": "job",
-             "ARTIFACT_OPERATOR_BUILD_OUTPUT_REPOSITORY": OUTPUT,
-             "ARTIFACT_OPERATOR_BUILD_BUILDER_IMAGE": e2e.pinned("builder"),
-             "ARTIFACT_OPERATOR_BUILD_EXECUTION_ENVIRONMENTS": json.dumps({"py/3": BASE})})
-    proc.start()
-    try:
+    with OperatorProcess(
+            e2e.cluster.kubeconfig, None, tmp_path_factory.mktemp("builds") / "operator.log",
+            env={"ARTIFACT_OPERATOR_BUILD_ENGINE": "job",
+                 "ARTIFACT_OPERATOR_BUILD_OUTPUT_REPOSITORY": OUTPUT,
+                 "ARTIFACT_OPERATOR_BUILD_BUILDER_IMAGE": e2e.pinned("builder"),
+                 "ARTIFACT_OPERATOR_BUILD_EXECUTION_ENVIRONMENTS": json.dumps({"py/3": BASE})},
+    ) as proc:
         yield proc
-    finally:
-        proc.stop()
-        print("---- operator log ----\n" + proc.logs()[-8000:])
 
 
 def built_artifact(name: str, revision: str, dockerfile: dict[str, Any] | None = None

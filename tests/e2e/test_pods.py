@@ -50,14 +50,9 @@ def operator(e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ope
     wait_for(lambda: not _crd_terminating(extensions), timeout=120,
              what="the uninstalled CRD gone")
     install_crd(e2e.cluster.api)
-    proc = OperatorProcess(e2e.cluster.kubeconfig, None,
-                           tmp_path_factory.mktemp("operator") / "operator.log")
-    proc.start()
-    try:
+    with OperatorProcess(e2e.cluster.kubeconfig, None,
+                         tmp_path_factory.mktemp("operator") / "operator.log") as proc:
         yield proc
-    finally:
-        proc.stop()
-        print("---- operator log ----\n" + proc.logs()[-12000:])
 
 
 def _crd_terminating(extensions: client.ApiextensionsV1Api) -> bool:
