@@ -26,7 +26,7 @@ from kubernetes import client
 from ..conftest import get_artifact, install_crd
 from ..support import images
 from ..support.operator import OperatorProcess
-from ..support.wait import wait_for
+from ..support.wait import until_ok, wait_for
 from .support import E2E
 
 pytestmark = pytest.mark.e2e
@@ -178,16 +178,15 @@ def test_a_cancelled_build_stops_its_pod_and_ends_cancelled(
     cancel = plugin(e2e, "-n", namespace, "build", "cancel", run)
     assert cancel.returncode == 0, cancel.stderr
 
-    def cancelled() -> bool:
+    def cancelled() -> None:
         row = one_build(e2e, namespace, "slow")
         assert row["build"]["status"] == "CANCELLED", row
         pods = e2e.cluster.core.list_namespaced_pod(
             namespace, label_selector=f"job-name={run}").items
         assert all(p.status.phase in ("Failed", "Succeeded") or p.metadata.deletion_timestamp
                    for p in pods), [(p.metadata.name, p.status.phase) for p in pods]
-        return True
 
-    wait_for(cancelled, timeout=90, interval=1, what="the build CANCELLED and its pod stopped")
+    until_ok(cancelled, timeout=90, interval=1, what="the build CANCELLED and its pod stopped")
     status = get_artifact(e2e.cluster, namespace, "slow")["status"]
     assert status["phase"] != "Ready"
     assert not e2e.cluster.apps.list_namespaced_deployment(

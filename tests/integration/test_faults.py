@@ -29,7 +29,7 @@ from ..support.accounts import sa_user, two_replicas
 from ..support.builders import NIM_IMAGE, OTHER_NIM_IMAGE, nim_artifact, service_artifact
 from ..support.controlplane import ControlPlane, default_assets
 from ..support.operator import OperatorProcess
-from ..support.wait import wait_for
+from ..support.wait import found, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -356,7 +356,7 @@ def test_a_frozen_api_server_never_lets_two_leaders_write_at_once(
         return got.spec.holder_identity  # type: ignore[no-any-return]
 
     with two_replicas(own, namespace, tmp_path, env=OPERATOR_ENV) as replicas:
-        leader = wait_for(lambda: found_holder(holder), timeout=60, what="a leader")
+        leader = wait_for(lambda: found(holder), timeout=60, what="a leader")
         standby = next(n for n in replicas if n != leader)
         create_all(own, namespace, [mix(i) for i in range(1, 31) if i % 5])
         wait_for(converged(own, namespace), timeout=CONVERGE, interval=1, what="convergence")
@@ -389,12 +389,3 @@ def test_a_frozen_api_server_never_lets_two_leaders_write_at_once(
         assert not overlap, f"the old leader wrote after the new one began: {overlap}"
         print(f"frozen 20 s: {sum(1 for w in writes if w[1] == old)} writes by the old "
               f"leader, all before the first of {len(writes) - first_new} by the new one")
-
-
-def found_holder(holder: Callable[[], str | None]) -> str | None:
-    try:
-        return holder()
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
