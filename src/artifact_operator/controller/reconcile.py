@@ -233,11 +233,15 @@ class Reconciler:
         obs = Observed(rendered=rendered, live=live, builds=built.statuses,
                        build_held=built.held)
         caches_before = caches_mounted(live.values())
+        # The claims first (they come first anyway): a warm-up Job is owned by its claim.
+        for obj in rendered.of_kind("PersistentVolumeClaim"):
+            await self.applier.ensure(body, obj, live, obs)
         if self.warmups is not None:
             rendered = obs.rendered = await self.warmups.hold(body, artifact, rendered, live,
-                                                              obs, self.applier)
+                                                              obs)
         for obj in rendered.objects:
-            await self.applier.ensure(body, obj, live, obs)
+            if obj["kind"] != "PersistentVolumeClaim":
+                await self.applier.ensure(body, obj, live, obs)
         await self.applier.prune(body, artifact.metadata.uid, rendered, live)
         for claim in caches_before - caches_mounted(rendered.objects):
             self.caches.apply_retention(artifact.namespace, claim)  # no longer used here

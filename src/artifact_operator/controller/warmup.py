@@ -22,7 +22,6 @@ from artifact_operator import metrics
 from artifact_operator.api import naming
 from artifact_operator.api.artifact import Artifact
 from artifact_operator.api.status import CachePhase, Reason, WarmUpStatus
-from artifact_operator.controller.apply import Applier
 from artifact_operator.controller.view import ClusterView, Obj, Ref, slim
 from artifact_operator.kube.client import ApiError, Kube, permanent
 from artifact_operator.kube.events import EventRecorder
@@ -92,18 +91,15 @@ class WarmUps:
             self._asked[key] = jobs
 
     async def hold(self, body: Obj, artifact: Artifact, rendered: Rendered,
-                   live: dict[Ref, Obj], obs: Observed, applier: Applier) -> Rendered:
+                   live: dict[Ref, Obj], obs: Observed) -> Rendered:
         """The rendering with the warm-up status of its claims, and the groups whose claim is
-        not warm yet held back when Deployments wait (`CacheWarmUp.wait`)."""
+        not warm yet held back when Deployments wait (`CacheWarmUp.wait`). The reconcile has
+        applied the claims (`live` holds them): a Job is owned by its claim, by its uid."""
         key = (artifact.namespace, artifact.name)
         plans = logic.plans(artifact, rendered, self.settings)
         self._note_asked(key, {(artifact.namespace, p.job) for p in plans})
         if not plans:
             return rendered
-        # The claims first: a Job is owned by its claim, so it needs the claim's uid. (The
-        # reconcile's own pass over them then finds them as they are and writes nothing.)
-        for claim in rendered.of_kind("PersistentVolumeClaim"):
-            await applier.ensure(body, claim, live, obs)
         synced = await self._synced(key)
         outcomes = [(plan, await self._state(body, artifact, plan, live, obs, synced))
                     for plan in plans]
