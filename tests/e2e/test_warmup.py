@@ -35,7 +35,7 @@ from ..support.wait import wait_for
 from .support import E2E
 from .test_pods import _crd_terminating
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
