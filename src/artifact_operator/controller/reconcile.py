@@ -29,7 +29,7 @@ from artifact_operator.controller.queue import WorkQueue
 from artifact_operator.controller.secrets import CredentialFacts
 from artifact_operator.controller.versions import Versions
 from artifact_operator.controller.view import ClusterView, Key, Obj, Ref, owner_key
-from artifact_operator.controller.warmup import WarmUps
+from artifact_operator.controller.warmup import WarmUps, ensure_all
 from artifact_operator.kube.client import CONNECTIONS, ApiError, Kube
 from artifact_operator.kube.events import EventRecorder, now
 from artifact_operator.kube.watch import ListWatch
@@ -238,15 +238,8 @@ class Reconciler:
         obs = Observed(rendered=rendered, live=live, builds=built.statuses,
                        build_held=built.held)
         caches_before = caches_mounted(live.values())
-        # The claims first (they come first anyway): a warm-up Job is owned by its claim.
-        for obj in rendered.of_kind("PersistentVolumeClaim"):
-            await self.applier.ensure(body, obj, live, obs)
-        if self.warmups is not None:
-            rendered = obs.rendered = await self.warmups.hold(body, artifact, rendered, live,
-                                                              obs)
-        for obj in rendered.objects:
-            if obj["kind"] != "PersistentVolumeClaim":
-                await self.applier.ensure(body, obj, live, obs)
+        rendered = obs.rendered = await ensure_all(self.applier, self.warmups, body, artifact,
+                                                   rendered, live, obs)
         await self.applier.prune(body, artifact.metadata.uid, rendered, live)
         for claim in caches_before - caches_mounted(rendered.objects):
             self.caches.apply_retention(artifact.namespace, claim)  # no longer used here

@@ -22,6 +22,7 @@ from artifact_operator import metrics
 from artifact_operator.api import naming
 from artifact_operator.api.artifact import Artifact
 from artifact_operator.api.status import CachePhase, Reason, WarmUpStatus
+from artifact_operator.controller.apply import Applier
 from artifact_operator.controller.view import ClusterView, Obj, Ref, slim
 from artifact_operator.kube.client import ApiError, Kube, permanent
 from artifact_operator.kube.events import EventRecorder
@@ -219,6 +220,21 @@ class WarmUps:
         for key in sorted(self._unsynced):
             self.enqueue(key)
         self._unsynced.clear()
+
+
+async def ensure_all(applier: Applier, warmups: WarmUps | None, body: Obj, artifact: Artifact,
+                     rendered: Rendered, live: dict[Ref, Obj], obs: Observed) -> Rendered:
+    """Apply what is rendered: the claims first (they come first anyway; a warm-up Job is
+    owned by its claim), then the warm-ups, which may hold groups back, then the rest. The
+    rendering as applied: the groups waiting for their cache left out."""
+    for obj in rendered.of_kind("PersistentVolumeClaim"):
+        await applier.ensure(body, obj, live, obs)
+    if warmups is not None:
+        rendered = await warmups.hold(body, artifact, rendered, live, obs)
+    for obj in rendered.objects:
+        if obj["kind"] != "PersistentVolumeClaim":
+            await applier.ensure(body, obj, live, obs)
+    return rendered
 
 
 def _last_words(pods: list[Obj]) -> str | None:
