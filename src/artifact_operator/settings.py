@@ -28,6 +28,12 @@ class CacheRetention(StrEnum):
     delete = "delete"
 
 
+class CacheWarmUp(StrEnum):
+    wait = "wait"  # Deployments of a claim start once its warm-up Job succeeded
+    background = "background"  # they start at once; the Job runs beside them
+    off = "off"  # no warm-up Jobs
+
+
 class BuildEngine(StrEnum):
     auto = "auto"  # Shipwright when its BuildRun API is served, else the Job
     shipwright = "shipwright"
@@ -70,6 +76,16 @@ class Settings(BaseSettings):
     cache_retention: CacheRetention = Field(
         CacheRetention.keep, description="What happens to a cache claim when its last user goes.")
     shm_size: str | None = Field(None, description="sizeLimit of the /dev/shm emptyDir.")
+    cache_warm_up: CacheWarmUp = Field(
+        CacheWarmUp.wait, description="Model cache warm-up Jobs (nimCache claims, and "
+        "dedicated ones with spec.storage.warmUp): wait (the group's Deployment is rendered "
+        "once the Job succeeded), background (rendered at once, the Job beside it) or off.")
+    cache_warm_up_command: list[str] = Field(
+        default_factory=lambda: ["download-to-cache"], min_length=1,
+        description="Command the warm-up Job runs in the model image (JSON list), with the "
+        "primary container's env and NIM_CACHE_PATH; NIM images ship download-to-cache.")
+    cache_warm_up_timeout_seconds: int = Field(
+        21600, ge=60, description="activeDeadlineSeconds of a warm-up Job.")
 
     # Image builds (README "Image builds").
     build_engine: BuildEngine = Field(

@@ -50,8 +50,11 @@ def operator(e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ope
     wait_for(lambda: not _crd_terminating(extensions), timeout=120,
              what="the uninstalled CRD gone")
     install_crd(e2e.cluster.api)
+    # Without warm-up Jobs: these tests show what each NIM server writes to its own claim
+    # (a warm-up would write the shared cache first; that is tests/e2e/test_warmup.py's).
     with OperatorProcess(e2e.cluster.kubeconfig, None,
-                         tmp_path_factory.mktemp("operator") / "operator.log") as proc:
+                         tmp_path_factory.mktemp("operator") / "operator.log",
+                         env={"ARTIFACT_OPERATOR_CACHE_WARM_UP": "off"}) as proc:
         yield proc
 
 

@@ -37,7 +37,10 @@ GROUP, VERSION, PLURAL = "workload.dev", "v1alpha1", "artifacts"
 NS = "faults"
 CONVERGE = 240.0  # seconds for every artifact to converge after a fault, on a loaded machine
 # Shared caches are deleted with their last user here, so that a claim left over is a leak.
-OPERATOR_ENV = {"ARTIFACT_OPERATOR_CACHE_RETENTION": "delete"}
+# No Job controller runs here, so no cache warm-up would end: the shared caches' Deployments
+# are rendered at once (warm-ups are tests/integration/test_warmup.py's).
+OPERATOR_ENV = {"ARTIFACT_OPERATOR_CACHE_RETENTION": "delete",
+                "ARTIFACT_OPERATOR_CACHE_WARM_UP": "off"}
 NIM_IMAGES = (NIM_IMAGE, OTHER_NIM_IMAGE)
 
 

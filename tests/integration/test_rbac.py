@@ -4,9 +4,10 @@ For each install mode (kustomize `deploy/rbac` for all namespaces; the Helm char
 namespace, webhook on) a single operator process runs with a TokenRequest token of the
 install's ServiceAccount and serves the admission webhooks on loopback. Every behaviour that
 needs a right is shown working with that token: service children and status, NIM claims
-(dedicated, shared cache, the cache deleted with its last user), admission reviews
-(SubjectAccessReview, namespace GET), locking (Artifact list, label patch), Secret lookups, and
-image builds (a Job engine in the namespaced install, Shipwright in the cluster-wide one).
+(dedicated, shared cache and its warm-up Job, the cache deleted with its last user),
+admission reviews (SubjectAccessReview, namespace GET), locking (Artifact list, label patch),
+Secret lookups, and image builds (a Job engine in the namespaced install, Shipwright in the
+cluster-wide one).
 Then the same token is refused what the install must not grant.
 """
 
@@ -75,6 +76,8 @@ from .test_nim_storage import (
     storage_class,  # noqa: F401 - a fixture
 )
 from .test_secrets import ready_condition, with_env
+from .test_warmup import job_controller, warm_up
+from .test_warmup import jobs as warm_up_jobs
 
 pytestmark = pytest.mark.cluster
 
@@ -252,9 +255,19 @@ def _behaviours_work(cluster: Cluster, namespace: str, storage: str,
     volumes.extend(add_volume(cluster, storage, "200Gi") for _ in range(2))
     for name, mode, claim_name in (("llm", "dedicatedPvc", "llm-model-store"),
                                    ("cached", "nimCache", CACHE_X)):
-        wait_for(lambda n=name, m=mode, c=claim_name: status(cluster, namespace, n)
-                 .get("storage") == {"mode": m, "claimName": c, "phase": "Bound"},
-                 timeout=60, what=f"{name} to see its claim Bound")
+        wait_for(lambda n=name, m=mode, c=claim_name: {
+            k: v for k, v in (status(cluster, namespace, n).get("storage") or {}).items()
+            if k != "warmUp"} == {"mode": m, "claimName": c, "phase": "Bound"},
+            timeout=60, what=f"{name} to see its claim Bound")
+    # The shared cache's warm-up: its Job created (and watched), the claim marked warm (a
+    # claim patch) once the Job, which the test completes as the Job controller would, is.
+    (job,) = wait_for(lambda: warm_up_jobs(cluster, namespace), timeout=30,
+                      what="the warm-up Job")
+    job_controller(cluster, namespace, job.metadata.name, "complete")
+    wait_for(lambda: warm_up(cluster, namespace, "cached").get("phase") == "Ready",
+             timeout=60, what="the cache warm")
+    wait_for(lambda: _read(cluster.apps.read_namespaced_deployment, "cached-llm", namespace),
+             timeout=30, what="the Deployment on the warm cache")
     # Growing pvcSize expands the dedicated claim (a claim patch).
     patch_artifact(cluster, namespace, "llm", {"spec": {"storage": {"pvcSize": "150Gi"}}})
     wait_for(lambda: claim(cluster, namespace, "llm-model-store").spec.resources

@@ -15,7 +15,11 @@ with the default pull policy, by the name their manifests use.
   on 8080, runnable as uid 1000 with a read-only root filesystem and no capabilities.
 - `sample`: what deploy/samples/ runs in place of its service images (busybox; a `python`
   stand-in for the sample's entrypoints); `nim`: a NIM-like model server that writes its cache
-  under $NIM_CACHE_PATH before it reports ready (tests/e2e/test_pods.py).
+  under $NIM_CACHE_PATH before it reports ready (tests/e2e/test_pods.py), and ships a
+  `download-to-cache` as NIM images do (the warm-up Job of the `make demo` cache sample).
+- `nim-warm`: a NIM-like image for the model cache warm-up (tests/e2e/test_warmup.py): its
+  `download-to-cache` writes the model into $NIM_CACHE_PATH (refusing a key NGC would
+  refuse), and its server does not start without it.
 
 To add an image: a `BusyboxImage` with other files and entrypoint, or a `DebianImage` with
 other packages, in IMAGES. The debootstrap root filesystems and the busybox package are cached
@@ -422,6 +426,12 @@ NIM = BusyboxImage(
     config=ImageConfig(user="1000:1000", entrypoint=["/bin/nim"], env={"PATH": "/bin"}),
     scripts={
         "bin/supervise": _SUPERVISE,
+        # What the operator's warm-up Job runs (a NIM image's own download command).
+        "bin/download-to-cache": """#!/bin/sh
+set -eu
+cache="${NIM_CACHE_PATH:?NIM_CACHE_PATH is not set}"
+[ -f "$cache/model.bin" ] || echo "weights fetched by $(busybox hostname)" > "$cache/model.bin"
+""",
         "bin/nim": f"""#!/bin/sh
 set -eu
 cache="${{NIM_CACHE_PATH:?NIM_CACHE_PATH is not set}}"
@@ -430,6 +440,48 @@ echo "$(busybox hostname) uid=$(busybox id -u)" >> "$cache/boots"
 www=/tmp/www
 busybox mkdir -p $www/v1/health
 busybox cp "$cache/boots" $www/boots
+echo live > $www/v1/health/live
+echo ready > $www/v1/health/ready
+exec /bin/supervise /bin/busybox httpd -f -p {NIM_PORT} -h $www
+""",
+    },
+)
+
+# A NIM-like image for the model cache warm-up (tests/e2e/test_warmup.py). `download-to-cache`,
+# which the operator's warm-up Job runs as a NIM image's own, writes the "weights" (naming the
+# pod and the sha256 of the NGC_API_KEY it got) into $NIM_CACHE_PATH and records the download;
+# it refuses a missing key or one starting with "invalid", as NGC would (exit 1). The server,
+# the image's entrypoint, exits when the weights are not there; else it serves NIM's health
+# paths and the cache's /model and /downloads on 8000.
+NIM_WARM = BusyboxImage(
+    ref="localhost/artifact-e2e-nim-warm:1",
+    config=ImageConfig(user="1000:1000", entrypoint=["/bin/nim-server"], env={"PATH": "/bin"}),
+    scripts={
+        "bin/supervise": _SUPERVISE,
+        "bin/download-to-cache": """#!/bin/sh
+set -eu
+cache="${NIM_CACHE_PATH:?NIM_CACHE_PATH is not set}"
+echo "download-to-cache: $(busybox hostname) uid=$(busybox id -u) into $cache"
+case "${NGC_API_KEY:-}" in
+  ""|invalid*) echo "error: 401 Unauthorized: NGC_API_KEY was rejected" >&2; exit 1 ;;
+esac
+key=$(printf %s "$NGC_API_KEY" | busybox sha256sum | busybox cut -c1-64)
+echo "weights fetched by $(busybox hostname) with key sha256:$key" > "$cache/model.bin.part"
+busybox mv "$cache/model.bin.part" "$cache/model.bin"
+busybox hostname >> "$cache/downloads"
+echo "download-to-cache: done"
+""",
+        "bin/nim-server": f"""#!/bin/sh
+set -eu
+cache="${{NIM_CACHE_PATH:?NIM_CACHE_PATH is not set}}"
+if [ ! -f "$cache/model.bin" ]; then
+  echo "nim-server: no model in $cache (was the cache warmed up?)" >&2
+  exit 1
+fi
+www=/tmp/www
+busybox mkdir -p $www/v1/health
+busybox cp "$cache/model.bin" $www/model
+busybox cp "$cache/downloads" $www/downloads
 echo live > $www/v1/health/live
 echo ready > $www/v1/health/ready
 exec /bin/supervise /bin/busybox httpd -f -p {NIM_PORT} -h $www
@@ -473,7 +525,7 @@ printf '{"containerimage.digest": "sha256:%s"}' "$revision" > "$meta"
 
 IMAGES: dict[str, DebianImage | BusyboxImage] = {"operator": OPERATOR, "web": WEB,
                                                  "sample": SAMPLE, "nim": NIM,
-                                                 "builder": BUILDER}
+                                                 "builder": BUILDER, "nim-warm": NIM_WARM}
 
 
 # -- build, load, push ------------------------------------------------------------------------

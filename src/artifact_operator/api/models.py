@@ -236,6 +236,12 @@ class StorageConfig(Model):
         None, pattern=PVC_SIZE,
         description="Size of the dedicated claim (e.g. 150Gi); only with dedicatedPvc. When "
         "omitted, the operator's configured default.")
+    warm_up: bool | None = Field(
+        None,
+        description="Download the model into the claim with a Job running the model image's "
+        "own download command before the server starts (README \"Model cache warm-up\"). "
+        "When omitted: on for nimCache, off for dedicatedPvc. The operator's "
+        "ARTIFACT_OPERATOR_CACHE_WARM_UP setting decides whether the Deployments wait for it.")
 
 
 class ArtifactSpec(Model):

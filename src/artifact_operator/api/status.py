@@ -37,6 +37,8 @@ class Reason(StrEnum):
     locked_spec_changed = "LockedSpecChanged"
     secret_not_usable = "SecretNotUsable"
     token_secret_conflict = "TokenSecretConflict"
+    cache_warming_up = "CacheWarmingUp"
+    cache_warm_up_failed = "CacheWarmUpFailed"
     as_expected = "AsExpected"
     waiting = "Waiting"
 
@@ -118,10 +120,29 @@ class ContainerBuild(Model):
     message: str | None = None
 
 
+class CachePhase(StrEnum):
+    """How far the model cache warm-up of a claim got (README "Model cache warm-up")."""
+
+    pending = "Pending"
+    downloading = "Downloading"
+    ready = "Ready"
+    failed = "Failed"
+
+
+class WarmUpStatus(Model):
+    """The warm-up of the model cache in the claim: the Job that downloads the model."""
+
+    phase: CachePhase
+    job: str = Field(description="The warm-up Job (kubectl logs job/<job>).")
+    reason: str | None = Field(None, description="The Job's reason, when Failed.")
+    message: str | None = None
+
+
 class StorageStatus(Model):
     mode: StorageMode
     claim_name: str
     phase: str | None = None
+    warm_up: WarmUpStatus | None = None
 
 
 class Phase(StrEnum):

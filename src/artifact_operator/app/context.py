@@ -29,11 +29,12 @@ from artifact_operator.controller.view import (
     slim,
     slim_secret,
 )
+from artifact_operator.controller.warmup import WarmUps
 from artifact_operator.kube.client import Kube
 from artifact_operator.kube.events import EventRecorder
 from artifact_operator.kube.watch import ListWatch
 from artifact_operator.logic.approval import LegacyApprover
-from artifact_operator.settings import ApprovalSettings, Config
+from artifact_operator.settings import ApprovalSettings, CacheWarmUp, Config
 from artifact_operator.webhook import server as webhook
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,9 @@ class Context:
         # so they never take the reconciles' connections (kube/client.py CONNECTIONS).
         scopes = len(self.namespaces) or 1
         self._watch_kube = watch_kube = await Kube.connect(
-            connections=(len(kinds) + 1) * scopes, client_login=client_login)
-        # The users' Secrets that opt in to artifacts, by their label.
+            connections=(len(kinds) + 2) * scopes, client_login=client_login)
+        # The users' Secrets that opt in to artifacts, by their label; and the model cache
+        # warm-up Jobs.
         credentials = ListWatch(
             watch_kube, "v1", "Secret", f"{naming.LABEL_USABLE}=true", self.namespaces or None,
             slim_secret, lambda namespace, name: self._secret_changed(namespace, name))
@@ -119,6 +121,12 @@ class Context:
         self.reconciler.builds = builds
         self._builds = loop.create_task(builds.run())
         self._watches = [loop.create_task(watch.run()) for watch in [credentials, *children]]
+        if ours.cache_warm_up != CacheWarmUp.off:
+            warmups = WarmUps(kube, ours, view, self.reconciler.events,
+                              self.namespaces or None, self.reconciler.enqueue,
+                              watch_kube=watch_kube)
+            self.reconciler.warmups = warmups
+            self._watches.append(loop.create_task(warmups.run()))
         self._resync = loop.create_task(self.reconciler.resync_forever())
         if self.webhooks:
             webhook.serve(settings, self.config.webhook)

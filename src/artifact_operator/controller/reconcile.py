@@ -29,6 +29,7 @@ from artifact_operator.controller.queue import WorkQueue
 from artifact_operator.controller.secrets import CredentialFacts
 from artifact_operator.controller.versions import Versions
 from artifact_operator.controller.view import ClusterView, Key, Obj, Ref, owner_key
+from artifact_operator.controller.warmup import WarmUps, ensure_all
 from artifact_operator.kube.client import CONNECTIONS, ApiError, Kube
 from artifact_operator.kube.events import EventRecorder, now
 from artifact_operator.kube.watch import ListWatch
@@ -88,6 +89,8 @@ class Reconciler:
         # Image builds (controller/builds.py): set by the composition root once it knows
         # the engine; None: containers waiting for a build stay ImageNotBuilt.
         self.builds: Builds | None = None
+        # Model cache warm-ups (controller/warmup.py): set by the composition root; None: none.
+        self.warmups: WarmUps | None = None
         # The Secrets that opt in to artifacts (logic/credentials.py), watched by label.
         self.credentials = credentials
         self.secrets = CredentialFacts(kube, credentials)
@@ -235,8 +238,8 @@ class Reconciler:
         obs = Observed(rendered=rendered, live=live, builds=built.statuses,
                        build_held=built.held)
         caches_before = caches_mounted(live.values())
-        for obj in rendered.objects:
-            await self.applier.ensure(body, obj, live, obs)
+        rendered = obs.rendered = await ensure_all(self.applier, self.warmups, body, artifact,
+                                                   rendered, live, obs)
         await self.applier.prune(body, artifact.metadata.uid, rendered, live)
         for claim in caches_before - caches_mounted(rendered.objects):
             self.caches.apply_retention(artifact.namespace, claim)  # no longer used here

@@ -20,7 +20,8 @@ def _claims(artifact: Artifact, rendered: Rendered) -> list[str]:
     """The claims the rendered groups mount, in group order, each once."""
     if artifact.spec.type != ArtifactType.nim:
         return []
-    held = rendered.held_groups
+    # A group waiting for its model cache to warm up still has its claim.
+    held = rendered.held_groups - rendered.warming.keys()
     names = (storage_claim_name(artifact, g) for g in artifact.spec.container_groups
              if g.name not in held)
     return list(dict.fromkeys(n for n in names if n))
@@ -40,7 +41,8 @@ def storage_status(artifact: Artifact, rendered: Rendered, live: Live) -> Storag
     # The status has room for one claim: the first group's (every group shares it in
     # dedicated mode; Ready below waits for all of them).
     return StorageStatus(mode=mode, claim_name=claims[0],
-                         phase=_claim_phase(live.get(("PersistentVolumeClaim", claims[0]))))
+                         phase=_claim_phase(live.get(("PersistentVolumeClaim", claims[0]))),
+                         warm_up=rendered.warm_ups.get(claims[0]))
 
 
 def claim_problems(artifact: Artifact, rendered: Rendered, live: Live

@@ -23,6 +23,7 @@ from artifact_operator.api.models import (
     ContainerGroup,
 )
 from artifact_operator.api.runtime import RuntimeOverride
+from artifact_operator.api.status import Reason, WarmUpStatus
 from artifact_operator.logic import model_store
 from artifact_operator.logic.approval import Decision, Grant
 from artifact_operator.logic.autoscaling import hpa
@@ -68,6 +69,10 @@ class Rendered:
     # use it, left unrendered.
     token_conflict: str | None = None
     token_held: list[str] = field(default_factory=list)
+    # Set after rendering by logic/warmup.py: groups held until their model cache is warm
+    # (group -> reason and sentence), and the warm-up of each claim that has one.
+    warming: dict[str, tuple[Reason, str]] = field(default_factory=dict)
+    warm_ups: dict[str, WarmUpStatus] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[Manifest]:
         return [o for o in self.objects if o["kind"] == kind]
@@ -76,7 +81,7 @@ class Rendered:
     def held_groups(self) -> set[str]:
         """Groups not rendered this time: whatever of them runs keeps running."""
         return {*self.waiting_for_image, *self.held, *self.secrets_not_usable,
-                *self.token_held}
+                *self.token_held, *self.warming}
 
 
 def group_elevated(group: ContainerGroup) -> bool:

@@ -100,6 +100,12 @@ def _groups(artifact: Artifact, obs: Observed, settings: Settings,
                               else Reason.elevated_not_approved,
                               name if live is not None else None, None, None))
             continue
+        warming = obs.rendered.warming.get(group.name)
+        if warming is not None:
+            # Not applied until its model cache is warm: what runs is reported as it is.
+            out.append(_Group(group.name, desired, ready, updated, warming[0],
+                              name if live is not None else None, None, None))
+            continue
         seen = obs.pods.get(group.name)
         stored = before.get(group.name)
         out.append(_Group(group.name, desired, ready, updated, state, name,
@@ -217,6 +223,9 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
                   _why(f"group {g.name}: {g.ready}/{g.desired} replicas ready", g))
                  for g in unavailable]
     degraded += claim_degraded
+    # A failed warm-up needs someone to act (its log says why; deleting the Job retries).
+    for reason, message in obs.rendered.warming.values():
+        (degraded if reason == Reason.cache_warm_up_failed else waiting).append((reason, message))
 
     not_ready: list[tuple[Reason, str]] = []
     for reason in dict.fromkeys(r for r, _ in waiting):

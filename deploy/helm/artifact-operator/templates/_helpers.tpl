@@ -64,6 +64,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: [shipwright.io]
   resources: [buildruns]
   verbs: [get, list, watch, create]
+# Model cache warm-ups use the same Job rights: created once per claim and image, read,
+# never changed or deleted (they go with their claim); the claim is marked warm by a patch.
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create]
