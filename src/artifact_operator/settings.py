@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +33,10 @@ class BuildEngine(StrEnum):
     shipwright = "shipwright"
     job = "job"
 
+
+# A registry repository (host[:port]/path, no tag or digest), and an image pinned by digest.
+REPOSITORY = r"^[^\s@:]+(:[0-9]+)?(/[^\s@:]+)*$"
+PINNED = r"^[^\s@]+@sha256:[a-f0-9]{64}$"
 
 # Rootless BuildKit for the Job engine, pinned by digest (a tag can move under a build).
 DEFAULT_BUILDER_IMAGE = (
@@ -73,7 +77,7 @@ class Settings(BaseSettings):
         "shipwright.io/v1beta1 BuildRuns, else a Job running rootless BuildKit; or shipwright "
         "or job.")
     build_output_repository: str | None = Field(
-        None, pattern=r"^[^\s@:]+(:[0-9]+)?(/[^\s@:]+)*$",
+        None, pattern=REPOSITORY,
         description="Registry repository built images are pushed under (e.g. "
         "registry.example.com/builds); unset: no builds, containers stay ImageNotBuilt.")
     build_push_secret: str | None = Field(
@@ -90,6 +94,21 @@ class Settings(BaseSettings):
         "object mapping \"<catalogId>/<catalogVersionId>\" to a git or oci codeRef (e.g. "
         "{\"c1/v1\": {\"provider\": \"git\", \"git\": {\"url\": \"https://...\"}}}); "
         "an unmapped one is SourceUnresolved.")
+    build_output_repositories: dict[str, Annotated[str, Field(pattern=REPOSITORY)]] = Field(
+        default_factory=dict,
+        description="Per-namespace output repositories: a JSON object mapping a namespace to "
+        "the repository its artifacts' images are pushed under (e.g. {\"team-a\": "
+        "\"registry.example.com/team-a\"}); other namespaces use buildOutputRepository.")
+    build_execution_environments: dict[str, Annotated[str, Field(pattern=PINNED)]] = Field(
+        default_factory=dict,
+        description="The execution-environment table of generated Dockerfiles: a JSON object "
+        "mapping \"<executionEnvironmentId>/<executionEnvironmentVersionId>\" to its base "
+        "image, pinned by digest (repo@sha256:...); an unmapped one is SourceUnresolved.")
+    build_namespace: str | None = Field(
+        None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63,
+        description="Namespace the builds run in (its Pod Security level may be privileged, "
+        "so that the artifacts' namespaces can stay restricted); unset: each artifact's own. "
+        "The push Secret and git clone Secrets are then read there.")
     build_timeout_seconds: int = Field(
         1800, ge=60, description="Longest a build may run before the engine stops it.")
 

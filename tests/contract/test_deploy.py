@@ -410,3 +410,24 @@ def test_readme_configuration_reference_matches_settings() -> None:
     readme = (REPO / "README.md").read_text()
     (table,) = _between(readme, "<!-- settings:begin -->\n", "<!-- settings:end -->")
     assert table == reference_table(), "README is stale: paste `make settings-doc`"
+
+
+@pytest.mark.parametrize("watch", [[], ["team-a"]])
+def test_a_build_namespace_gets_a_role_to_run_and_delete_builds(watch: list[str]) -> None:
+    docs = helm_render({"watchNamespaces": watch, "settings": {"buildNamespace": "builds"}})
+    roles = [d for d in by_kind(docs, "Role") if d["metadata"]["namespace"] == "builds"]
+    (role,) = roles
+    rules = {(r["apiGroups"][0], r["resources"][0]): set(r["verbs"]) for r in role["rules"]}
+    assert rules == {("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
+                     ("shipwright.io", "buildruns"): {"get", "list", "watch", "create",
+                                                      "delete"},
+                     ("", "pods"): {"get", "list"}}
+    (binding,) = [d for d in by_kind(docs, "RoleBinding")
+                  if d["metadata"]["namespace"] == "builds"]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    validate_all(docs)
+    # Without a build namespace, no such role; and nowhere may the operator delete Jobs.
+    plain = helm_render({"watchNamespaces": watch})
+    for doc in by_kind(plain, "Role") + by_kind(plain, "ClusterRole"):
+        for rule in doc.get("rules") or []:
+            assert not ("jobs" in rule["resources"] and "delete" in rule["verbs"]), doc

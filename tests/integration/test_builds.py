@@ -366,3 +366,66 @@ def test_datarobot_catalog_items_build_from_their_configured_source(
                         "SourceUnresolved" and c, timeout=30, what="SourceUnresolved")
         assert "catalog item cat-1/ver-2" in cond["message"]
         assert runs(cluster, namespace, "unmapped") == []
+
+
+def test_a_build_namespace_runs_the_builds_apart_and_deletes_them_with_their_artifact(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    """With ARTIFACT_OPERATOR_BUILD_NAMESPACE the build Jobs run there (a namespace whose
+    Pod Security level may be privileged), not owned by the artifact (no owner reference
+    crosses namespaces): the operator deletes them when their artifact goes, also those left
+    while it was down, and never a live artifact's."""
+    builds = f"builds-{uuid.uuid4().hex[:6]}"
+    cluster.core.create_namespace({"metadata": {"name": builds}})
+    batch = client.BatchV1Api(cluster.api)
+    try:
+        # Left while the operator was down: the build of an artifact that is gone.
+        batch.create_namespaced_job(builds, {
+            "apiVersion": "batch/v1", "kind": "Job", "metadata": {
+                "name": "ghost-build-0123456789ab", "labels": {
+                    "app.kubernetes.io/managed-by": "artifact-operator",
+                    "app.kubernetes.io/component": "image-build",
+                    "workload.dev/artifact": "ghost",
+                    "workload.dev/artifact-namespace": namespace,
+                    "workload.dev/artifact-uid": str(uuid.uuid4())}},
+            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+                {"name": "buildkit", "image": "busybox"}]}}}})
+        env = {"ARTIFACT_OPERATOR_BUILD_ENGINE": "job",
+               "ARTIFACT_OPERATOR_BUILD_OUTPUT_REPOSITORY": REPO,
+               "ARTIFACT_OPERATOR_BUILD_NAMESPACE": builds}
+        with OperatorProcess(cluster.kubeconfig, [namespace], tmp_path / "operator.log",
+                             env=env):
+            wait_for(lambda: not batch.list_namespaced_job(
+                builds, label_selector="workload.dev/artifact=ghost").items, timeout=30,
+                what="the orphaned build deleted")
+            uid = create_artifact(cluster, namespace, built_artifact("shop"))["metadata"]["uid"]
+            (job,) = wait_for(lambda: batch.list_namespaced_job(
+                builds, label_selector="workload.dev/artifact=shop").items, timeout=30,
+                what="a build Job in the build namespace")
+            assert batch.list_namespaced_job(namespace).items == []
+            labels = job.metadata.labels
+            assert (labels["workload.dev/artifact-namespace"],
+                    labels["workload.dev/artifact-uid"]) == (namespace, uid)
+            assert not job.metadata.owner_references
+            name = job.metadata.name
+            wait_for(lambda: ready(cluster, namespace, "shop").get("reason") == "Building",
+                     timeout=30, what="Building")
+            assert f"kubectl logs -n {builds} job/{name}" in ready(
+                cluster, namespace, "shop")["message"]
+
+            sha = digest()
+            finish_build(cluster, builds, job, sha)
+            image = f"{REPO}/{namespace}/shop@{sha}"
+            wait_for(lambda: deployment_image(cluster, namespace, "shop-api") == image,
+                     timeout=60, what="the Deployment on the built digest")
+            wait_for(lambda: build_of(cluster, namespace, "shop").get("buildNamespace")
+                     == builds, timeout=60, what="status naming the build namespace")
+            listed = json.loads(plugin(cluster, namespace, "builds", "shop", "-o", "json"))
+            assert [(r["id"], r["status"]) for r in listed["data"]] == [(name, "BUILT")]
+
+            cluster.custom.delete_namespaced_custom_object(
+                "workload.dev", "v1alpha1", namespace, "artifacts", "shop")
+            wait_for(lambda: not batch.list_namespaced_job(
+                builds, label_selector="workload.dev/artifact=shop").items, timeout=30,
+                what="the build deleted with its artifact")
+    finally:
+        cluster.core.delete_namespace(builds)

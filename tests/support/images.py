@@ -421,7 +421,8 @@ exec /bin/supervise /bin/busybox httpd -f -p {NIM_PORT} -h $www
 # A stand-in for rootless BuildKit in the Job build engine (logic/builds.py): the operator's
 # Job script runs it as `buildctl-daemonless.sh build ... --opt context=URL#REVISION ...
 # --metadata-file F`. There is no registry here, so it "builds" nothing: it prints its
-# arguments (the build's log) and reports as the pushed digest `sha256:<REVISION>`, which the
+# arguments and the Dockerfile it is given apart from the context, if any (the build's log),
+# and reports as the pushed digest `sha256:<REVISION>`, which the
 # test makes a commit id equal to an image digest that containerd holds under the output
 # repository's name (as if the push had landed there).
 BUILDER = BusyboxImage(
@@ -438,6 +439,8 @@ meta="" revision=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --metadata-file) meta="$2"; shift ;;
+    --local) case "$2" in dockerfile=*) echo "Dockerfile:"; cat "${2#dockerfile=}/Dockerfile" ;;
+             esac; shift ;;
     context=*) revision="${1#*#}"; revision="${revision%%:*}" ;;
   esac
   shift

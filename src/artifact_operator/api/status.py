@@ -120,6 +120,9 @@ class ContainerBuild(Model):
         description="Digest of what is built (source, Dockerfile, rebuild request): a new "
         "one starts a new build.")
     build: ContainerBuildInfo | None = None
+    build_namespace: str | None = Field(
+        None, description="Namespace of the build's BuildRun or Job when it is not the "
+        "artifact's (the operator's build namespace).")
     image: str | None = Field(
         None, description="The built image, repo@sha256:<digest>: what the Deployment runs.")
     message: str | None = None

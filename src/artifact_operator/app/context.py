@@ -119,8 +119,10 @@ class Context:
         # restart of the operator to switch to it.
         engine = await resolve_engine(kube, self.config.settings.build_engine)
         log.info("image builds: %s engine", engine)
-        builds = Builds(kube, self.config.settings, self.reconciler.events, engine,
-                        self.namespaces or None, self.reconciler.enqueue)
+        reconciler = self.reconciler
+        builds = Builds(kube, self.config.settings, reconciler.events, engine,
+                        self.namespaces or None, reconciler.enqueue,
+                        active=lambda: reconciler.queue.active)
         self.reconciler.builds = builds
         self._builds = loop.create_task(builds.run())
         self._watches = [loop.create_task(watch.run()) for watch in [credentials, *children]]

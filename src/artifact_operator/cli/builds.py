@@ -57,31 +57,38 @@ def rows_table(rows: list[Obj], now: datetime) -> str:
          r["image"] or "<none>"] for r in rows])
 
 
-def _runs(cluster: Cluster, artifact: str) -> list[Obj]:
-    """The artifact's BuildRuns (where Shipwright is installed) and build Jobs."""
+def _runs(cluster: Cluster, artifact: Obj) -> list[Obj]:
+    """The artifact's BuildRuns (where Shipwright is installed) and build Jobs: in its own
+    namespace, and in the build namespace its status names, if the operator has one."""
     from kubernetes.client import ApiException, BatchV1Api
 
-    selector = f"{logic.build_selector()},workload.dev/artifact={artifact}"
+    name = artifact["metadata"]["name"]
+    selector = f"{logic.build_selector()},workload.dev/artifact={name}"
+    elsewhere = {b["buildNamespace"] for b in (artifact.get("status") or {}).get("builds") or []
+                 if b.get("buildNamespace")}
     out: list[Obj] = []
-    try:
-        got: Any = cluster.api.list_namespaced_custom_object(
-            SW_GROUP, SW_VERSION, cluster.namespace, SW_PLURAL, label_selector=selector,
-            _request_timeout=30)
-        out += [{**r, "kind": "BuildRun"} for r in got.get("items", [])]
-    except ApiException as exc:
-        if exc.status != 404:  # 404: Shipwright is not installed
-            raise
-    jobs = BatchV1Api(cluster.api.api_client).list_namespaced_job(
-        cluster.namespace, label_selector=selector, _request_timeout=30)
-    for job in jobs.items:
-        body = cluster.api.api_client.sanitize_for_serialization(job)
-        out.append({**body, "kind": "Job"})
+    for namespace in [cluster.namespace, *sorted(elsewhere - {cluster.namespace})]:
+        scoped = selector if namespace == cluster.namespace else \
+            f"{selector},{logic.LABEL_ARTIFACT_NAMESPACE}={cluster.namespace}"
+        try:
+            got: Any = cluster.api.list_namespaced_custom_object(
+                SW_GROUP, SW_VERSION, namespace, SW_PLURAL, label_selector=scoped,
+                _request_timeout=30)
+            out += [{**r, "kind": "BuildRun"} for r in got.get("items", [])]
+        except ApiException as exc:
+            if exc.status != 404:  # 404: Shipwright is not installed
+                raise
+        jobs = BatchV1Api(cluster.api.api_client).list_namespaced_job(
+            namespace, label_selector=scoped, _request_timeout=30)
+        for job in jobs.items:
+            body = cluster.api.api_client.sanitize_for_serialization(job)
+            out.append({**body, "kind": "Job"})
     return out
 
 
 def cmd_builds(cluster: Cluster, args: Any) -> int:
     artifact = cluster.get(args.name)
-    rows = build_rows(_runs(cluster, args.name), artifact)
+    rows = build_rows(_runs(cluster, artifact), artifact)
     if args.output in ("json", "yaml"):
         doc = {"totalCount": len(rows), "count": len(rows), "next": None, "previous": None,
                "data": [{"id": r["id"], "name": r["id"], "artifactId": args.name,

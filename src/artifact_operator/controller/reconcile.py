@@ -103,7 +103,7 @@ class Reconciler:
         self.queue = WorkQueue(self.run, concurrency=concurrency,
                                max_backoff=settings.max_backoff_seconds,
                                known=lambda key: key in view.artifacts,
-                               forget=lambda key: self._set_phase(key, None), active=active)
+                               forget=self._forget, active=active)
         self.caches = SharedCaches(kube, settings, view, events, self.queue.enqueue)
         self.applier = Applier(kube, view, events, self.caches)
         self.pods = PodReader(kube)
@@ -174,6 +174,11 @@ class Reconciler:
             metrics.RECONCILE_DURATION.observe(time.perf_counter() - started)
         metrics.RECONCILES.labels(result=outcome.value).inc()
         return True
+
+    def _forget(self, key: Key) -> None:
+        self._set_phase(key, None)
+        if self.builds is not None:
+            self.builds.artifact_gone(key)
 
     def _set_phase(self, key: Key, phase: str | None) -> None:
         old = self._phases.pop(key, None)

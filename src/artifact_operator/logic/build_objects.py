@@ -12,6 +12,8 @@ from artifact_operator.api.build_config import GitSource, OciSource
 from artifact_operator.logic.builds import (
     BUILDER_CONTAINER,
     COMPONENT,
+    LABEL_ARTIFACT_NAMESPACE,
+    LABEL_ARTIFACT_UID,
     LABEL_CONTAINER,
     LABEL_GROUP,
     SHIPWRIGHT_API,
@@ -24,8 +26,13 @@ Manifest = dict[str, Any]
 # Runs in the builder image: BuildKit without a daemon of its own and without privileges
 # (--oci-worker-no-process-sandbox), then the pushed digest into the termination message,
 # where the operator reads it from the pod's status. buildctl's arguments come as "$@", never
-# spliced into the script.
+# spliced into the script. A generated Dockerfile arrives in $ARTIFACT_DOCKERFILE and goes to
+# the directory BuildKit reads the Dockerfile from.
 JOB_SCRIPT = """set -eu
+if [ -n "${ARTIFACT_DOCKERFILE:-}" ]; then
+  printf '%s' "$ARTIFACT_DOCKERFILE" > /tmp/dockerfile/Dockerfile
+  set -- "$@" --local dockerfile=/tmp/dockerfile
+fi
 buildctl-daemonless.sh "$@" --metadata-file /tmp/metadata.json
 grep -o '"containerimage.digest": *"sha256:[a-f0-9]*"' /tmp/metadata.json \\
   | grep -o 'sha256:[a-f0-9]*' | head -n 1 | tr -d '\\n' > /dev/termination-log
@@ -41,8 +48,12 @@ def _meta(artifact: Artifact, plan: BuildPlan, owner: Manifest | None) -> Manife
         LABEL_GROUP: plan.group,
         LABEL_CONTAINER: plan.container,
     }
-    meta: Manifest = {"name": plan.run, "namespace": artifact.namespace, "labels": labels}
-    if owner is not None:
+    meta: Manifest = {"name": plan.run, "namespace": plan.namespace, "labels": labels}
+    if plan.namespace != artifact.namespace:
+        # No owner reference crosses namespaces: the operator deletes these itself.
+        labels[LABEL_ARTIFACT_NAMESPACE] = artifact.namespace
+        labels[LABEL_ARTIFACT_UID] = artifact.metadata.uid or ""
+    elif owner is not None:
         meta["ownerReferences"] = [owner]
     return meta
 
@@ -103,6 +114,12 @@ def render_build_job(artifact: Artifact, plan: BuildPlan, settings: Settings,
     volumes: list[Manifest] = [{"name": "buildkitd", "emptyDir": {}}]
     env: list[Manifest] = [{"name": "BUILDKITD_FLAGS",
                             "value": "--oci-worker-no-process-sandbox"}]
+    if plan.generated is not None:
+        # The generated Dockerfile comes from a directory of its own, the context from git
+        # (as `docker build -f - <git url>` does).
+        mounts.append({"name": "dockerfile", "mountPath": "/tmp/dockerfile"})
+        volumes.append({"name": "dockerfile", "emptyDir": {}})
+        env.append({"name": "ARTIFACT_DOCKERFILE", "value": plan.generated})
     if settings.build_push_secret:
         mounts.append({"name": "push-secret", "mountPath": f"{home}/.docker", "readOnly": True})
         volumes.append({"name": "push-secret", "secret": {

@@ -43,6 +43,9 @@ COMPONENT = "image-build"
 # and a build pod (Shipwright copies a BuildRun's labels to its pods) must never get traffic.
 LABEL_GROUP = f"{naming.PREFIX}/build-group"
 LABEL_CONTAINER = f"{naming.PREFIX}/build-container"
+# In a separate build namespace (no owner reference can cross namespaces): whose build it is.
+LABEL_ARTIFACT_NAMESPACE = f"{naming.PREFIX}/artifact-namespace"
+LABEL_ARTIFACT_UID = f"{naming.PREFIX}/artifact-uid"
 # `kubectl artifact build NAME` sets this to a new token: a new digest, so a new build.
 ANNOTATION_BUILD_REQUEST = f"{naming.PREFIX}/build-request"
 # A Job stopped through activeDeadlineSeconds on request, not by running out of time.
@@ -60,12 +63,14 @@ class BuildPlan:
     container: str
     digest: str  # sha256 hex of what decides the image
     run: str  # name of the BuildRun or Job
+    namespace: str  # where it runs: the artifact's, or the build namespace
     output: str  # where the engine pushes, repo:tag
     repository: str  # the same repository, for repo@sha256:...
     source: GitSource | OciSource | None
-    dockerfile: str
+    dockerfile: str  # its path in the source, or "Dockerfile" when generated
     # Why this container cannot be built here; then nothing is created for it.
     unresolved: str | None = None
+    generated: str | None = None  # the text of a generated Dockerfile
 
 
 @dataclass(frozen=True)
@@ -123,7 +128,9 @@ def plan_builds(artifact: Artifact, settings: Settings, engine: BuildEngine) -> 
     """A plan per container that has imageBuildConfig and no imageUri, in spec order. Two
     containers with the same source and Dockerfile share one build."""
     request = artifact.metadata.annotations.get(ANNOTATION_BUILD_REQUEST)
-    repo_base = settings.build_output_repository
+    where = settings.build_namespace or artifact.namespace
+    repo_base = settings.build_output_repositories.get(artifact.namespace,
+                                                       settings.build_output_repository)
     repository = f"{repo_base}/{artifact.namespace}/{artifact.name}" if repo_base else ""
     out = []
     for group in artifact.spec.container_groups:
@@ -133,26 +140,60 @@ def plan_builds(artifact: Artifact, settings: Settings, engine: BuildEngine) -> 
                 continue
             code = config.code_ref
             source, unresolved = resolve_source(code, settings)
-            # The resolved source is part of the digest: a catalog item mapped elsewhere is
-            # another build.
+            generated, no_base = generate_dockerfile(config.dockerfile, settings)
+            # What was resolved is part of the digest: a catalog item mapped elsewhere, or an
+            # execution environment with another base image, is another build.
+            resolved = source.dump() if source else None
+            if generated is not None:
+                resolved = {"source": resolved, "dockerfile": generated}
             digest = source_digest(code.dump() if code else None, config.dockerfile.dump(),
-                                   request, source.dump() if source else None)
+                                   request, resolved)
             dockerfile = getattr(config.dockerfile, "path", "Dockerfile")
-            unresolved = unresolved or _unresolved(source, config.dockerfile, engine,
-                                                   repo_base)
+            unresolved = unresolved or no_base or _unresolved(source, config.dockerfile,
+                                                              engine, repo_base)
             out.append(BuildPlan(
                 group=group.name, container=naming.container_name(c.name, index),
-                digest=digest, run=naming.fit(f"{artifact.name}-build-{digest[:12]}"),
+                digest=digest, run=_run_name(artifact, digest, settings), namespace=where,
                 output=f"{repository}:{digest[:20]}", repository=repository, source=source,
-                dockerfile=dockerfile, unresolved=unresolved))
+                dockerfile=dockerfile, unresolved=unresolved, generated=generated))
     return out
+
+
+def _run_name(artifact: Artifact, digest: str, settings: Settings) -> str:
+    """Named by the digest; in a build namespace shared by many namespaces also by the
+    artifact's namespace, so that two namespaces' artifacts of one name and source (whose
+    outputs differ) never share a build."""
+    if settings.build_namespace is None:
+        return naming.fit(f"{artifact.name}-build-{digest[:12]}")
+    scoped = hashlib.sha256(f"{artifact.namespace}/{digest}".encode()).hexdigest()
+    return naming.fit(f"{artifact.name}-build-{scoped[:12]}")
+
+
+def generate_dockerfile(dockerfile: object, settings: Settings) -> tuple[str | None, str | None]:
+    """(the Dockerfile a `generated` dockerfile stands for, why there is none): the execution
+    environment's base image (from the configured table, pinned by digest), the source as
+    the working directory, the entrypoint as CMD (exec form)."""
+    if not isinstance(dockerfile, GeneratedDockerfile):
+        return None, None
+    key = f"{dockerfile.execution_environment_id}/{dockerfile.execution_environment_version_id}"
+    base = settings.build_execution_environments.get(key)
+    if base is None:
+        return None, (f"execution environment {key} has no base image in "
+                      "ARTIFACT_OPERATOR_BUILD_EXECUTION_ENVIRONMENTS; map it to an image "
+                      "pinned by digest there, or provide a Dockerfile in the source")
+    return (f"# Generated by {naming.MANAGER} from execution environment {key}\n"
+            f"FROM {base}\n"
+            "WORKDIR /opt/code\n"
+            "COPY . /opt/code\n"
+            f"CMD {json.dumps(dockerfile.entrypoint)}\n"), None
 
 
 def _unresolved(code: GitSource | OciSource | None, dockerfile: object, engine: BuildEngine,
                 repository: str | None) -> str | None:
-    if isinstance(dockerfile, GeneratedDockerfile):
-        return ("generated Dockerfiles need an execution-environment table, which this "
-                "operator does not have yet: provide a Dockerfile in the source")
+    if isinstance(dockerfile, GeneratedDockerfile) and engine == BuildEngine.shipwright:
+        return ("a generated Dockerfile is built by the Job engine only (a Shipwright build "
+                "strategy reads its Dockerfile from the source): set "
+                "ARTIFACT_OPERATOR_BUILD_ENGINE=job, or provide a Dockerfile in the source")
     if not repository:
         return ("no build output repository is configured "
                 "(ARTIFACT_OPERATOR_BUILD_OUTPUT_REPOSITORY)")
@@ -207,8 +248,10 @@ def buildrun_state(run: Mapping[str, Any]) -> BuildState:
     return BuildState(BuildStatus.in_progress, message=message)
 
 
-def job_state(job: Mapping[str, Any], termination_message: str | None) -> BuildState:
-    """A build Job's conditions; the digest from its pod's termination message."""
+def job_state(job: Mapping[str, Any], termination_message: str | None,
+              pod_found: bool = True) -> BuildState:
+    """A build Job's conditions; the digest from its pod's termination message. A complete
+    Job whose pod is gone (deleted, or garbage collected) leaves its digest unknowable."""
     meta = job.get("metadata") or {}
     failed = _condition(job, "Failed")
     if failed is not None and failed.get("status") == "True":
@@ -223,6 +266,11 @@ def job_state(job: Mapping[str, Any], termination_message: str | None) -> BuildS
         digest = (termination_message or "").strip()
         if DIGEST.match(digest):
             return BuildState(BuildStatus.built, digest)
+        if not pod_found:
+            return BuildState(BuildStatus.unknown,
+                              message="the build Job completed, but its pod is gone, so the "
+                              "pushed digest cannot be read; kubectl artifact build NAME "
+                              "builds again")
         return BuildState(BuildStatus.failed,
                           message="the build Job completed without an image digest in its "
                           "termination message")
@@ -241,8 +289,10 @@ def termination_message(pod: Mapping[str, Any]) -> str | None:
     return None
 
 
-def logs_hint(engine: BuildEngine, run: str) -> str:
+def logs_hint(engine: BuildEngine, plan: BuildPlan, artifact_namespace: str) -> str:
     """Where a build's logs are, for condition messages."""
+    where = f" -n {plan.namespace}" if plan.namespace != artifact_namespace else ""
     if engine == BuildEngine.shipwright:
-        return (f"logs: kubectl logs -l {SHIPWRIGHT_RUN_LABEL}={run} --all-containers")
-    return f"logs: kubectl logs job/{run}"
+        return (f"logs: kubectl logs{where} -l {SHIPWRIGHT_RUN_LABEL}={plan.run} "
+                "--all-containers")
+    return f"logs: kubectl logs{where} job/{plan.run}"
