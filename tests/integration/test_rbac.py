@@ -40,7 +40,7 @@ from ..support.accounts import (
 )
 from ..support.builders import PINNED_IMAGE, service_artifact
 from ..support.operator import OperatorProcess
-from ..support.wait import found, wait_for
+from ..support.wait import found, until_ok, wait_for
 from ..support.webhook import (
     bind,
     make_serving_cert,
@@ -180,16 +180,15 @@ def _rights_in_effect(kubeconfig: Path, namespace: str) -> None:
     with contextlib.closing(_as(kubeconfig)) as sa:
         authz = client.AuthorizationV1Api(sa)
 
-        def allowed() -> bool:
+        def allowed() -> None:
             for verb, group, resource, ns in wanted:
                 review = authz.create_self_subject_access_review({"spec": {
                     "resourceAttributes": {"verb": verb, "group": group,
                                            "resource": resource, "namespace": ns}}})
                 # Named, so a right the install lacks is what the timeout reports.
                 assert review.status.allowed, f"{verb} {group}/{resource} in {ns or 'cluster'}"
-            return True
 
-        wait_for(allowed, timeout=30, what="the installed rights to take effect")
+        until_ok(allowed, timeout=30, what="the installed rights to take effect")
 
 
 @contextlib.contextmanager

@@ -152,34 +152,53 @@ def _oci_archive(rootfs: Path, ref: str, out: Path, config: ImageConfig) -> None
     module.build(str(rootfs), containerd_name(ref), str(out), config.oci())
 
 
+@dataclass(frozen=True)
+class OciArchive:
+    """The image of an OCI archive, read as containerd reads it (index -> manifest -> config):
+    its manifest's digest, the manifest, and the image config blob."""
+
+    path: Path
+    manifest_digest: str        # `sha256:...`: what `repo@sha256:...` names
+    manifest: dict[str, Any]
+    config: dict[str, Any]      # the config blob; its "config" has User, Entrypoint, Env...
+
+    @classmethod
+    def read(cls, archive: Path) -> OciArchive:
+        with tarfile.open(archive) as tar:
+            index = _json_member(tar, "index.json")
+            digest = str(index["manifests"][0]["digest"])
+            manifest = _json_member(tar, _blob_name(digest))
+            config = _json_member(tar, _blob_name(manifest["config"]["digest"]))
+        return cls(archive, digest, manifest, config)
+
+    def files(self) -> dict[str, tarfile.TarInfo]:
+        """Path -> entry of the image's single layer."""
+        with tarfile.open(self.path) as tar:
+            layer = tar.extractfile(_blob_name(self.manifest["layers"][0]["digest"]))
+            assert layer is not None
+            with tarfile.open(fileobj=layer, mode="r:gz") as inner:
+                return {m.name: m for m in inner.getmembers()}
+
+
+def _blob_name(digest: str) -> str:
+    return f"blobs/sha256/{digest.removeprefix('sha256:')}"
+
+
+def _json_member(tar: tarfile.TarFile, name: str) -> Any:
+    member = tar.extractfile(name)
+    assert member is not None, name
+    return json.load(member)
+
+
 def archive_config(archive: Path) -> dict[str, Any]:
-    """The image config inside an OCI archive, as containerd reads it (index -> manifest)."""
-    with tarfile.open(archive) as tar:
-        def blob(digest: str) -> Any:
-            member = tar.extractfile(f"blobs/sha256/{digest.removeprefix('sha256:')}")
-            assert member is not None
-            return json.load(member)
-        index_file = tar.extractfile("index.json")
-        assert index_file is not None
-        index = json.load(index_file)
-        manifest = blob(index["manifests"][0]["digest"])
-        config: dict[str, Any] = blob(manifest["config"]["digest"])["config"]
-        return config
+    """The image config inside an OCI archive (User, Entrypoint, Cmd, Env, ...)."""
+    config: dict[str, Any] = OciArchive.read(archive).config["config"]
+    return config
 
 
 def archive_files(archive: Path) -> dict[str, tarfile.TarInfo]:
     """Path -> entry of the archive's single layer."""
-    with tarfile.open(archive) as tar:
-        index_file = tar.extractfile("index.json")
-        assert index_file is not None
-        digest = json.load(index_file)["manifests"][0]["digest"].removeprefix("sha256:")
-        manifest_file = tar.extractfile(f"blobs/sha256/{digest}")
-        assert manifest_file is not None
-        layer = json.load(manifest_file)["layers"][0]["digest"].removeprefix("sha256:")
-        layer_file = tar.extractfile(f"blobs/sha256/{layer}")
-        assert layer_file is not None
-        with tarfile.open(fileobj=layer_file, mode="r:gz") as inner:
-            return {m.name: m for m in inner.getmembers()}
+    return OciArchive.read(archive).files()
 
 
 # -- bases ------------------------------------------------------------------------------------
@@ -488,10 +507,7 @@ def load(out: Path) -> dict[str, BuiltImage]:
 
 def manifest_digest(archive: Path) -> str:
     """The digest of the image's manifest (`sha256:...`): what `repo@sha256:...` names."""
-    with tarfile.open(archive) as tar:
-        index_file = tar.extractfile("index.json")
-        assert index_file is not None
-        return str(json.load(index_file)["manifests"][0]["digest"])
+    return OciArchive.read(archive).manifest_digest
 
 
 def pinned(ref: str, digest: str) -> str:
