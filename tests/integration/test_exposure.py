@@ -12,6 +12,7 @@ through the status subresource, as they do. No kubelet either: the test plays it
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,18 +86,9 @@ def start_operator(cluster: Cluster, namespace: str,
                    tmp_path: Path) -> Iterator[Callable[..., OperatorProcess]]:
     """Starts `artifact-operator run --namespace <ns>` when the test says (after the CRDs it
     needs are in place); stopped before those fixtures undo theirs."""
-    started: list[OperatorProcess] = []
-
-    def start(**env: str) -> OperatorProcess:
-        proc = OperatorProcess(cluster.kubeconfig, [namespace], tmp_path / "operator.log",
-                               env=env)
-        started.append(proc.start())
-        return proc
-
-    yield start
-    for proc in started:
-        proc.stop()
-        print("---- operator log ----\n" + proc.logs()[-20000:])
+    with contextlib.ExitStack() as stack:
+        yield lambda **env: stack.enter_context(OperatorProcess(
+            cluster.kubeconfig, [namespace], tmp_path / "operator.log", env=env))
 
 
 @pytest.fixture
