@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from artifact_operator.api.base import MAX_LIST, MAX_MAP, Model
+from artifact_operator.api.exposure import Expose, Metrics
 
 
 class Toleration(Model):
@@ -58,6 +59,12 @@ class RuntimeOverride(Model):
     replicas: int | None = Field(None, ge=0)
     autoscaling: Autoscaling | None = Field(
         None, description="Scale the group with a HorizontalPodAutoscaler; not with replicas.")
+    expose: Expose | None = Field(
+        None, description="Reach the group from outside the cluster: an Ingress or an "
+        "HTTPRoute to its Service (a group with a primary container).")
+    metrics: Metrics | None = Field(
+        None, description="Have Prometheus scrape the group: a ServiceMonitor of its Service "
+        "(a group with a primary container).")
     resources: Resources | None = None
     node_selector: dict[str, str] | None = Field(None, max_length=MAX_MAP)
     tolerations: list[Toleration] | None = Field(None, max_length=MAX_LIST)

@@ -41,6 +41,13 @@ class Reason(StrEnum):
     cache_warm_up_failed = "CacheWarmUpFailed"
     as_expected = "AsExpected"
     waiting = "Waiting"
+    # Conditions Exposed and Monitored (logic/exposure.py, logic/monitoring.py).
+    exposed = "Exposed"
+    awaiting_address = "AwaitingAddress"
+    route_not_accepted = "RouteNotAccepted"
+    route_api_missing = "RouteApiMissing"
+    monitored = "Monitored"
+    monitoring_api_missing = "MonitoringApiMissing"
 
 
 class Condition(Model):
@@ -70,6 +77,9 @@ class GroupStatus(Model):
     deployment: str | None = None
     service: str | None = None
     endpoint: str | None = None
+    external_endpoint: str | None = Field(
+        None, description="URL from outside the cluster (runtime.<group>.expose), once its "
+        "Ingress has an address or a Gateway has accepted its HTTPRoute.")
     replicas: int = 0
     ready_replicas: int = 0
     updated_replicas: int = 0
@@ -160,6 +170,8 @@ class ArtifactStatus(Model):
     version: int | None = None
     ready: str | None = None
     endpoint: str | None = Field(None, description="Endpoint of the first group with a Service.")
+    external_endpoint: str | None = Field(
+        None, description="External endpoint of the first group with one.")
     container_groups: list[GroupStatus] = Field(default_factory=list)
     storage: StorageStatus | None = None
     builds: list[ContainerBuild] = Field(

@@ -42,6 +42,7 @@ from artifact_operator.logic.lock import lock_state
 from artifact_operator.logic.render import Rendered, render
 from artifact_operator.logic.repository import repository_label_patch
 from artifact_operator.logic.rollout import deployment_settling
+from artifact_operator.logic.served import ServedApis
 from artifact_operator.logic.status import (
     Observed,
     compute_status,
@@ -91,6 +92,9 @@ class Reconciler:
         self.builds: Builds | None = None
         # Model cache warm-ups (controller/warmup.py): set by the composition root; None: none.
         self.warmups: WarmUps | None = None
+        # The optional APIs the server serves (controller/apis.py): set by the composition
+        # root at start and when one appears; by default all, as offline.
+        self.apis = ServedApis()
         # The Secrets that opt in to artifacts (logic/credentials.py), watched by label.
         self.credentials = credentials
         self.secrets = CredentialFacts(kube, credentials)
@@ -287,7 +291,7 @@ class Reconciler:
         # Approvals and Secrets change independently of the artifact: they are part of the key.
         built = built or BuildFacts()
         # Built images appear without the artifact changing: part of the key too.
-        version = (meta.get("uid"), meta.get("resourceVersion"), facts, built.key(),
+        version = (meta.get("uid"), meta.get("resourceVersion"), facts, built.key(), self.apis,
                    *sorted(str(a["metadata"].get("resourceVersion")) for a in approvals))
         cached = self._rendered.get(version)
         if cached is not None:
@@ -296,7 +300,7 @@ class Reconciler:
         artifact = parse(body)
         decisions = decide(artifact, approvals, legacy=self.legacy.verify(body))
         result = artifact, render(artifact, self.settings, decisions, secrets=facts,
-                                  images=built.images)
+                                  images=built.images, apis=self.apis)
         self._rendered[version] = result
         if len(self._rendered) > RENDER_CACHE:
             self._rendered.popitem(last=False)

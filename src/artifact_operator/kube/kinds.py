@@ -47,6 +47,11 @@ KINDS: dict[tuple[str, str], Kind] = {
         Kind("batch/v1", "Job", "jobs"),
         Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
         Kind("autoscaling/v2beta2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+        # runtime.<group>.expose and .metrics; the last three only where served.
+        Kind("networking.k8s.io/v1", "Ingress", "ingresses"),
+        Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
+        Kind("gateway.networking.k8s.io/v1beta1", "HTTPRoute", "httproutes"),
+        Kind("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors"),
     )
 }
 

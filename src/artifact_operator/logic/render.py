@@ -24,7 +24,7 @@ from artifact_operator.api.models import (
 )
 from artifact_operator.api.runtime import RuntimeOverride
 from artifact_operator.api.status import Reason, WarmUpStatus
-from artifact_operator.logic import model_store
+from artifact_operator.logic import model_store, monitoring
 from artifact_operator.logic.approval import Decision, Grant
 from artifact_operator.logic.autoscaling import hpa
 from artifact_operator.logic.containers import (
@@ -41,6 +41,8 @@ from artifact_operator.logic.credentials import (
 )
 from artifact_operator.logic.metadata import artifact_labels, meta
 from artifact_operator.logic.model_store import storage_claim_name
+from artifact_operator.logic.reach import reach_objects
+from artifact_operator.logic.served import ServedApis
 from artifact_operator.settings import Settings
 
 Manifest = dict[str, Any]
@@ -73,6 +75,8 @@ class Rendered:
     # (group -> reason and sentence), and the warm-up of each claim that has one.
     warming: dict[str, tuple[Reason, str]] = field(default_factory=dict)
     warm_ups: dict[str, WarmUpStatus] = field(default_factory=dict)
+    # Group -> kinds it asks for that the cluster does not serve, left out (logic/served.py).
+    unserved: dict[str, list[str]] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[Manifest]:
         return [o for o in self.objects if o["kind"] == kind]
@@ -105,13 +109,14 @@ def with_built_images(group: ContainerGroup,
 def render(artifact: Artifact, settings: Settings,
            decisions: Mapping[str, Decision] | None = None, *,
            secrets: SecretFacts | None = None,
-           images: Mapping[tuple[str, str], str] | None = None) -> Rendered:
+           images: Mapping[tuple[str, str], str] | None = None,
+           apis: ServedApis | None = None) -> Rendered:
     """`decisions`: one per group with elevated fields (`logic.approval.decide`); a group with
     elevated fields and no decision that renders them is held back, never rendered without
     them (its pods would run other than what was asked and approved). `secrets` None: nothing
     is known of the namespace's Secrets (offline rendering), so every referenced Secret is
     taken as usable. `images`: the built image (repo@sha256:...) of containers without
-    imageUri, by (group, container name)."""
+    imageUri, by (group, container name). `apis`: what the cluster serves (None: all)."""
     decisions = decisions or {}
     out = Rendered()
     facts = secrets or SecretFacts()
@@ -125,6 +130,7 @@ def render(artifact: Artifact, settings: Settings,
     deployments: list[Manifest] = []
     services: list[Manifest] = []
     scalers: list[Manifest] = []
+    reach: list[Manifest] = []  # Ingresses, HTTPRoutes, ServiceMonitors
     for group in artifact.spec.container_groups:
         group = with_built_images(group, images or {})
         waiting = next((c for i, c in enumerate(group.containers) if not c.image_uri), None)
@@ -156,6 +162,8 @@ def render(artifact: Artifact, settings: Settings,
         service = _service(artifact, group, owner)
         if service is not None:
             services.append(service)
+            reach += reach_objects(artifact, group.name, service, owner, apis or ServedApis(),
+                                   out.unserved)
         scaling = _runtime(artifact, group).autoscaling
         if scaling is not None:
             name = naming.group_object_name(artifact.name, group.name)
@@ -169,6 +177,7 @@ def render(artifact: Artifact, settings: Settings,
     out.objects.extend(deployments)
     out.objects.extend(services)
     out.objects.extend(scalers)
+    out.objects.extend(reach)
     return out
 
 
@@ -209,7 +218,9 @@ def _service(artifact: Artifact, group: ContainerGroup,
             "selector": naming.selector(artifact.name, group.name),
             # protocol is explicit: server-side apply of a Service fails without it on 1.20.
             "ports": [{"name": HTTP_PORT_NAME, "port": primary.port,
-                       "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}],
+                       "targetPort": HTTP_PORT_NAME, "protocol": "TCP"},
+                      *monitoring.service_ports(_runtime(artifact, group).metrics,
+                                                primary.port)],
         },
     }
 

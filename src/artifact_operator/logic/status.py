@@ -30,6 +30,7 @@ from artifact_operator.logic.autoscaling import scale_of
 from artifact_operator.logic.claim_status import claim_problems, storage_status
 from artifact_operator.logic.credentials import token_conflict
 from artifact_operator.logic.pods import PodFacts
+from artifact_operator.logic.reach import reach_status
 from artifact_operator.logic.render import Rendered, endpoint
 from artifact_operator.logic.rollout import deployment_state
 from artifact_operator.settings import Settings
@@ -254,6 +255,10 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
         _condition("Degraded", bool(degraded), degraded[0][0] if degraded else Reason.as_expected,
                    "; ".join(m for _, m in degraded), generation, previous, now),
     ]
+    # Exposed, Monitored: never part of Ready (logic/exposure.py, logic/monitoring.py).
+    extra, external = reach_status(artifact, obs.rendered.held_groups, obs.rendered.unserved,
+                                   obs.live)
+    conditions += [_condition(*c, generation, previous, now) for c in extra]
     if degraded:
         phase = Phase.degraded
     elif rolling:
@@ -267,8 +272,9 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
         phase=phase,
         conditions=conditions,
         ready=f"{sum(g.ready for g in groups)}/{sum(g.desired for g in groups)}",
-        container_groups=[_group_status(g) for g in groups],
+        container_groups=[_group_status(g, external.get(g.name)) for g in groups],
         endpoint=next((g.endpoint for g in groups if g.endpoint), None),
+        external_endpoint=next((external[g.name] for g in groups if g.name in external), None),
         storage=storage_status(artifact, obs.rendered, obs.live),
         builds=list(obs.builds),
         version=previous.version,
@@ -279,8 +285,9 @@ def _why(message: str, g: _Group) -> str:
     return f"{message} ({g.problem})" if g.problem else message
 
 
-def _group_status(g: _Group) -> GroupStatus:
+def _group_status(g: _Group, external: str | None = None) -> GroupStatus:
     return GroupStatus(name=g.name, replicas=g.desired, ready_replicas=g.ready,
+                       external_endpoint=external,
                        updated_replicas=g.updated, restarts=g.restarts or None,
                        autoscaler=g.autoscaler,
                        deployment=g.deployment, service=g.service, endpoint=g.endpoint)
