@@ -131,3 +131,29 @@ def test_the_range_covers_every_field_rendered() -> None:
     monitor = next(o for o in objects if o["kind"] == "ServiceMonitor"
                    and "interval" in o["spec"]["endpoints"][0])
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def _buildruns() -> list[Any]:
+    """The BuildRuns of a git source (revision, context directory, clone Secret) and of an
+    oci source (pull Secret), with a push Secret."""
+    from artifact_operator.logic.build_objects import render_buildrun
+
+    from ..unit.test_builds import GIT, OCI, OWNER, SETTINGS, built, plan
+
+    git = {"provider": "git", "git": {**GIT["git"], "cloneSecret": "clone"}}
+    out = []
+    for ref in (git, OCI):
+        art = built(ref)
+        run = render_buildrun(art, plan(art), SETTINGS, OWNER)
+        out.append(pytest.param(run, id=ref["provider"]))
+    return out
+
+
+@pytest.mark.parametrize("source", _sources())
+@pytest.mark.parametrize("obj", _buildruns())
+def test_the_buildrun_validates_against_its_crd(obj: dict[str, Any], source: str) -> None:
+    _validate(obj, "BuildRun", source)
+    bad = copy.deepcopy(obj)
+    bad["spec"]["build"]["spec"]["paramValue"] = bad["spec"]["build"]["spec"].pop("paramValues")
+    with pytest.raises(AssertionError, match="paramValue"):
+        _validate(bad, "BuildRun", source)

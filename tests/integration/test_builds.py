@@ -1,8 +1,9 @@
 """Image builds against the real control plane: the operator's side for real, the engines'
 controllers played by the test.
 
-Shipwright: its BuildRun CRD from a pinned release (tests/integration/shipwright/, checksum
-checked), installed with one recorded deviation; the test moves BuildRun status the way
+Shipwright: a stand-in for its BuildRun CRD (tests/integration/crds/, written for these tests;
+Shipwright's own with ARTIFACT_TEST_UPSTREAM_CRDS, tests/support/optional_crds.py); the test
+moves BuildRun status the way
 Shipwright's controller does (Succeeded: Unknown/Pending, Unknown/Running, then True with
 status.output.digest, or False with failureDetails, or BuildRunCanceled).
 
@@ -23,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
-from ..conftest import Cluster, _install_one, create_artifact, get_artifact, patch_artifact
+from ..conftest import Cluster, create_artifact, get_artifact, patch_artifact
+from ..support import optional_crds
 from ..support.kubelet import ensure_node, make_pods_ready
 from ..support.operator import OperatorProcess
 from ..support.wait import found, wait_for
@@ -34,8 +35,6 @@ from .test_plugin import user
 
 pytestmark = pytest.mark.cluster
 
-SHIPWRIGHT = Path(__file__).parent / "shipwright" / "shipwright.io_buildruns.yaml"
-SHIPWRIGHT_SHA256 = "fcf79bd28b9988d0e8ead076a3a42d24f8cf9549bd2bead080cefa65eec5fcc6"
 REPO = "registry.example:5000/builds"
 SW = ("shipwright.io", "v1beta1", "buildruns")
 PLUGIN = str(Path(sys.executable).parent / "kubectl-artifact")
@@ -54,13 +53,7 @@ def plugin(cluster: Cluster, namespace: str, *args: str, kubeconfig: Path | None
 
 
 def install_shipwright(cluster: Cluster) -> None:
-    raw = SHIPWRIGHT.read_bytes()
-    assert hashlib.sha256(raw).hexdigest() == SHIPWRIGHT_SHA256, "the pinned CRD changed"
-    # Deviation from the release, the only one: a 1.20 API server reads `default: ""` as
-    # null and refuses the whole CRD, so those lines go (README in shipwright/).
-    text = "\n".join(line for line in raw.decode().splitlines()
-                     if line.strip() != 'default: ""')
-    _install_one(cluster.api, yaml.safe_load(text))
+    optional_crds.install(cluster.api, "BuildRun")
 
 
 def digest() -> str:

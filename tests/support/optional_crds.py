@@ -1,11 +1,12 @@
-"""The CRDs of the optional APIs the operator renders into: the Gateway API's HTTPRoute and
-the Prometheus Operator's ServiceMonitor. Installed and removed by the tests that need them
-(and the contract tests read their schemas).
+"""The CRDs of the optional APIs the operator renders into: the Gateway API's HTTPRoute, the
+Prometheus Operator's ServiceMonitor, and Shipwright's BuildRun. Installed and removed by the
+tests that need them (and the contract tests read their schemas).
 
 By default these are the stand-ins in tests/integration/crds/ (written for these tests; see
 the README there). With ARTIFACT_TEST_UPSTREAM_CRDS naming a directory that holds the
 upstream files (`gateway.networking.k8s.io_httproutes.yaml` of kubernetes-sigs/gateway-api's
-standard install, `monitoring.coreos.com_servicemonitors.yaml` of prometheus-operator), those
+standard install, `monitoring.coreos.com_servicemonitors.yaml` of prometheus-operator,
+`shipwright.io_buildruns.yaml` of shipwright-io/build's `deploy/crds/`), those
 are used instead, with one change a 1.20 API server needs: lines `default: ""` are dropped (it
 reads an empty-string default as null and refuses the whole CRD).
 """
@@ -25,7 +26,8 @@ from .wait import wait_for
 STAND_INS = Path(__file__).resolve().parent.parent / "integration" / "crds"
 UPSTREAM_ENV = "ARTIFACT_TEST_UPSTREAM_CRDS"
 FILES = {"HTTPRoute": "gateway.networking.k8s.io_httproutes.yaml",
-         "ServiceMonitor": "monitoring.coreos.com_servicemonitors.yaml"}
+         "ServiceMonitor": "monitoring.coreos.com_servicemonitors.yaml",
+         "BuildRun": "shipwright.io_buildruns.yaml"}
 
 
 def upstream_dir() -> Path | None:
