@@ -58,8 +58,9 @@ render: ## render the samples offline
 bench: ## the benchmark of bench/ (starts its own control plane)
 	$(BIN)/python -m bench
 
-soak: ## the churn test at full size: 1000 artifacts, 32 clients, 10 minutes (CI runs a short one)
+soak: ## the churn test at full size: 1000 artifacts, 32 clients at 10 ops/s in all, 10 minutes (CI runs a short one)
 	ARTIFACT_CHURN_SECONDS=600 ARTIFACT_CHURN_ARTIFACTS=1000 ARTIFACT_CHURN_CLIENTS=32 \
+	  ARTIFACT_CHURN_OPS_PER_SECOND=10 \
 	  $(BIN)/python -m pytest -q -s tests/integration/test_churn.py
 
 e2e: e2e-setup e2e-images ## the operator installed as users install it, on a real node (root)

@@ -20,3 +20,7 @@ WRITES = Counter(
 EVENTS_DROPPED = Counter(
     "artifact_operator_events_dropped_total",
     "Kubernetes Events not posted because the posting queue was full.")
+QUEUE_WAITING = Gauge(
+    "artifact_operator_queue_waiting",
+    "Artifacts waiting for a reconcile slot, by lane (urgent: a spec change not yet answered).",
+    ["lane"])

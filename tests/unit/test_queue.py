@@ -1,5 +1,6 @@
-"""WorkQueue: coalescing, one run per key at a time, bounded concurrency, backoff, settle
-holds, leadership (active or not) and forgetting keys that are gone."""
+"""WorkQueue: coalescing, one run per key at a time, bounded concurrency, spec changes first
+(without starving the rest), backoff, settle holds, leadership (active or not) and forgetting
+keys that are gone."""
 
 from __future__ import annotations
 
@@ -67,9 +68,10 @@ class Worker:
 def queue_for(work: Any, *, concurrency: int = 4, max_backoff: float = 300.0,
               known: Callable[[Key], bool] = lambda key: True,
               forget: Callable[[Key], None] = lambda key: None,
+              urgent: Callable[[Key], bool] = lambda key: False, urgent_burst: int = 4,
               active: bool = True) -> WorkQueue:
     return WorkQueue(work, concurrency=concurrency, max_backoff=max_backoff, known=known,
-                     forget=forget, active=active)
+                     forget=forget, urgent=urgent, urgent_burst=urgent_burst, active=active)
 
 
 # -- coalescing and exclusivity -----------------------------------------------------------------
@@ -96,6 +98,22 @@ async def test_enqueues_before_the_run_starts_coalesce_into_one_run() -> None:
     await until_idle(queue)
     assert worker.runs[A] == 1
 
+
+async def test_triggers_while_a_key_waits_for_a_slot_are_covered_by_the_run_it_waits_for(
+        ) -> None:
+    """Under a backlog a key's child events keep coming while it waits: one run, not two."""
+    worker = Worker()
+    worker.gate.clear()
+    queue = queue_for(worker, concurrency=1)
+    queue.enqueue(A)
+    await until(lambda: worker.running[A] == 1)
+    queue.enqueue(B)  # waits for A's slot
+    await asyncio.sleep(0.01)
+    for _ in range(5):
+        queue.enqueue(B)
+    worker.gate.set()
+    await until_idle(queue)
+    assert worker.runs == Counter({A: 1, B: 1})
 
 async def test_a_burst_of_soon_triggers_runs_once_after_the_delay() -> None:
     """A child's burst of events (our write's echo, each status step) wakes its artifact
@@ -150,6 +168,137 @@ async def test_different_keys_run_concurrently_up_to_the_limit() -> None:
     assert worker.max_in_flight == 2
     assert set(worker.runs) == set(keys) and set(worker.runs.values()) == {1}
 
+
+
+# -- spec changes first -------------------------------------------------------------------------
+
+
+def keys(prefix: str, n: int) -> list[Key]:
+    return [("ns", f"{prefix}{i}") for i in range(n)]
+
+
+async def one_slot_taken(queue: WorkQueue, worker: Worker) -> None:
+    """`A` holds the only slot (the gate is closed) until the test opens the gate."""
+    worker.gate.clear()
+    queue.enqueue(A)
+    await until(lambda: worker.running[A] == 1)
+
+
+async def test_with_the_slots_full_spec_changes_take_the_next_slot_before_the_others() -> None:
+    pending: set[Key] = set()
+    worker = Worker()
+    queue = queue_for(worker, concurrency=1, urgent=lambda key: key in pending)
+    await one_slot_taken(queue, worker)
+    others, changed = keys("child", 3), keys("spec", 2)
+    queue.enqueue_all(others)  # woken by child events, a resync: nobody waits on them
+    pending.update(changed)
+    queue.enqueue_all(changed)  # a user changed these: after the others, but first
+    await until(lambda: queue.waiting == (2, 3))
+    worker.gate.set()
+    await until_idle(queue)
+    assert worker.order == [A, *changed, *others]
+
+
+async def test_a_waiting_key_whose_spec_changes_moves_to_the_front() -> None:
+    pending: set[Key] = set()
+    worker = Worker()
+    queue = queue_for(worker, concurrency=1, urgent=lambda key: key in pending)
+    await one_slot_taken(queue, worker)
+    others = keys("child", 3)
+    queue.enqueue_all(others)
+    await until(lambda: queue.waiting == (0, 3))
+    pending.add(others[2])  # the last one in line is edited while it waits
+    queue.enqueue(others[2])
+    assert queue.waiting == (1, 2)
+    worker.gate.set()
+    await until_idle(queue)
+    assert worker.order == [A, others[2], others[0], others[1]]
+    assert worker.runs[others[2]] == 1, "moved, not queued twice"
+
+
+async def test_the_other_lane_gets_a_slot_after_a_bounded_burst_of_spec_changes() -> None:
+    pending: set[Key] = set()
+    worker = Worker()
+    queue = queue_for(worker, concurrency=1, urgent=lambda key: key in pending,
+                      urgent_burst=2)
+    await one_slot_taken(queue, worker)
+    others, changed = keys("child", 2), keys("spec", 6)
+    queue.enqueue_all(others)
+    pending.update(changed)
+    queue.enqueue_all(changed)
+    worker.gate.set()
+    await until_idle(queue)
+    u, o = changed, others
+    assert worker.order == [A, u[0], u[1], o[0], u[2], u[3], o[1], u[4], u[5]]
+
+
+async def test_an_endless_stream_of_spec_changes_does_not_starve_the_other_lane() -> None:
+    """Each spec change's run brings in two more: the urgent lane never empties, and the
+    keys woken by child events still run, one after every `urgent_burst` spec changes."""
+    pending: set[Key] = set()
+    fresh = iter(keys("spec", 1000))
+    worker = Worker()
+
+    async def work(key: Key) -> bool:
+        if key in pending and worker.runs[key] == 0:
+            for _ in range(2):
+                new = next(fresh)
+                pending.add(new)
+                queue.enqueue(new)
+        return await worker(key)
+
+    queue = queue_for(work, concurrency=2, urgent=lambda key: key in pending, urgent_burst=4)
+    others = keys("child", 20)
+    worker.gate.clear()
+    first = next(fresh)
+    pending.add(first)
+    queue.enqueue(first)
+    queue.enqueue_all(others)
+    worker.gate.set()
+    await until(lambda: all(worker.runs[k] == 1 for k in others), timeout=5)
+    queue.deactivate()
+    await until_idle(queue)
+    done = [k for k in worker.order if k in others]
+    assert done == others, "in their order of arrival"
+    last = worker.order.index(others[-1])
+    assert last <= 5 * len(others) + 2, "one in five slots (burst 4), give or take the start"
+
+
+async def test_a_spec_change_to_a_running_key_still_waits_for_its_run_to_end() -> None:
+    """Coalescing holds across lanes: triggers during a run, urgent or not, make exactly one
+    more run, after this one (never two at once), and that run goes first."""
+    pending: set[Key] = set()
+    worker = Worker()
+    queue = queue_for(worker, concurrency=1, urgent=lambda key: key in pending)
+    await one_slot_taken(queue, worker)
+    queue.enqueue(B)  # waiting, the other lane
+    queue.enqueue(A)
+    pending.add(A)
+    for _ in range(5):
+        queue.enqueue(A)
+    worker.gate.set()
+    await until_idle(queue)
+    assert worker.order == [A, A, B]
+    assert worker.max_per_key == 1 and worker.max_in_flight == 1
+
+
+async def test_cancelled_waiters_leave_every_slot_free() -> None:
+    """Deactivated with keys running and waiting in both lanes: when it leads again, it
+    works on as many keys at once as before."""
+    pending = set(keys("spec", 2))
+    worker = Worker()
+    queue = queue_for(worker, concurrency=2, urgent=lambda key: key in pending)
+    worker.gate.clear()
+    queue.enqueue_all([A, B, *keys("child", 2), *pending])
+    await until(lambda: worker.in_flight == 2 and queue.waiting == (2, 2))
+    queue.deactivate()
+    await until_idle(queue)
+    assert queue.waiting == (0, 0)
+    queue.activate(keys("again", 3))
+    await until(lambda: worker.in_flight == 2)
+    worker.gate.set()
+    await until_idle(queue)
+    assert worker.max_in_flight == 2
 
 # -- retries with backoff ---------------------------------------------------------------------
 
@@ -354,3 +503,4 @@ async def test_forget_is_called_once_a_key_is_done_and_no_longer_known() -> None
     await until_idle(queue)
     assert worker.runs[A] == 2
     assert forgotten == [A], "once, after the last run; B is still known"
+

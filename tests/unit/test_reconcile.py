@@ -7,6 +7,7 @@ watches would fill them), so a test decides when "the watch has caught up"."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -32,13 +33,13 @@ STATUS = Write("patch", "Artifact/status", "web")
 
 class Harness:
     def __init__(self, *, settings: Settings | None = None, events: bool = False,
-                 kube: FakeKube | None = None) -> None:
+                 kube: FakeKube | None = None, concurrency: int = 16) -> None:
         self.kube = kube or FakeKube()
         self.view = ClusterView()
         self.events = EventRecorder(self.kube.as_kube(), enabled=events)
         self.reconciler = Reconciler(self.kube.as_kube(),
                                      settings or Settings(status_settle_seconds=0), self.view,
-                                     self.events, LegacyApprover(None))
+                                     self.events, LegacyApprover(None), concurrency=concurrency)
         self.catch_up()
 
     def create(self, manifest: Obj) -> Obj:
@@ -375,6 +376,44 @@ async def test_outcome_settling_holds_the_status_while_the_deployment_takes_its_
     assert h.status()["phase"] == "Ready"
     h.reconciler.deactivate()
 
+
+async def test_a_users_edit_takes_the_next_slot_before_artifacts_woken_otherwise(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The queue's urgent lane, as the reconciler fills it: from the artifact as the view has
+    it (`generation` ahead of `observedGeneration`), whatever woke it."""
+    h = Harness(concurrency=1)
+    for name in ("busy", "web", "db", "edited"):
+        h.create(service_artifact(name))
+    for name in ("web", "db", "edited"):
+        assert await h.reconcile(name) == Outcome.ok
+    h.catch_up()
+    await h.edit({"description": "changed"}, name="edited")
+    order: list[str] = []
+    gate = asyncio.Event()
+    reconcile = h.reconciler.reconcile
+
+    async def recorded(key: tuple[str, str]) -> Outcome:
+        order.append(key[1])
+        if key[1] == "busy":
+            await gate.wait()
+        return await reconcile(key)
+
+    monkeypatch.setattr(h.reconciler, "reconcile", recorded)
+    h.reconciler.enqueue((NS, "busy"))  # takes the only slot
+    await asyncio.wait_for(_until(lambda: order == ["busy"]), 2)
+    for name in ("web", "db", "edited"):  # say, each woken by a child's event
+        h.reconciler.enqueue((NS, name))
+    await asyncio.wait_for(_until(lambda: h.reconciler.queue.waiting == (1, 2)), 2)
+    gate.set()
+    await asyncio.wait_for(_idle(h.reconciler), 2)
+    # (each then runs once more: the harness's settle hold of 0 s is up at once)
+    assert order[:4] == ["busy", "edited", "web", "db"]
+    assert h.status("edited")["observedGeneration"] == 2
+
+
+async def _until(cond: Callable[[], bool]) -> None:
+    while not cond():
+        await asyncio.sleep(0.001)
 
 async def _idle(reconciler: Reconciler) -> None:
     while not reconciler.queue.idle:

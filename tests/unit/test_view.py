@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from artifact_operator.api import naming
-from artifact_operator.controller.view import ClusterView, child_keys, slim
+from artifact_operator.controller.view import ClusterView, child_keys, slim, spec_unanswered
 
 Obj = dict[str, Any]
 NS = "team-a"
@@ -187,6 +187,20 @@ def test_note_artifact_takes_a_recreated_artifact_whatever_its_resource_version(
     assert view.artifacts[KEY]["metadata"]["uid"] == "uid-recreated"
     assert view.artifacts[KEY]["status"] == {}
 
+
+
+def test_a_spec_is_unanswered_while_new_or_ahead_of_the_observed_generation() -> None:
+    """What puts an artifact in the work queue's urgent lane: a user waits on it."""
+    new = artifact_body(1)
+    assert spec_unanswered(new), "never reconciled"
+    answered = artifact_body(2, observedGeneration=1, phase="Ready")
+    assert not spec_unanswered(answered)
+    edited = artifact_body(3, observedGeneration=1, phase="Ready")
+    edited["metadata"]["generation"] = 2
+    assert spec_unanswered(edited)
+    edited["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert not spec_unanswered(edited), "being deleted: nothing to answer"
+    assert not spec_unanswered(None)
 
 def test_forget_artifact() -> None:
     view = ClusterView()

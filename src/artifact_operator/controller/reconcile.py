@@ -28,7 +28,14 @@ from artifact_operator.controller.pods import PodReader
 from artifact_operator.controller.queue import WorkQueue
 from artifact_operator.controller.secrets import CredentialFacts
 from artifact_operator.controller.versions import Versions
-from artifact_operator.controller.view import ClusterView, Key, Obj, Ref, owner_key
+from artifact_operator.controller.view import (
+    ClusterView,
+    Key,
+    Obj,
+    Ref,
+    owner_key,
+    spec_unanswered,
+)
 from artifact_operator.controller.warmup import WarmUps, ensure_all
 from artifact_operator.kube.client import CONNECTIONS, ApiError, Kube
 from artifact_operator.kube.events import EventRecorder, now
@@ -106,7 +113,9 @@ class Reconciler:
         self.queue = WorkQueue(self.run, concurrency=concurrency,
                                max_backoff=settings.max_backoff_seconds,
                                known=lambda key: key in view.artifacts,
-                               forget=self._forget, active=active)
+                               forget=self._forget,
+                               urgent=lambda key: spec_unanswered(view.artifacts.get(key)),
+                               active=active)
         self.caches = SharedCaches(kube, settings, view, events, self.queue.enqueue)
         self.applier = Applier(kube, view, events, self.caches)
         self.pods = PodReader(kube)

@@ -52,6 +52,21 @@ def child_keys(body: Mapping[str, Any]) -> list[tuple[str, ...]]:
     return out
 
 
+def spec_unanswered(body: Mapping[str, Any] | None) -> bool:
+    """A new artifact, or one whose `generation` is ahead of `status.observedGeneration`: a
+    change to its spec that no reconcile has answered yet, which a user waits on."""
+    if body is None:
+        return False
+    meta = body.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return False
+    observed = (body.get("status") or {}).get("observedGeneration")
+    try:
+        return observed is None or int(meta.get("generation") or 0) > int(observed)
+    except (TypeError, ValueError):
+        return True
+
+
 def slim(body: Mapping[str, Any]) -> Obj:
     """The parts of an object the operator reads; managedFields and Secret data stay out of
     memory (and so out of any log line that might print an object)."""
