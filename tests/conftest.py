@@ -151,13 +151,8 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
 @pytest.fixture
 def operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
     """`artifact-operator run --namespace <ns>` as its own process, as users run it."""
-    proc = OperatorProcess(cluster.kubeconfig, [namespace], tmp_path / "operator.log")
-    proc.start()
-    try:
+    with OperatorProcess(cluster.kubeconfig, [namespace], tmp_path / "operator.log") as proc:
         yield proc
-    finally:
-        proc.stop()
-        print("---- operator log ----\n" + proc.logs()[-20000:])
 
 
 # -- small helpers for tests -----------------------------------------------------------

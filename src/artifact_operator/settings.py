@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,11 +28,21 @@ class CacheRetention(StrEnum):
     delete = "delete"
 
 
+class CacheWarmUp(StrEnum):
+    wait = "wait"  # Deployments of a claim start once its warm-up Job succeeded
+    background = "background"  # they start at once; the Job runs beside them
+    off = "off"  # no warm-up Jobs
+
+
 class BuildEngine(StrEnum):
     auto = "auto"  # Shipwright when its BuildRun API is served, else the Job
     shipwright = "shipwright"
     job = "job"
 
+
+# A registry repository (host[:port]/path, no tag or digest), and an image pinned by digest.
+REPOSITORY = r"^[^\s@:]+(:[0-9]+)?(/[^\s@:]+)*$"
+PINNED = r"^[^\s@]+@sha256:[a-f0-9]{64}$"
 
 # Rootless BuildKit for the Job engine, pinned by digest (a tag can move under a build).
 DEFAULT_BUILDER_IMAGE = (
@@ -66,6 +76,16 @@ class Settings(BaseSettings):
     cache_retention: CacheRetention = Field(
         CacheRetention.keep, description="What happens to a cache claim when its last user goes.")
     shm_size: str | None = Field(None, description="sizeLimit of the /dev/shm emptyDir.")
+    cache_warm_up: CacheWarmUp = Field(
+        CacheWarmUp.wait, description="Model cache warm-up Jobs (nimCache claims, and "
+        "dedicated ones with spec.storage.warmUp): wait (the group's Deployment is rendered "
+        "once the Job succeeded), background (rendered at once, the Job beside it) or off.")
+    cache_warm_up_command: list[str] = Field(
+        default_factory=lambda: ["download-to-cache"], min_length=1,
+        description="Command the warm-up Job runs in the model image (JSON list), with the "
+        "primary container's env and NIM_CACHE_PATH; NIM images ship download-to-cache.")
+    cache_warm_up_timeout_seconds: int = Field(
+        21600, ge=60, description="activeDeadlineSeconds of a warm-up Job.")
 
     # Image builds (README "Image builds").
     build_engine: BuildEngine = Field(
@@ -73,7 +93,7 @@ class Settings(BaseSettings):
         "shipwright.io/v1beta1 BuildRuns, else a Job running rootless BuildKit; or shipwright "
         "or job.")
     build_output_repository: str | None = Field(
-        None, pattern=r"^[^\s@:]+(:[0-9]+)?(/[^\s@:]+)*$",
+        None, pattern=REPOSITORY,
         description="Registry repository built images are pushed under (e.g. "
         "registry.example.com/builds); unset: no builds, containers stay ImageNotBuilt.")
     build_push_secret: str | None = Field(
@@ -90,6 +110,21 @@ class Settings(BaseSettings):
         "object mapping \"<catalogId>/<catalogVersionId>\" to a git or oci codeRef (e.g. "
         "{\"c1/v1\": {\"provider\": \"git\", \"git\": {\"url\": \"https://...\"}}}); "
         "an unmapped one is SourceUnresolved.")
+    build_output_repositories: dict[str, Annotated[str, Field(pattern=REPOSITORY)]] = Field(
+        default_factory=dict,
+        description="Per-namespace output repositories: a JSON object mapping a namespace to "
+        "the repository its artifacts' images are pushed under (e.g. {\"team-a\": "
+        "\"registry.example.com/team-a\"}); other namespaces use buildOutputRepository.")
+    build_execution_environments: dict[str, Annotated[str, Field(pattern=PINNED)]] = Field(
+        default_factory=dict,
+        description="The execution-environment table of generated Dockerfiles: a JSON object "
+        "mapping \"<executionEnvironmentId>/<executionEnvironmentVersionId>\" to its base "
+        "image, pinned by digest (repo@sha256:...); an unmapped one is SourceUnresolved.")
+    build_namespace: str | None = Field(
+        None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63,
+        description="Namespace the builds run in (its Pod Security level may be privileged, "
+        "so that the artifacts' namespaces can stay restricted); unset: each artifact's own. "
+        "The push Secret and git clone Secrets are then read there.")
     build_timeout_seconds: int = Field(
         1800, ge=60, description="Longest a build may run before the engine stops it.")
 
@@ -106,6 +141,10 @@ class Settings(BaseSettings):
         None, description="API version of the HorizontalPodAutoscalers rendered for "
         "runtime.<group>.autoscaling; unset: the one the server serves, asked at start "
         "(v2beta2 on Kubernetes 1.20-1.22), and v2 offline.")
+    api_discovery_seconds: float = Field(
+        60.0, ge=0, description="While the cluster serves no Gateway API HTTPRoutes or no "
+        "Prometheus Operator ServiceMonitors, how often the operator asks again, so that "
+        "installing their CRDs takes no restart; 0: asked only at start.")
     status_settle_seconds: float = Field(
         2.0, ge=0, description="How long status waits for the Deployment controller to "
         "observe a Deployment the operator just wrote, to spare a status write.")

@@ -17,20 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import helm_python as helm
-import kubernetes_validate
 import pytest
 import yaml
 from helm_python import _native
-from kubernetes_validate.utils import all_versions
 
 from artifact_operator.api.crd import CRD_FILE
 from artifact_operator.app.settings_doc import reference_table
 from artifact_operator.settings import Settings
 
+from ..support.k8s_schemas import validate_all
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 CHART = DEPLOY / "helm" / "artifact-operator"
-VERSIONS = [all_versions()[0], all_versions()[-1]]
 # Kinds kubernetes-validate has no schema for (CRD-defined), checked by their own tests or
 # not at all: the Prometheus Operator's ServiceMonitor and cert-manager's Issuer/Certificate.
 UNKNOWN_KINDS = {"ServiceMonitor", "Issuer", "Certificate"}
@@ -88,19 +87,6 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
 
 
-def validate_all(docs: list[dict[str, Any]]) -> None:
-    for doc in docs:
-        if doc["kind"] in UNKNOWN_KINDS:
-            continue
-        for version in VERSIONS:
-            try:
-                kubernetes_validate.validate(doc, version, strict=True)
-            except kubernetes_validate.ValidationError as exc:
-                path = ".".join(str(p) for p in exc.path)
-                pytest.fail(f"{doc['kind']} {doc['metadata']['name']} is invalid for "
-                            f"Kubernetes {version}: {path}: {exc.message}")
-
-
 def manager_deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
     (deployment,) = by_kind(docs, "Deployment")
     return deployment
@@ -130,8 +116,8 @@ def test_kustomize_default_renders_everything_and_validates() -> None:
         if doc["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole",
                                "ClusterRoleBinding", "ValidatingWebhookConfiguration"):
             assert doc["metadata"]["namespace"] == "artifact-operator-system", doc["kind"]
-    validate_all(docs)
-    validate_all(kustomize(DEPLOY / "prometheus"))
+    validate_all(docs, skip_kinds=UNKNOWN_KINDS)
+    validate_all(kustomize(DEPLOY / "prometheus"), skip_kinds=UNKNOWN_KINDS)
 
 
 def test_shipped_deployment_is_ha_non_root_and_probed() -> None:
@@ -263,7 +249,7 @@ def test_helm_chart_renders_and_validates(case: str) -> None:
     docs = helm_render(VALUE_SETS[case])
     assert by_kind(docs, "CustomResourceDefinition")
     assert manager_deployment(docs)
-    validate_all(docs)
+    validate_all(docs, skip_kinds=UNKNOWN_KINDS)
 
 
 def test_helm_webhook_modes() -> None:
@@ -410,3 +396,24 @@ def test_readme_configuration_reference_matches_settings() -> None:
     readme = (REPO / "README.md").read_text()
     (table,) = _between(readme, "<!-- settings:begin -->\n", "<!-- settings:end -->")
     assert table == reference_table(), "README is stale: paste `make settings-doc`"
+
+
+@pytest.mark.parametrize("watch", [[], ["team-a"]])
+def test_a_build_namespace_gets_a_role_to_run_and_delete_builds(watch: list[str]) -> None:
+    docs = helm_render({"watchNamespaces": watch, "settings": {"buildNamespace": "builds"}})
+    roles = [d for d in by_kind(docs, "Role") if d["metadata"]["namespace"] == "builds"]
+    (role,) = roles
+    rules = {(r["apiGroups"][0], r["resources"][0]): set(r["verbs"]) for r in role["rules"]}
+    assert rules == {("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
+                     ("shipwright.io", "buildruns"): {"get", "list", "watch", "create",
+                                                      "delete"},
+                     ("", "pods"): {"get", "list"}}
+    (binding,) = [d for d in by_kind(docs, "RoleBinding")
+                  if d["metadata"]["namespace"] == "builds"]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    validate_all(docs)
+    # Without a build namespace, no such role; and nowhere may the operator delete Jobs.
+    plain = helm_render({"watchNamespaces": watch})
+    for doc in by_kind(plain, "Role") + by_kind(plain, "ClusterRole"):
+        for rule in doc.get("rules") or []:
+            assert not ("jobs" in rule["resources"] and "delete" in rule["verbs"]), doc

@@ -19,7 +19,7 @@ from ..conftest import Cluster
 from ..support import images
 from ..support.images import BuiltImage
 from ..support.node import Node
-from ..support.wait import wait_for
+from ..support.wait import until_ok
 
 
 @dataclass
@@ -94,17 +94,15 @@ class E2E:
             _preload_content=False))
 
 
-def until_ok(get: Callable[[], HttpAnswer], what: str, timeout: float = 30) -> HttpAnswer:
+def until_200(get: Callable[[], HttpAnswer], what: str, timeout: float = 30) -> HttpAnswer:
     """Poll `get` until it answers 200: a Service's rules and endpoints follow a pod's
-    readiness within moments, not at once (refused or timed-out connections are retried)."""
+    readiness within moments, not at once (refused or timed-out connections, OSErrors such
+    as URLError, are retried)."""
     def ok() -> HttpAnswer:
-        try:
-            answer = get()
-        except OSError as exc:  # URLError is one
-            raise AssertionError(str(exc)) from exc
+        answer = get()
         assert answer.status == 200, answer
         return answer
-    return wait_for(ok, timeout=timeout, what=what)
+    return until_ok(ok, timeout=timeout, what=what, retry=(AssertionError, OSError))
 
 
 def _get(url: str) -> HttpAnswer:

@@ -12,6 +12,7 @@ the kubelet, the termination message, the status, the Deployment) is real.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,13 +26,15 @@ from kubernetes import client
 from ..conftest import get_artifact, install_crd
 from ..support import images
 from ..support.operator import OperatorProcess
-from ..support.wait import wait_for
+from ..support.wait import until_ok, wait_for
 from .support import E2E
 
 pytestmark = pytest.mark.e2e
 
 OUTPUT = "localhost/e2e-builds"
 GIT = "https://git.example.invalid/shop.git"
+# The execution environment of generated Dockerfiles (a name only: the stand-in builds nothing).
+BASE = "registry.example.invalid/ee/python@sha256:" + "b" * 64
 
 
 @pytest.fixture(scope="module")
@@ -40,26 +43,24 @@ def builder(e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oper
         pytest.fail("the build stand-in needs the local node's containerd for its push",
                     pytrace=False)
     install_crd(e2e.cluster.api)
-    proc = OperatorProcess(
-        e2e.cluster.kubeconfig, None, tmp_path_factory.mktemp("builds") / "operator.log",
-        env={"ARTIFACT_OPERATOR_BUILD_ENGINE": "job",
-             "ARTIFACT_OPERATOR_BUILD_OUTPUT_REPOSITORY": OUTPUT,
-             "ARTIFACT_OPERATOR_BUILD_BUILDER_IMAGE": e2e.pinned("builder")})
-    proc.start()
-    try:
+    with OperatorProcess(
+            e2e.cluster.kubeconfig, None, tmp_path_factory.mktemp("builds") / "operator.log",
+            env={"ARTIFACT_OPERATOR_BUILD_ENGINE": "job",
+                 "ARTIFACT_OPERATOR_BUILD_OUTPUT_REPOSITORY": OUTPUT,
+                 "ARTIFACT_OPERATOR_BUILD_BUILDER_IMAGE": e2e.pinned("builder"),
+                 "ARTIFACT_OPERATOR_BUILD_EXECUTION_ENVIRONMENTS": json.dumps({"py/3": BASE})},
+    ) as proc:
         yield proc
-    finally:
-        proc.stop()
-        print("---- operator log ----\n" + proc.logs()[-8000:])
 
 
-def built_artifact(name: str, revision: str) -> dict[str, Any]:
+def built_artifact(name: str, revision: str, dockerfile: dict[str, Any] | None = None
+                   ) -> dict[str, Any]:
     return {"apiVersion": "workload.dev/v1alpha1", "kind": "Artifact", "metadata": {"name": name},
             "spec": {"containerGroups": [{"name": "web", "containers": [{
                 "name": "httpd", "primary": True, "port": images.WEB_PORT,
                 "imageBuildConfig": {
                     "codeRef": {"provider": "git", "git": {"url": GIT, "revision": revision}},
-                    "dockerfile": {"source": "provided", "path": "Dockerfile"}},
+                    "dockerfile": dockerfile or {"source": "provided", "path": "Dockerfile"}},
                 "readinessProbe": {"path": "/ready", "initialDelaySeconds": 0,
                                    "periodSeconds": 1}}]}]}}
 
@@ -71,6 +72,36 @@ def one_build(e2e: E2E, namespace: str, name: str) -> dict[str, Any]:
     return dict(rows[0])
 
 
+def pushed(e2e: E2E, namespace: str, name: str) -> str:
+    """The "push" of a build of artifact `name`: the web image under the output repository,
+    by the digest the build stand-in reports (the revision, which the test makes the web
+    image's manifest digest). Returns that digest."""
+    assert e2e.node is not None
+    digest = images.manifest_digest(e2e.built["web"].archive)
+    images.tag_in_containerd(e2e.node.containerd_socket,
+                             images.containerd_name(e2e.refs["web"]),
+                             f"{OUTPUT}/{namespace}/{name}@{digest}")
+    return digest
+
+
+def wait_built(e2e: E2E, namespace: str, name: str) -> dict[str, Any]:
+    """The build row of artifact `name`, once BUILT."""
+    def built() -> dict[str, Any]:
+        row = one_build(e2e, namespace, name)
+        assert row["build"]["status"] == "BUILT", row
+        return row
+    return wait_for(built, timeout=120, interval=1, what=f"the build of {name} BUILT")
+
+
+def wait_ready(e2e: E2E, namespace: str, name: str) -> dict[str, Any]:
+    """The status of artifact `name`, once Ready 1/1 (on its built image)."""
+    def ready() -> dict[str, Any]:
+        status = get_artifact(e2e.cluster, namespace, name).get("status", {})
+        assert (status.get("phase"), status.get("ready")) == ("Ready", "1/1"), status
+        return status
+    return wait_for(ready, timeout=90, interval=1, what=f"{name} Ready on the built image")
+
+
 def plugin(e2e: E2E, *args: str) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).parent / "kubectl-artifact"
     return subprocess.run([str(exe), *args], capture_output=True, text=True, env=e2e.env(),
@@ -79,21 +110,10 @@ def plugin(e2e: E2E, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_build_job_runs_on_the_node_and_its_digest_runs(
         e2e: E2E, builder: OperatorProcess, namespace: str) -> None:
-    assert e2e.node is not None
-    digest = images.manifest_digest(e2e.built["web"].archive)
-    # The "push": the web image under the output repository, by the digest the build reports.
-    images.tag_in_containerd(e2e.node.containerd_socket,
-                             images.containerd_name(e2e.refs["web"]),
-                             f"{OUTPUT}/{namespace}/shop@{digest}")
+    digest = pushed(e2e, namespace, "shop")
     e2e.kubectl("-n", namespace, "apply", "-f", "-",
                 input=yaml.safe_dump(built_artifact("shop", digest.removeprefix("sha256:"))))
-
-    def built() -> dict[str, Any]:
-        row = one_build(e2e, namespace, "shop")
-        assert row["build"]["status"] == "BUILT", row
-        return row
-
-    row = wait_for(built, timeout=120, interval=1, what="the build BUILT")
+    row = wait_built(e2e, namespace, "shop")
     assert row["image"] == f"{OUTPUT}/{namespace}/shop@{digest}"
     run = row["build"]["artifactImageBuildId"]
     job = client.BatchV1Api(e2e.cluster.api).read_namespaced_job(run, namespace)
@@ -107,17 +127,33 @@ def test_the_build_job_runs_on_the_node_and_its_digest_runs(
     assert f"built revision {digest.removeprefix('sha256:')}" in logs.stdout, logs.stdout
     assert f"context={GIT}#{digest.removeprefix('sha256:')}" in logs.stdout, logs.stdout
 
-    def ready() -> dict[str, Any]:
-        status = get_artifact(e2e.cluster, namespace, "shop").get("status", {})
-        assert (status.get("phase"), status.get("ready")) == ("Ready", "1/1"), status
-        return status
-
-    wait_for(ready, timeout=90, interval=1, what="shop Ready on the built image")
+    wait_ready(e2e, namespace, "shop")
     (server,) = [p for p in e2e.cluster.core.list_namespaced_pod(
         namespace, label_selector="workload.dev/artifact=shop").items
         if "job-name" not in (p.metadata.labels or {})]
     assert server.spec.containers[0].image == f"{OUTPUT}/{namespace}/shop@{digest}"
     assert e2e.pod_get(server, images.WEB_PORT, "/index.html").body == "artifact e2e\n"
+
+
+def test_a_generated_dockerfile_reaches_the_builder_and_its_image_runs(
+        e2e: E2E, builder: OperatorProcess, namespace: str) -> None:
+    digest = pushed(e2e, namespace, "gen")
+    generated = {"source": "generated", "executionEnvironmentId": "py",
+                 "executionEnvironmentVersionId": "3", "entrypoint": ["python", "app.py"]}
+    e2e.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(
+        built_artifact("gen", digest.removeprefix("sha256:"), generated)))
+
+    row = wait_built(e2e, namespace, "gen")
+    assert row["image"] == f"{OUTPUT}/{namespace}/gen@{digest}"
+    # The builder was given the generated Dockerfile, apart from the git context.
+    logs = plugin(e2e, "-n", namespace, "build", "logs", row["build"]["artifactImageBuildId"])
+    assert logs.returncode == 0, logs.stderr
+    assert (f"Dockerfile:\n# Generated by artifact-operator from execution environment py/3\n"
+            f"FROM {BASE}\nWORKDIR /opt/code\nCOPY . /opt/code\n"
+            'CMD ["python", "app.py"]\n') in logs.stdout, logs.stdout
+    assert f"context={GIT}#{digest.removeprefix('sha256:')}" in logs.stdout, logs.stdout
+
+    wait_ready(e2e, namespace, "gen")
 
 
 def test_a_cancelled_build_stops_its_pod_and_ends_cancelled(
@@ -142,16 +178,15 @@ def test_a_cancelled_build_stops_its_pod_and_ends_cancelled(
     cancel = plugin(e2e, "-n", namespace, "build", "cancel", run)
     assert cancel.returncode == 0, cancel.stderr
 
-    def cancelled() -> bool:
+    def cancelled() -> None:
         row = one_build(e2e, namespace, "slow")
         assert row["build"]["status"] == "CANCELLED", row
         pods = e2e.cluster.core.list_namespaced_pod(
             namespace, label_selector=f"job-name={run}").items
         assert all(p.status.phase in ("Failed", "Succeeded") or p.metadata.deletion_timestamp
                    for p in pods), [(p.metadata.name, p.status.phase) for p in pods]
-        return True
 
-    wait_for(cancelled, timeout=90, interval=1, what="the build CANCELLED and its pod stopped")
+    until_ok(cancelled, timeout=90, interval=1, what="the build CANCELLED and its pod stopped")
     status = get_artifact(e2e.cluster, namespace, "slow")["status"]
     assert status["phase"] != "Ready"
     assert not e2e.cluster.apps.list_namespaced_deployment(

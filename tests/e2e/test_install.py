@@ -18,7 +18,7 @@ from kubernetes import client, watch
 
 from ..conftest import Cluster, get_artifact
 from ..support.images import WEB_PORT, containerd_name
-from ..support.wait import found, wait_for
+from ..support.wait import found, until_ok, wait_for
 from .installs import (
     DEPLOYMENT,
     LEASE,
@@ -28,7 +28,7 @@ from .installs import (
     Install,
     KustomizeInstall,
 )
-from .support import E2E, until_ok
+from .support import E2E, until_200
 
 pytestmark = pytest.mark.e2e
 
@@ -159,13 +159,12 @@ class InstallScenario:
         service = config.webhooks[0].client_config.service
         assert service is not None and service.namespace == NAMESPACE, "called by Service"
 
-        def served_by_both() -> bool:
+        def served_by_both() -> None:
             endpoints = e2e.cluster.core.read_namespaced_endpoints(service.name, NAMESPACE)
             ips = {a.ip for s in endpoints.subsets or [] for a in s.addresses or []}
             assert ips == pod_ips, ips
-            return True
 
-        wait_for(served_by_both, timeout=60, what="the webhook Service's endpoints")
+        until_ok(served_by_both, timeout=60, what="the webhook Service's endpoints")
         invalid = web_artifact("invalid", e2e.refs["web"])
         invalid["spec"]["storage"] = {"mode": "dedicatedPvc"}  # a cross-field rule: nim only
         refused = apply(e2e, namespace, invalid)
@@ -189,8 +188,8 @@ class InstallScenario:
         assert pod.spec.containers[0].readiness_probe.http_get.path == "/ready"
         assert e2e.pod_get(pod, WEB_PORT, "/ready").status == 200
         service = e2e.cluster.core.read_namespaced_service(f"web-{GROUP}", namespace)
-        until_ok(lambda: e2e.service_get(service, WEB_PORT, "/healthz"),
-                 what="the Service's cluster IP to answer")
+        until_200(lambda: e2e.service_get(service, WEB_PORT, "/healthz"),
+                  what="the Service's cluster IP to answer")
         assert status["endpoint"] == \
             f"http://web-{GROUP}.{namespace}.svc.cluster.local:{WEB_PORT}"
 
@@ -198,13 +197,12 @@ class InstallScenario:
         unready = web_artifact("unready", e2e.refs["web"], ready_path="/missing")
         assert apply(e2e, namespace, unready).returncode == 0
 
-        def probe_failed() -> bool:
+        def probe_failed() -> None:
             events = e2e.cluster.core.list_namespaced_event(namespace).items
             assert any(e.reason == "Unhealthy" and e.involved_object.name.startswith("unready-")
                        and "404" in (e.message or "") for e in events), "no failed probe yet"
-            return True
 
-        wait_for(probe_failed, timeout=90, what="a failed readiness probe of unready")
+        until_ok(probe_failed, timeout=90, what="a failed readiness probe of unready")
         pod = workload_pod(e2e.cluster, namespace, "unready")
         assert pod.status.phase == "Running" and not is_ready(pod)
         status = get_artifact(e2e.cluster, namespace, "unready").get("status", {})
@@ -261,12 +259,11 @@ class InstallScenario:
             assert _cluster_wide_objects(e2e.cluster) == {}
             assert found(e2e.cluster.core.read_namespace, NAMESPACE) is None
 
-            def children_gone() -> bool:
+            def children_gone() -> None:
                 assert not e2e.cluster.apps.list_namespaced_deployment(namespace).items
                 assert not e2e.cluster.core.list_namespaced_service(namespace).items
-                return True
 
-            wait_for(children_gone, timeout=90, what="the garbage collector")
+            until_ok(children_gone, timeout=90, what="the garbage collector")
         else:
             # "`helm uninstall` leaves the CRDs and the Artifacts; the children then stop
             # being reconciled but keep running" (and the namespace --create-namespace made).

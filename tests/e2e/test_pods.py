@@ -33,8 +33,8 @@ from ..conftest import Cluster, get_artifact, install_crd, patch_artifact
 from ..support import local_samples
 from ..support.images import NIM_PORT, SAMPLE_PORT
 from ..support.operator import OperatorProcess
-from ..support.wait import found, wait_for
-from .support import E2E, until_ok
+from ..support.wait import found, until_ok, wait_for
+from .support import E2E, until_200
 from .test_install import GROUP, is_ready, web_artifact
 
 pytestmark = pytest.mark.e2e
@@ -50,14 +50,12 @@ def operator(e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ope
     wait_for(lambda: not _crd_terminating(extensions), timeout=120,
              what="the uninstalled CRD gone")
     install_crd(e2e.cluster.api)
-    proc = OperatorProcess(e2e.cluster.kubeconfig, None,
-                           tmp_path_factory.mktemp("operator") / "operator.log")
-    proc.start()
-    try:
+    # Without warm-up Jobs: these tests show what each NIM server writes to its own claim
+    # (a warm-up would write the shared cache first; that is tests/e2e/test_warmup.py's).
+    with OperatorProcess(e2e.cluster.kubeconfig, None,
+                         tmp_path_factory.mktemp("operator") / "operator.log",
+                         env={"ARTIFACT_OPERATOR_CACHE_WARM_UP": "off"}) as proc:
         yield proc
-    finally:
-        proc.stop()
-        print("---- operator log ----\n" + proc.logs()[-12000:])
 
 
 def _crd_terminating(extensions: client.ApiextensionsV1Api) -> bool:
@@ -223,8 +221,8 @@ def test_the_service_has_exactly_the_ready_pods_as_endpoints(
     assert found(e2e.cluster.core.read_namespaced_service, "web-worker",
                  samples.namespace) is None
     service = e2e.cluster.core.read_namespaced_service("web-api", samples.namespace)
-    answer = until_ok(lambda: e2e.service_get(service, SAMPLE_PORT, "/index.html"),
-                      what="the Service's cluster IP to answer")
+    answer = until_200(lambda: e2e.service_get(service, SAMPLE_PORT, "/index.html"),
+                       what="the Service's cluster IP to answer")
     assert answer.body == "shop\n"
 
 
@@ -477,13 +475,12 @@ def test_deleting_the_artifacts_removes_every_pod(e2e: E2E, samples: Samples) ->
     assert len(e2e.cluster.core.list_namespaced_pod(ns).items) == 5
     e2e.kubectl("-n", ns, "delete", "artifacts", "--all")
 
-    def gone() -> bool:
+    def gone() -> None:
         left = [(p.metadata.name, p.status.phase)
                 for p in e2e.cluster.core.list_namespaced_pod(ns).items]
         assert left == [], left
-        return True
 
-    wait_for(gone, timeout=90, interval=0.5, what="every pod of the samples gone")
+    until_ok(gone, timeout=90, interval=0.5, what="every pod of the samples gone")
     assert not e2e.cluster.apps.list_namespaced_deployment(ns).items
     assert not e2e.cluster.core.list_namespaced_service(ns).items
     # The shared cache outlives its last user (retention `keep`); the dedicated claim goes.
@@ -492,11 +489,10 @@ def test_deleting_the_artifacts_removes_every_pod(e2e: E2E, samples: Samples) ->
         if c.startswith("nim-cache-")}
     assert len(cache) == 1
 
-    def claims_left() -> bool:
+    def claims_left() -> None:
         claims = {c.metadata.name for c in
                   e2e.cluster.core.list_namespaced_persistent_volume_claim(ns).items
                   if c.metadata.deletion_timestamp is None}
         assert claims == cache, claims
-        return True
 
-    wait_for(claims_left, timeout=30, what="the dedicated claim deleted, the cache kept")
+    until_ok(claims_left, timeout=30, what="the dedicated claim deleted, the cache kept")

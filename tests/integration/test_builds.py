@@ -1,8 +1,9 @@
 """Image builds against the real control plane: the operator's side for real, the engines'
 controllers played by the test.
 
-Shipwright: its BuildRun CRD from a pinned release (tests/integration/shipwright/, checksum
-checked), installed with one recorded deviation; the test moves BuildRun status the way
+Shipwright: a stand-in for its BuildRun CRD (tests/integration/crds/, written for these tests;
+Shipwright's own with ARTIFACT_TEST_UPSTREAM_CRDS, tests/support/optional_crds.py); the test
+moves BuildRun status the way
 Shipwright's controller does (Succeeded: Unknown/Pending, Unknown/Running, then True with
 status.output.digest, or False with failureDetails, or BuildRunCanceled).
 
@@ -23,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
-from ..conftest import Cluster, _install_one, create_artifact, get_artifact, patch_artifact
+from ..conftest import Cluster, create_artifact, get_artifact, patch_artifact
+from ..support import optional_crds
 from ..support.kubelet import ensure_node, make_pods_ready
 from ..support.operator import OperatorProcess
 from ..support.wait import found, wait_for
@@ -34,8 +35,6 @@ from .test_plugin import user
 
 pytestmark = pytest.mark.cluster
 
-SHIPWRIGHT = Path(__file__).parent / "shipwright" / "shipwright.io_buildruns.yaml"
-SHIPWRIGHT_SHA256 = "fcf79bd28b9988d0e8ead076a3a42d24f8cf9549bd2bead080cefa65eec5fcc6"
 REPO = "registry.example:5000/builds"
 SW = ("shipwright.io", "v1beta1", "buildruns")
 PLUGIN = str(Path(sys.executable).parent / "kubectl-artifact")
@@ -54,13 +53,7 @@ def plugin(cluster: Cluster, namespace: str, *args: str, kubeconfig: Path | None
 
 
 def install_shipwright(cluster: Cluster) -> None:
-    raw = SHIPWRIGHT.read_bytes()
-    assert hashlib.sha256(raw).hexdigest() == SHIPWRIGHT_SHA256, "the pinned CRD changed"
-    # Deviation from the release, the only one: a 1.20 API server reads `default: ""` as
-    # null and refuses the whole CRD, so those lines go (README in shipwright/).
-    text = "\n".join(line for line in raw.decode().splitlines()
-                     if line.strip() != 'default: ""')
-    _install_one(cluster.api, yaml.safe_load(text))
+    optional_crds.install(cluster.api, "BuildRun")
 
 
 def digest() -> str:
@@ -366,3 +359,66 @@ def test_datarobot_catalog_items_build_from_their_configured_source(
                         "SourceUnresolved" and c, timeout=30, what="SourceUnresolved")
         assert "catalog item cat-1/ver-2" in cond["message"]
         assert runs(cluster, namespace, "unmapped") == []
+
+
+def test_a_build_namespace_runs_the_builds_apart_and_deletes_them_with_their_artifact(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    """With ARTIFACT_OPERATOR_BUILD_NAMESPACE the build Jobs run there (a namespace whose
+    Pod Security level may be privileged), not owned by the artifact (no owner reference
+    crosses namespaces): the operator deletes them when their artifact goes, also those left
+    while it was down, and never a live artifact's."""
+    builds = f"builds-{uuid.uuid4().hex[:6]}"
+    cluster.core.create_namespace({"metadata": {"name": builds}})
+    batch = client.BatchV1Api(cluster.api)
+    try:
+        # Left while the operator was down: the build of an artifact that is gone.
+        batch.create_namespaced_job(builds, {
+            "apiVersion": "batch/v1", "kind": "Job", "metadata": {
+                "name": "ghost-build-0123456789ab", "labels": {
+                    "app.kubernetes.io/managed-by": "artifact-operator",
+                    "app.kubernetes.io/component": "image-build",
+                    "workload.dev/artifact": "ghost",
+                    "workload.dev/artifact-namespace": namespace,
+                    "workload.dev/artifact-uid": str(uuid.uuid4())}},
+            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+                {"name": "buildkit", "image": "busybox"}]}}}})
+        env = {"ARTIFACT_OPERATOR_BUILD_ENGINE": "job",
+               "ARTIFACT_OPERATOR_BUILD_OUTPUT_REPOSITORY": REPO,
+               "ARTIFACT_OPERATOR_BUILD_NAMESPACE": builds}
+        with OperatorProcess(cluster.kubeconfig, [namespace], tmp_path / "operator.log",
+                             env=env):
+            wait_for(lambda: not batch.list_namespaced_job(
+                builds, label_selector="workload.dev/artifact=ghost").items, timeout=30,
+                what="the orphaned build deleted")
+            uid = create_artifact(cluster, namespace, built_artifact("shop"))["metadata"]["uid"]
+            (job,) = wait_for(lambda: batch.list_namespaced_job(
+                builds, label_selector="workload.dev/artifact=shop").items, timeout=30,
+                what="a build Job in the build namespace")
+            assert batch.list_namespaced_job(namespace).items == []
+            labels = job.metadata.labels
+            assert (labels["workload.dev/artifact-namespace"],
+                    labels["workload.dev/artifact-uid"]) == (namespace, uid)
+            assert not job.metadata.owner_references
+            name = job.metadata.name
+            wait_for(lambda: ready(cluster, namespace, "shop").get("reason") == "Building",
+                     timeout=30, what="Building")
+            assert f"kubectl logs -n {builds} job/{name}" in ready(
+                cluster, namespace, "shop")["message"]
+
+            sha = digest()
+            finish_build(cluster, builds, job, sha)
+            image = f"{REPO}/{namespace}/shop@{sha}"
+            wait_for(lambda: deployment_image(cluster, namespace, "shop-api") == image,
+                     timeout=60, what="the Deployment on the built digest")
+            wait_for(lambda: build_of(cluster, namespace, "shop").get("buildNamespace")
+                     == builds, timeout=60, what="status naming the build namespace")
+            listed = json.loads(plugin(cluster, namespace, "builds", "shop", "-o", "json"))
+            assert [(r["id"], r["status"]) for r in listed["data"]] == [(name, "BUILT")]
+
+            cluster.custom.delete_namespaced_custom_object(
+                "workload.dev", "v1alpha1", namespace, "artifacts", "shop")
+            wait_for(lambda: not batch.list_namespaced_job(
+                builds, label_selector="workload.dev/artifact=shop").items, timeout=30,
+                what="the build deleted with its artifact")
+    finally:
+        cluster.core.delete_namespace(builds)

@@ -25,11 +25,11 @@ from kubernetes import client, config
 from artifact_operator.api import naming
 
 from ..conftest import Cluster, install_crd
-from ..support.accounts import kubeconfig_with_token, sa_user, service_account_token
+from ..support.accounts import sa_user, two_replicas
 from ..support.builders import NIM_IMAGE, OTHER_NIM_IMAGE, nim_artifact, service_artifact
 from ..support.controlplane import ControlPlane, default_assets
 from ..support.operator import OperatorProcess
-from ..support.wait import wait_for
+from ..support.wait import found, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -37,7 +37,10 @@ GROUP, VERSION, PLURAL = "workload.dev", "v1alpha1", "artifacts"
 NS = "faults"
 CONVERGE = 240.0  # seconds for every artifact to converge after a fault, on a loaded machine
 # Shared caches are deleted with their last user here, so that a claim left over is a leak.
-OPERATOR_ENV = {"ARTIFACT_OPERATOR_CACHE_RETENTION": "delete"}
+# No Job controller runs here, so no cache warm-up would end: the shared caches' Deployments
+# are rendered at once (warm-ups are tests/integration/test_warmup.py's).
+OPERATOR_ENV = {"ARTIFACT_OPERATOR_CACHE_RETENTION": "delete",
+                "ARTIFACT_OPERATOR_CACHE_WARM_UP": "off"}
 NIM_IMAGES = (NIM_IMAGE, OTHER_NIM_IMAGE)
 
 
@@ -349,34 +352,15 @@ def test_a_frozen_api_server_never_lets_two_leaders_write_at_once(
     the standby takes over after the thaw, and in the audit log every write of the old
     leader completed before the first write of the new one."""
     assert own.control_plane is not None
-    names = ("op-a", "op-b")
-    for name in names:
-        own.core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
-    own.rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": "operators"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": "cluster-admin"},
-        "subjects": [{"kind": "ServiceAccount", "name": n, "namespace": namespace}
-                     for n in names]})
-    replicas = {}
-    for name in names:
-        token = wait_for(lambda n=name: service_account_token(own.core, namespace, n),  # type: ignore[misc]
-                         timeout=30, what=f"a token for {name}")
-        replicas[name] = OperatorProcess(
-            kubeconfig_with_token(own.kubeconfig, token, tmp_path / f"{name}.kcfg"),
-            [namespace], tmp_path / f"{name}.log", env={"POD_NAME": name, **OPERATOR_ENV},
-            args=["--leader-election", "--leader-election-namespace", namespace])
     lease = client.CoordinationV1Api(own.api)
 
     def holder() -> str | None:
         got = lease.read_namespaced_lease("artifact-operator-leader", namespace)
         return got.spec.holder_identity  # type: ignore[no-any-return]
 
-    try:
-        for proc in replicas.values():
-            proc.start()
-        leader = wait_for(lambda: found_holder(holder), timeout=60, what="a leader")
-        standby = next(n for n in names if n != leader)
+    with two_replicas(own, namespace, tmp_path, env=OPERATOR_ENV) as replicas:
+        leader = wait_for(lambda: found(holder), timeout=60, what="a leader")
+        standby = next(n for n in replicas if n != leader)
         create_all(own, namespace, [mix(i) for i in range(1, 31) if i % 5])
         wait_for(converged(own, namespace), timeout=CONVERGE, interval=1, what="convergence")
         # Work in flight when the server stops answering.
@@ -408,15 +392,3 @@ def test_a_frozen_api_server_never_lets_two_leaders_write_at_once(
         assert not overlap, f"the old leader wrote after the new one began: {overlap}"
         print(f"frozen 20 s: {sum(1 for w in writes if w[1] == old)} writes by the old "
               f"leader, all before the first of {len(writes) - first_new} by the new one")
-    finally:
-        for proc in replicas.values():
-            proc.stop()
-
-
-def found_holder(holder: Callable[[], str | None]) -> str | None:
-    try:
-        return holder()
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise

@@ -10,12 +10,7 @@ import pytest
 from kubernetes import client
 
 from ..conftest import Cluster, create_artifact, get_artifact, require_audit_log
-from ..support.accounts import (
-    audit_writes,
-    kubeconfig_with_token,
-    sa_user,
-    service_account_token,
-)
+from ..support.accounts import audit_writes, sa_user, two_replicas
 from ..support.builders import service_artifact
 from ..support.operator import OperatorProcess
 from ..support.wait import found, wait_for
@@ -39,25 +34,7 @@ def test_one_replica_reconciles_and_the_other_takes_over(
         cluster: Cluster, namespace: str, tmp_path: Path) -> None:
     audit_log = require_audit_log(cluster)
     # Each replica gets its own ServiceAccount, so the audit log tells their writes apart.
-    replicas = {}
-    for name in ("op-a", "op-b"):
-        cluster.core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
-    cluster.rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": "operators"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": "cluster-admin"},
-        "subjects": [{"kind": "ServiceAccount", "name": n, "namespace": namespace}
-                     for n in ("op-a", "op-b")]})
-    for name in ("op-a", "op-b"):
-        token = wait_for(lambda n=name: service_account_token(cluster.core, namespace, n),  # type: ignore[misc]
-                         timeout=30, what=f"a token for {name}")
-        kubeconfig = kubeconfig_with_token(cluster.kubeconfig, token, tmp_path / f"{name}.kcfg")
-        replicas[name] = OperatorProcess(
-            kubeconfig, [namespace], tmp_path / f"{name}.log", env={"POD_NAME": name},
-            args=["--leader-election", "--leader-election-namespace", namespace])
-    try:
-        for proc in replicas.values():
-            proc.start()
+    with two_replicas(cluster, namespace, tmp_path) as replicas:
         leader = wait_for(lambda: _holder(cluster, namespace), timeout=30, what="a leader")
         standby = next(n for n in replicas if n != leader)
 
@@ -92,10 +69,6 @@ def test_one_replica_reconciles_and_the_other_takes_over(
                    if w.name.startswith("after") and w.resource in ("deployments", "artifacts")
                    and w.user.startswith("system:serviceaccount:")}
         assert writers == {sa_user(namespace, standby)}
-    finally:
-        for proc in replicas.values():
-            proc.stop()
-            print(f"---- {proc.log_path.name} ----\n" + proc.logs()[-5000:])
 
 
 def test_graceful_shutdown_hands_the_lease_over(cluster: Cluster, namespace: str,

@@ -75,6 +75,9 @@ def add_volume(cluster: Cluster, storage_class: str, size: str,
 
 def start_operator(cluster: Cluster, namespaces: list[str], tmp_path: Path,
                    **env: str) -> OperatorProcess:
+    # The claims alone: a cache's warm-up Job (which no Job controller runs on this control
+    # plane) and the Deployments that wait for it are test_warmup.py's.
+    env.setdefault("cache_warm_up", "off")
     settings = {f"ARTIFACT_OPERATOR_{k.upper()}": v for k, v in env.items()}
     return OperatorProcess(cluster.kubeconfig, namespaces, tmp_path / "operator.log",
                            env=settings).start()

@@ -4,10 +4,12 @@ For each install mode (kustomize `deploy/rbac` for all namespaces; the Helm char
 namespace, webhook on) a single operator process runs with a TokenRequest token of the
 install's ServiceAccount and serves the admission webhooks on loopback. Every behaviour that
 needs a right is shown working with that token: service children and status, NIM claims
-(dedicated, shared cache, the cache deleted with its last user), admission reviews
-(SubjectAccessReview, namespace GET), locking (Artifact list, label patch), Secret lookups, and
-image builds (a Job engine in the namespaced install, Shipwright in the cluster-wide one).
-Then the same token is refused what the install must not grant.
+(dedicated, shared cache and its warm-up Job, the cache deleted with its last user),
+admission reviews (SubjectAccessReview, namespace GET), locking (Artifact list, label patch),
+Secret lookups, and image builds (a Job engine in the namespaced install, Shipwright in the
+cluster-wide one). Exposure and monitoring too: an Ingress, an HTTPRoute and a ServiceMonitor
+(the optional APIs' CRDs installed for these tests). Then the same token is refused what the
+install must not grant.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..conftest import (
     require_audit_log,
 )
 from ..contract.test_deploy import DEPLOY, helm_render, kustomize
+from ..support import optional_crds
 from ..support.accounts import (
     audit_writes,
     kubeconfig_with_token,
@@ -37,7 +40,7 @@ from ..support.accounts import (
 )
 from ..support.builders import PINNED_IMAGE, service_artifact
 from ..support.operator import OperatorProcess
-from ..support.wait import wait_for
+from ..support.wait import found, until_ok, wait_for
 from ..support.webhook import (
     bind,
     make_serving_cert,
@@ -75,6 +78,8 @@ from .test_nim_storage import (
     storage_class,  # noqa: F401 - a fixture
 )
 from .test_secrets import ready_condition, with_env
+from .test_warmup import job_controller, warm_up
+from .test_warmup import jobs as warm_up_jobs
 
 pytestmark = pytest.mark.cluster
 
@@ -138,6 +143,17 @@ def volumes(cluster: Cluster) -> Iterator[list[str]]:
             cluster.core.delete_persistent_volume(name)
 
 
+@pytest.fixture
+def optional_apis(cluster: Cluster) -> Iterator[None]:
+    """The Gateway API's HTTPRoute and the Prometheus Operator's ServiceMonitor served (the
+    test stand-ins of their CRDs), so that the operator renders into them with its token."""
+    for kind in optional_crds.FILES:
+        optional_crds.install(cluster.api, kind)
+    yield
+    for kind in optional_crds.FILES:
+        optional_crds.uninstall(cluster.api, kind)
+
+
 def _token_kubeconfig(cluster: Cluster, system: str, path: Path) -> Path:
     token = wait_for(lambda: service_account_token(cluster.core, system, SA), timeout=30,
                      what="a token for the operator's ServiceAccount")
@@ -166,16 +182,15 @@ def _rights_in_effect(kubeconfig: Path, namespace: str) -> None:
     with contextlib.closing(_as(kubeconfig)) as sa:
         authz = client.AuthorizationV1Api(sa)
 
-        def allowed() -> bool:
+        def allowed() -> None:
             for verb, group, resource, ns in wanted:
                 review = authz.create_self_subject_access_review({"spec": {
                     "resourceAttributes": {"verb": verb, "group": group,
                                            "resource": resource, "namespace": ns}}})
                 # Named, so a right the install lacks is what the timeout reports.
                 assert review.status.allowed, f"{verb} {group}/{resource} in {ns or 'cluster'}"
-            return True
 
-        wait_for(allowed, timeout=30, what="the installed rights to take effect")
+        until_ok(allowed, timeout=30, what="the installed rights to take effect")
 
 
 @contextlib.contextmanager
@@ -215,6 +230,10 @@ def _behaviours_work(cluster: Cluster, namespace: str, storage: str,
         "containerGroups": [{"name": "api", "containers": [
             {"name": "app", "imageUri": "nginx:1.27", "primary": True, "port": 8080}]}]}})
     create_artifact(cluster, namespace, nim("llm"))
+    create_artifact(cluster, namespace, service_artifact("exposed", runtime={"api": {
+        "expose": {"ingress": {"host": "exposed.example.com"}}, "metrics": {"port": 9090}}}))
+    create_artifact(cluster, namespace, service_artifact("routed", runtime={"api": {
+        "expose": {"httpRoute": {"parentRefs": [{"name": "edge"}]}}}}))
     create_artifact(cluster, namespace, nim("cached", mode="nimCache"))
     # A credential Secret that opts in, without the key the artifact reads (the webhook
     # refuses a reference to a Secret that does not opt in or does not exist).
@@ -246,6 +265,16 @@ def _behaviours_work(cluster: Cluster, namespace: str, storage: str,
     wait_for(lambda: status(cluster, namespace, "web").get("phase"), timeout=30,
              what="a status phase")
 
+    # Exposure and monitoring: an Ingress, an HTTPRoute, a ServiceMonitor.
+    wait_for(lambda: found(client.NetworkingV1Api(cluster.api).read_namespaced_ingress,
+                           "exposed-api", namespace), timeout=30, what="the Ingress")
+    for kind, name in (("ServiceMonitor", "exposed-api"), ("HTTPRoute", "routed-api")):
+        doc = optional_crds.crd(kind)["spec"]
+        wait_for(lambda d=doc, n=name: found(
+            cluster.custom.get_namespaced_custom_object, d["group"],
+            d["versions"][0]["name"], namespace, d["names"]["plural"], n), timeout=30,
+            what=f"the {kind}")
+
     # NIM: a dedicated claim and a shared cache claim, both seen Bound once volumes exist.
     wait_for(lambda: claim(cluster, namespace, "llm-model-store"), timeout=30,
              what="the dedicated claim")
@@ -253,9 +282,19 @@ def _behaviours_work(cluster: Cluster, namespace: str, storage: str,
     volumes.extend(add_volume(cluster, storage, "200Gi") for _ in range(2))
     for name, mode, claim_name in (("llm", "dedicatedPvc", "llm-model-store"),
                                    ("cached", "nimCache", CACHE_X)):
-        wait_for(lambda n=name, m=mode, c=claim_name: status(cluster, namespace, n)
-                 .get("storage") == {"mode": m, "claimName": c, "phase": "Bound"},
-                 timeout=60, what=f"{name} to see its claim Bound")
+        wait_for(lambda n=name, m=mode, c=claim_name: {
+            k: v for k, v in (status(cluster, namespace, n).get("storage") or {}).items()
+            if k != "warmUp"} == {"mode": m, "claimName": c, "phase": "Bound"},
+            timeout=60, what=f"{name} to see its claim Bound")
+    # The shared cache's warm-up: its Job created (and watched), the claim marked warm (a
+    # claim patch) once the Job, which the test completes as the Job controller would, is.
+    (job,) = wait_for(lambda: warm_up_jobs(cluster, namespace), timeout=30,
+                      what="the warm-up Job")
+    job_controller(cluster, namespace, job.metadata.name, "complete")
+    wait_for(lambda: warm_up(cluster, namespace, "cached").get("phase") == "Ready",
+             timeout=60, what="the cache warm")
+    wait_for(lambda: _read(cluster.apps.read_namespaced_deployment, "cached-llm", namespace),
+             timeout=30, what="the Deployment on the warm cache")
     # Growing pvcSize expands the dedicated claim (a claim patch).
     patch_artifact(cluster, namespace, "llm", {"spec": {"storage": {"pvcSize": "150Gi"}}})
     wait_for(lambda: claim(cluster, namespace, "llm-model-store").spec.resources
@@ -314,6 +353,7 @@ def _written_only_by(cluster: Cluster, namespace: str, user: str) -> None:
     log = require_audit_log(cluster)
     writers = {w.user for w in audit_writes(log, namespace)
                if w.resource in ("deployments", "services", "persistentvolumeclaims",
+                                 "ingresses", "httproutes", "servicemonitors",
                                  "artifacts", "events") or w.subresource == "status"}
     # The test's own writes, and kube-controller-manager's (Deployment and claim status,
     # binding, garbage collection), are the admin's.
@@ -353,7 +393,7 @@ def _refused_everywhere(cluster: Cluster, sa: client.ApiClient, namespace: str) 
 
 def test_namespaced_helm_install_with_webhook_works_with_only_its_token(
         cluster: Cluster, namespace: str, storage_class: str,  # noqa: F811
-        volumes: list[str], tmp_path: Path) -> None:
+        volumes: list[str], optional_apis: None, tmp_path: Path) -> None:
     with _namespace(cluster, f"{namespace[:50]}-sys") as system:
         docs = helm_render({"watchNamespaces": [namespace], "webhook": {"enabled": True}},
                            namespace=system)
@@ -395,7 +435,7 @@ def test_namespaced_helm_install_with_webhook_works_with_only_its_token(
 
 def test_kustomize_rbac_runs_the_operator_cluster_wide_with_only_its_token(
         cluster: Cluster, namespace: str, storage_class: str,  # noqa: F811
-        volumes: list[str], tmp_path: Path) -> None:
+        volumes: list[str], optional_apis: None, tmp_path: Path) -> None:
     docs = kustomize(DEPLOY / "rbac")
     with _namespace(cluster, "artifact-operator-system") as system:
         installed = _install(cluster, docs)

@@ -28,7 +28,7 @@ from ..support.kubelet import make_pods_ready
 from ..support.metrics import wait_artifacts_seen, wait_reconciles
 from ..support.operator import OperatorProcess, pause
 from ..support.samples import opted_in_secret, sample
-from ..support.wait import wait_for
+from ..support.wait import until_ok, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -55,12 +55,11 @@ def phases(cluster: Cluster, namespace: str) -> dict[str, str | None]:
     return {a["metadata"]["name"]: (a.get("status") or {}).get("phase") for a in items}
 
 
-def all_ready(cluster: Cluster, namespace: str, count: int) -> bool:
+def all_ready(cluster: Cluster, namespace: str, count: int) -> None:
     make_pods_ready(cluster.core, namespace, MANAGED)
     got = phases(cluster, namespace)
     waiting = {name: phase for name, phase in got.items() if phase != "Ready"}
     assert len(got) == count and not waiting, f"not Ready: {waiting}"
-    return True
 
 
 def test_creating_an_artifact_writes_each_child_once_and_status_once_per_phase(
@@ -103,7 +102,7 @@ def settled(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
             for i in range(UNCHANGED):
                 create_artifact(cluster, namespace, sample(i))
             create_artifact(cluster, namespace, sample(0, DRIFTED))
-            wait_for(lambda: all_ready(cluster, namespace, UNCHANGED + 1), timeout=180,
+            until_ok(lambda: all_ready(cluster, namespace, UNCHANGED + 1), timeout=180,
                      interval=1, what=f"{UNCHANGED + 1} Ready artifacts")
         yield namespace
     finally:
@@ -140,7 +139,7 @@ def test_restart_over_50_unchanged_artifacts_makes_no_writes(
         assert f"patch deployments {namespace}/{DRIFTED}-api -> 201" in map(str, writes)
 
         # Leave the drifted one Ready again for the next test.
-        wait_for(lambda: all_ready(cluster, namespace, UNCHANGED + 1), timeout=60,
+        until_ok(lambda: all_ready(cluster, namespace, UNCHANGED + 1), timeout=60,
                  interval=1, what="all Ready again")
     finally:
         operator.stop()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from kubernetes import client
+
+from .operator import OperatorProcess
+from .wait import wait_for
 
 
 def service_account_token(core: client.CoreV1Api, namespace: str, name: str) -> str:
@@ -31,6 +35,52 @@ def kubeconfig_with_token(base: Path, token: str, path: Path) -> Path:
 
 def sa_user(namespace: str, name: str) -> str:
     return f"system:serviceaccount:{namespace}:{name}"
+
+
+class AdminCluster(Protocol):
+    """What `two_replicas` needs of a cluster (tests/conftest.py's Cluster has it)."""
+
+    kubeconfig: Path
+
+    @property
+    def core(self) -> client.CoreV1Api: ...
+
+    @property
+    def rbac(self) -> client.RbacAuthorizationV1Api: ...
+
+
+REPLICAS = ("op-a", "op-b")
+
+
+@contextlib.contextmanager
+def two_replicas(cluster: AdminCluster, namespace: str, workdir: Path, *,
+                 env: Mapping[str, str] | None = None) -> Iterator[dict[str, OperatorProcess]]:
+    """Two operator replicas for `namespace` with leader election (the Lease in `namespace`),
+    named as REPLICAS: each runs as a ServiceAccount of that name (cluster-admin in
+    `namespace`), so that the audit log tells their writes apart (`sa_user`), and has it as
+    POD_NAME, its identity in the Lease; `env` adds to their environment. Yields them by
+    name, started; on exit stops both and prints their logs (kubeconfigs and logs go to
+    `workdir`)."""
+    for name in REPLICAS:
+        cluster.core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    cluster.rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "operators"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": n, "namespace": namespace}
+                     for n in REPLICAS]})
+    replicas = {}
+    for name in REPLICAS:
+        token = wait_for(lambda n=name: service_account_token(cluster.core, namespace, n),  # type: ignore[misc]
+                         timeout=30, what=f"a token for {name}")
+        replicas[name] = OperatorProcess(
+            kubeconfig_with_token(cluster.kubeconfig, token, workdir / f"{name}.kcfg"),
+            [namespace], workdir / f"{name}.log", env={"POD_NAME": name, **(env or {})},
+            args=["--leader-election", "--leader-election-namespace", namespace])
+    with contextlib.ExitStack() as running:
+        for proc in replicas.values():
+            running.enter_context(proc)
+        yield replicas
 
 
 @dataclass(frozen=True)

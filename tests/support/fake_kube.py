@@ -33,7 +33,8 @@ from typing import Any, cast
 
 from artifact_operator.api.naming import LABEL_MANAGED_BY, MANAGER
 from artifact_operator.controller.view import child_keys, slim
-from artifact_operator.kube.client import KINDS, ApiError, Kube, kind_of
+from artifact_operator.kube.client import ApiError, Kube
+from artifact_operator.kube.kinds import KINDS, kind_of
 
 Obj = dict[str, Any]
 ObjKey = tuple[str, str, str]  # (kind, namespace or "", name)

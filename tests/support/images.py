@@ -15,7 +15,11 @@ with the default pull policy, by the name their manifests use.
   on 8080, runnable as uid 1000 with a read-only root filesystem and no capabilities.
 - `sample`: what deploy/samples/ runs in place of its service images (busybox; a `python`
   stand-in for the sample's entrypoints); `nim`: a NIM-like model server that writes its cache
-  under $NIM_CACHE_PATH before it reports ready (tests/e2e/test_pods.py).
+  under $NIM_CACHE_PATH before it reports ready (tests/e2e/test_pods.py), and ships a
+  `download-to-cache` as NIM images do (the warm-up Job of the `make demo` cache sample).
+- `nim-warm`: a NIM-like image for the model cache warm-up (tests/e2e/test_warmup.py): its
+  `download-to-cache` writes the model into $NIM_CACHE_PATH (refusing a key NGC would
+  refuse), and its server does not start without it.
 
 To add an image: a `BusyboxImage` with other files and entrypoint, or a `DebianImage` with
 other packages, in IMAGES. The debootstrap root filesystems and the busybox package are cached
@@ -152,34 +156,53 @@ def _oci_archive(rootfs: Path, ref: str, out: Path, config: ImageConfig) -> None
     module.build(str(rootfs), containerd_name(ref), str(out), config.oci())
 
 
+@dataclass(frozen=True)
+class OciArchive:
+    """The image of an OCI archive, read as containerd reads it (index -> manifest -> config):
+    its manifest's digest, the manifest, and the image config blob."""
+
+    path: Path
+    manifest_digest: str        # `sha256:...`: what `repo@sha256:...` names
+    manifest: dict[str, Any]
+    config: dict[str, Any]      # the config blob; its "config" has User, Entrypoint, Env...
+
+    @classmethod
+    def read(cls, archive: Path) -> OciArchive:
+        with tarfile.open(archive) as tar:
+            index = _json_member(tar, "index.json")
+            digest = str(index["manifests"][0]["digest"])
+            manifest = _json_member(tar, _blob_name(digest))
+            config = _json_member(tar, _blob_name(manifest["config"]["digest"]))
+        return cls(archive, digest, manifest, config)
+
+    def files(self) -> dict[str, tarfile.TarInfo]:
+        """Path -> entry of the image's single layer."""
+        with tarfile.open(self.path) as tar:
+            layer = tar.extractfile(_blob_name(self.manifest["layers"][0]["digest"]))
+            assert layer is not None
+            with tarfile.open(fileobj=layer, mode="r:gz") as inner:
+                return {m.name: m for m in inner.getmembers()}
+
+
+def _blob_name(digest: str) -> str:
+    return f"blobs/sha256/{digest.removeprefix('sha256:')}"
+
+
+def _json_member(tar: tarfile.TarFile, name: str) -> Any:
+    member = tar.extractfile(name)
+    assert member is not None, name
+    return json.load(member)
+
+
 def archive_config(archive: Path) -> dict[str, Any]:
-    """The image config inside an OCI archive, as containerd reads it (index -> manifest)."""
-    with tarfile.open(archive) as tar:
-        def blob(digest: str) -> Any:
-            member = tar.extractfile(f"blobs/sha256/{digest.removeprefix('sha256:')}")
-            assert member is not None
-            return json.load(member)
-        index_file = tar.extractfile("index.json")
-        assert index_file is not None
-        index = json.load(index_file)
-        manifest = blob(index["manifests"][0]["digest"])
-        config: dict[str, Any] = blob(manifest["config"]["digest"])["config"]
-        return config
+    """The image config inside an OCI archive (User, Entrypoint, Cmd, Env, ...)."""
+    config: dict[str, Any] = OciArchive.read(archive).config["config"]
+    return config
 
 
 def archive_files(archive: Path) -> dict[str, tarfile.TarInfo]:
     """Path -> entry of the archive's single layer."""
-    with tarfile.open(archive) as tar:
-        index_file = tar.extractfile("index.json")
-        assert index_file is not None
-        digest = json.load(index_file)["manifests"][0]["digest"].removeprefix("sha256:")
-        manifest_file = tar.extractfile(f"blobs/sha256/{digest}")
-        assert manifest_file is not None
-        layer = json.load(manifest_file)["layers"][0]["digest"].removeprefix("sha256:")
-        layer_file = tar.extractfile(f"blobs/sha256/{layer}")
-        assert layer_file is not None
-        with tarfile.open(fileobj=layer_file, mode="r:gz") as inner:
-            return {m.name: m for m in inner.getmembers()}
+    return OciArchive.read(archive).files()
 
 
 # -- bases ------------------------------------------------------------------------------------
@@ -403,6 +426,12 @@ NIM = BusyboxImage(
     config=ImageConfig(user="1000:1000", entrypoint=["/bin/nim"], env={"PATH": "/bin"}),
     scripts={
         "bin/supervise": _SUPERVISE,
+        # What the operator's warm-up Job runs (a NIM image's own download command).
+        "bin/download-to-cache": """#!/bin/sh
+set -eu
+cache="${NIM_CACHE_PATH:?NIM_CACHE_PATH is not set}"
+[ -f "$cache/model.bin" ] || echo "weights fetched by $(busybox hostname)" > "$cache/model.bin"
+""",
         "bin/nim": f"""#!/bin/sh
 set -eu
 cache="${{NIM_CACHE_PATH:?NIM_CACHE_PATH is not set}}"
@@ -418,10 +447,53 @@ exec /bin/supervise /bin/busybox httpd -f -p {NIM_PORT} -h $www
     },
 )
 
+# A NIM-like image for the model cache warm-up (tests/e2e/test_warmup.py). `download-to-cache`,
+# which the operator's warm-up Job runs as a NIM image's own, writes the "weights" (naming the
+# pod and the sha256 of the NGC_API_KEY it got) into $NIM_CACHE_PATH and records the download;
+# it refuses a missing key or one starting with "invalid", as NGC would (exit 1). The server,
+# the image's entrypoint, exits when the weights are not there; else it serves NIM's health
+# paths and the cache's /model and /downloads on 8000.
+NIM_WARM = BusyboxImage(
+    ref="localhost/artifact-e2e-nim-warm:1",
+    config=ImageConfig(user="1000:1000", entrypoint=["/bin/nim-server"], env={"PATH": "/bin"}),
+    scripts={
+        "bin/supervise": _SUPERVISE,
+        "bin/download-to-cache": """#!/bin/sh
+set -eu
+cache="${NIM_CACHE_PATH:?NIM_CACHE_PATH is not set}"
+echo "download-to-cache: $(busybox hostname) uid=$(busybox id -u) into $cache"
+case "${NGC_API_KEY:-}" in
+  ""|invalid*) echo "error: 401 Unauthorized: NGC_API_KEY was rejected" >&2; exit 1 ;;
+esac
+key=$(printf %s "$NGC_API_KEY" | busybox sha256sum | busybox cut -c1-64)
+echo "weights fetched by $(busybox hostname) with key sha256:$key" > "$cache/model.bin.part"
+busybox mv "$cache/model.bin.part" "$cache/model.bin"
+busybox hostname >> "$cache/downloads"
+echo "download-to-cache: done"
+""",
+        "bin/nim-server": f"""#!/bin/sh
+set -eu
+cache="${{NIM_CACHE_PATH:?NIM_CACHE_PATH is not set}}"
+if [ ! -f "$cache/model.bin" ]; then
+  echo "nim-server: no model in $cache (was the cache warmed up?)" >&2
+  exit 1
+fi
+www=/tmp/www
+busybox mkdir -p $www/v1/health
+busybox cp "$cache/model.bin" $www/model
+busybox cp "$cache/downloads" $www/downloads
+echo live > $www/v1/health/live
+echo ready > $www/v1/health/ready
+exec /bin/supervise /bin/busybox httpd -f -p {NIM_PORT} -h $www
+""",
+    },
+)
+
 # A stand-in for rootless BuildKit in the Job build engine (logic/builds.py): the operator's
 # Job script runs it as `buildctl-daemonless.sh build ... --opt context=URL#REVISION ...
 # --metadata-file F`. There is no registry here, so it "builds" nothing: it prints its
-# arguments (the build's log) and reports as the pushed digest `sha256:<REVISION>`, which the
+# arguments and the Dockerfile it is given apart from the context, if any (the build's log),
+# and reports as the pushed digest `sha256:<REVISION>`, which the
 # test makes a commit id equal to an image digest that containerd holds under the output
 # repository's name (as if the push had landed there).
 BUILDER = BusyboxImage(
@@ -438,6 +510,8 @@ meta="" revision=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --metadata-file) meta="$2"; shift ;;
+    --local) case "$2" in dockerfile=*) echo "Dockerfile:"; cat "${2#dockerfile=}/Dockerfile" ;;
+             esac; shift ;;
     context=*) revision="${1#*#}"; revision="${revision%%:*}" ;;
   esac
   shift
@@ -451,7 +525,7 @@ printf '{"containerimage.digest": "sha256:%s"}' "$revision" > "$meta"
 
 IMAGES: dict[str, DebianImage | BusyboxImage] = {"operator": OPERATOR, "web": WEB,
                                                  "sample": SAMPLE, "nim": NIM,
-                                                 "builder": BUILDER}
+                                                 "builder": BUILDER, "nim-warm": NIM_WARM}
 
 
 # -- build, load, push ------------------------------------------------------------------------
@@ -485,10 +559,7 @@ def load(out: Path) -> dict[str, BuiltImage]:
 
 def manifest_digest(archive: Path) -> str:
     """The digest of the image's manifest (`sha256:...`): what `repo@sha256:...` names."""
-    with tarfile.open(archive) as tar:
-        index_file = tar.extractfile("index.json")
-        assert index_file is not None
-        return str(json.load(index_file)["manifests"][0]["digest"])
+    return OciArchive.read(archive).manifest_digest
 
 
 def pinned(ref: str, digest: str) -> str:

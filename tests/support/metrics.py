@@ -10,7 +10,7 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from .operator import OperatorProcess
-from .wait import wait_for
+from .wait import until_ok
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 RECONCILES = "artifact_operator_reconciles_total"
@@ -49,7 +49,7 @@ def wait_reconciles(operator: OperatorProcess, at_least: float, *, result: str |
         got = reconciles(operator, result)
         assert got >= at_least, f"{got} reconciles counted"
         return got
-    return wait_for(enough, timeout=timeout,
+    return until_ok(enough, timeout=timeout,
                     what=what or f"{at_least:.0f} reconciles{f' ({result})' if result else ''}")
 
 
@@ -62,4 +62,4 @@ def wait_artifacts_seen(operator: OperatorProcess, count: int, *, timeout: float
                       if name == "artifact_operator_artifacts"))
         assert got >= count, f"{got} artifacts reconciled"
         return got
-    return wait_for(seen, timeout=timeout, what=f"{count} artifacts reconciled")
+    return until_ok(seen, timeout=timeout, what=f"{count} artifacts reconciled")

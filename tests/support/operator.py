@@ -15,6 +15,17 @@ from .wait import wait_for
 
 
 class OperatorProcess:
+    """`artifact-operator run` for `namespaces` (None: all) with `kubeconfig`, its output in
+    `log_path`; `env` adds to the environment (settings: `ARTIFACT_OPERATOR_*`), `args` to
+    the command line.
+
+    As a context manager it is started on entry (returning once /readyz answers) and, on
+    exit, stopped and the end of its log printed, which pytest shows with a failing test:
+
+        with OperatorProcess(kubeconfig, [namespace], tmp_path / "operator.log") as proc:
+            ...
+    """
+
     def __init__(self, kubeconfig: Path, namespaces: list[str] | None, log_path: Path,
                  env: dict[str, str] | None = None, args: list[str] | None = None,
                  user: int | None = None) -> None:
@@ -82,11 +93,20 @@ class OperatorProcess:
         if self.proc is not None:
             self.proc.wait(30)
 
+    def print_logs(self, tail: int = 20000) -> None:
+        """The last `tail` characters of the log, on stdout (pytest shows them on failure)."""
+        print(f"---- operator log {self.log_path} ----\n" + self.logs()[-tail:])
+
     def __enter__(self) -> OperatorProcess:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:  # e.g. not ready in time: not left running, its log shown
+            self.__exit__()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        self.print_logs()
 
 
 def pause(seconds: float) -> None:

@@ -135,6 +135,21 @@ CROSS_FIELD: tuple[Case, ...] = (
     Case("elevated-with-a-tag", {"containerGroups": groups(primary(
         imageUri="nginx:1.27", securityContext={"capabilities": {"add": ["NET_ADMIN"]}}))},
          f"{C0}.imageUri", "must pin its image by digest"),
+    # runtime.<group>.expose and .metrics (api/exposure.py).
+    *(Case(f"{field}-without-service", {"containerGroups": groups(container()),
+                                         "runtime": {"api": {field: value}}},
+           f"spec.runtime.api.{field}", f"{field} needs a primary container with a port")
+      for field, value in (("expose", {"ingress": {"host": "a.example.com"}}),
+                           ("metrics", {"path": "/metrics"}))),
+    Case("expose-both-kinds", {"containerGroups": groups(primary()), "runtime": {"api": {
+        "expose": {"ingress": {}, "httpRoute": {"parentRefs": [{"name": "gw"}]}}}}},
+         "spec.runtime.api.expose", "exactly one of ingress and httpRoute"),
+    Case("expose-neither-kind", {"containerGroups": groups(primary()),
+                                 "runtime": {"api": {"expose": {}}}},
+         "spec.runtime.api.expose", "exactly one of ingress and httpRoute"),
+    Case("ingress-tls-without-host", {"containerGroups": groups(primary()), "runtime": {
+        "api": {"expose": {"ingress": {"tlsSecret": "web-tls"}}}}},
+         "spec.runtime.api.expose.ingress.tlsSecret", "tlsSecret needs host"),
     # A structural schema cannot bound map keys: the header name bound is a CEL rule too.
     *(Case(f"{probe[:-5].lower()}-header-name-too-long", {"containerGroups": groups(primary(
         **{probe: {"path": "/", "httpHeaders": {"x" * 257: "v"}}}))},
@@ -169,6 +184,13 @@ VALID: dict[str, dict[str, Any]] = {
                       "storage": {"pvcSize": "150Gi"}, "runtime": {"api": {"replicas": 1}}},
     "nim-cache": {"type": "nim", "containerGroups": groups(primary()),
                   "storage": {"mode": "nimCache"}},
+    "exposed-and-monitored": {"containerGroups": groups(primary()), "runtime": {"api": {
+        "expose": {"ingress": {"host": "web.example.com", "tlsSecret": "web-tls",
+                               "annotations": {"cert-manager.io/cluster-issuer": "le"}}},
+        "metrics": {"port": 9090, "labels": {"release": "prometheus"}}}}},
+    "routed": {"containerGroups": groups(primary()), "runtime": {"api": {
+        "expose": {"httpRoute": {"parentRefs": [{"name": "gw", "namespace": "infra"}],
+                                 "hostnames": ["web.example.com"]}}}}},
     "elevated-pinned": {"containerGroups": groups(primary(
         imageUri="nginx@sha256:" + "0" * 64,
         securityContext={"allowPrivilegeEscalation": True,

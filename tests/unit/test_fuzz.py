@@ -9,21 +9,18 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import kubernetes_validate
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kubernetes_validate.utils import all_versions
 
 from artifact_operator.api.crd import build_crd
 from artifact_operator.api.validation import InvalidArtifact, parse
 from artifact_operator.logic.render import render
 from artifact_operator.settings import Settings
 
+from ..support.k8s_schemas import validate_all
 from ..support.schema_strategy import from_schema
 
 SPEC = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-VERSIONS = [all_versions()[0], all_versions()[-1]]
 NAMES = st.from_regex(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True)
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=10),
                     lambda inner: st.lists(inner, max_size=3)
@@ -48,14 +45,7 @@ def refused_or_rendered(doc: dict[str, Any]) -> str:
             assert v.path.startswith(("spec", "metadata")), f"no field path: {v}"
             assert v.message.strip(), f"no rule: {v}"
         return "refused"
-    for obj in render(artifact, Settings()).objects:
-        for version in VERSIONS:
-            try:
-                kubernetes_validate.validate(obj, version, strict=True)
-            except kubernetes_validate.ValidationError as exc:
-                path = ".".join(str(p) for p in exc.path)
-                pytest.fail(f"{obj['kind']} {obj['metadata']['name']} invalid for Kubernetes "
-                            f"{version}: {path}: {exc.message}\nspec: {doc['spec']}")
+    validate_all(render(artifact, Settings()).objects, context=f"\nspec: {doc['spec']}")
     return "rendered"
 
 

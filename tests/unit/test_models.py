@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from artifact_operator.api.models import CredentialEnvVar, GeneratedDockerfile, StringEnvVar
+from artifact_operator.api.build_config import GeneratedDockerfile
+from artifact_operator.api.models import CredentialEnvVar, StringEnvVar
 from artifact_operator.api.validation import InvalidArtifact, parse, validate
 
 from ..support.builders import container, primary

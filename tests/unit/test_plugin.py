@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from artifact_operator.api.validation import validate
-from artifact_operator.cli import plugin
+from artifact_operator.cli import output, plugin, versions
 
 PLUGIN = str(Path(sys.executable).parent / "kubectl-artifact")
 
@@ -390,7 +390,7 @@ NOW = datetime(2026, 3, 10, 12, 0, 0, tzinfo=UTC)
     (None, "<unknown>"),
 ])
 def test_age_reads_like_kubectl(created: str | None, expected: str) -> None:
-    assert plugin.age(created, NOW) == expected
+    assert output.age(created, NOW) == expected
 
 
 def artifact(name: str, version: int | None, created: str, phase: str | None = "Ready",
@@ -409,7 +409,7 @@ def test_versions_table_is_sorted_by_version_with_drafts_last() -> None:
         artifact("shop-v2", 2, "2026-03-09T12:00:00Z", "Degraded"),
         artifact("shop-old-draft", None, "2026-03-01T00:00:00Z", "Pending", "draft"),
     ]
-    assert plugin.table(plugin.by_version(items), NOW) == (
+    assert versions.table(versions.by_version(items), NOW) == (
         "NAME             VERSION   LIFECYCLE   PHASE      AGE\n"
         "shop-v2          2         locked      Degraded   24h\n"
         "shop-v10         10        locked      Ready      60m\n"

@@ -11,10 +11,10 @@ from artifact_operator.api.rules import Violation
 from artifact_operator.api.status import ArtifactStatus, Reason
 from artifact_operator.logic.pods import PodFacts
 from artifact_operator.logic.render import render
+from artifact_operator.logic.rollout import deployment_settling
 from artifact_operator.logic.status import (
     Observed,
     compute_status,
-    deployment_settling,
     invalid_status,
     status_patch,
 )

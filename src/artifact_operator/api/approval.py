@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field
 
 from artifact_operator.api.artifact import ObjectMeta
-from artifact_operator.api.models import DNS_LABEL, MAX_LIST, UNIQUE_BY_NAME, Model
+from artifact_operator.api.base import DNS_LABEL, MAX_LIST, UNIQUE_BY_NAME, Model
 
 APPROVAL_KIND = "ArtifactApproval"
 APPROVAL_PLURAL = "artifactapprovals"

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from artifact_operator.api.models import DNS_LABEL, ArtifactSpec, Model
+from artifact_operator.api.base import DNS_LABEL, Model
+from artifact_operator.api.models import ArtifactSpec
 from artifact_operator.api.status import ArtifactStatus
 
 

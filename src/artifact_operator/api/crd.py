@@ -18,15 +18,8 @@ from artifact_operator.api.approval import (
     APPROVAL_SINGULAR,
     ArtifactApprovalSpec,
 )
-from artifact_operator.api.models import (
-    API_GROUP,
-    API_VERSION,
-    KIND,
-    PLURAL,
-    SHORT_NAMES,
-    SINGULAR,
-    ArtifactSpec,
-)
+from artifact_operator.api.base import API_GROUP, API_VERSION, KIND, PLURAL, SHORT_NAMES, SINGULAR
+from artifact_operator.api.models import ArtifactSpec
 from artifact_operator.api.rules import CEL_RULES
 from artifact_operator.api.status import ArtifactStatus
 

@@ -6,7 +6,8 @@ runs them, and rendering reads them. Cross-field rules live in `rules.py`, next 
 
 Where we add a constraint the seed does not have, it is one the Kubernetes API server would
 otherwise reject at apply time (an env name it cannot take, a probe period of 0): rejecting it
-at the Artifact is the clearer error.
+at the Artifact is the clearer error. The shared names, patterns and bounds are in `base.py`;
+the image build part in `build_config.py`, the runtime overrides in `runtime.py`.
 """
 
 from __future__ import annotations
@@ -14,55 +15,27 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
-from pydantic.alias_generators import to_camel
+from pydantic import Discriminator, Field, Tag
 
-API_GROUP = "workload.dev"
-API_VERSION = "v1alpha1"
-KIND = "Artifact"
-PLURAL = "artifacts"
-SINGULAR = "artifact"
-SHORT_NAMES = ["art"]
-
-# Kubernetes naming rules (RFC 1123 label / subdomain), shared by groups and containers.
-DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
-DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
-# What the API server accepts for env var names and Secret keys (IsEnvVarName, IsConfigMapKey):
-# the character class, and neither "." nor a name starting with "..". Written without
-# lookahead, which the API server's regexp engine lacks.
-ENV_NAME = r"^([-_a-zA-Z][-._a-zA-Z0-9]*|\.[-_a-zA-Z0-9][-._a-zA-Z0-9]*)$"
-SECRET_KEY = r"^([-_a-zA-Z0-9][-._a-zA-Z0-9]*|\.[-_a-zA-Z0-9][-._a-zA-Z0-9]*)$"
-PVC_SIZE = r"^[0-9]+(\.[0-9]+)?(Gi|Mi|Ti)$"  # ASCII digits: Go's \d is ASCII, Python's is not
-
-# Lists keyed by name: the API server itself refuses duplicate names (also on 1.20, where CEL
-# is ignored), and server-side apply of Artifacts merges them by name.
-UNIQUE_BY_NAME: dict[str, Any] = {
-    "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
-# Bounds the seed does not have. Every list and map of the spec has one, far above what a real
-# artifact holds, so that one object cannot make the API server, the webhook or the operator
-# do unbounded work (and a 1.25+ API server, which estimates the cost of the CRD's CEL rules
-# from maxItems, accepts the rules). They are in the models, so the CRD and `validate` agree.
-MAX_LIST = 64  # container groups, containers per group, runtime entries, tolerations
-MAX_ENV = 256  # environment variables per container
-MAX_ARGS = 256  # entrypoint items
-MAX_CAPABILITIES = 64  # capabilities.add / capabilities.drop (Linux has about 41)
-MAX_MAP = 64  # nodeSelector, resources.limits, resources.requests
-MAX_HEADERS = 16  # probe httpHeaders
-MAX_HEADER_NAME = 256
-MAX_HEADER_VALUE = 4096
-
-
-class Model(BaseModel):
-    """camelCase on the wire, unknown fields refused (the seed's `additionalProperties: false`)."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=True,
-        validate_default=True,
-    )
-
-    def dump(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+from artifact_operator.api.base import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    ENV_NAME,
+    LABEL_VALUE,
+    MAX_ARGS,
+    MAX_CAPABILITIES,
+    MAX_ENV,
+    MAX_HEADER_NAME,
+    MAX_HEADER_VALUE,
+    MAX_HEADERS,
+    MAX_LIST,
+    PVC_SIZE,
+    SECRET_KEY,
+    UNIQUE_BY_NAME,
+    Model,
+)
+from artifact_operator.api.build_config import ImageBuildConfig
+from artifact_operator.api.runtime import RuntimeOverride
 
 
 class ArtifactType(StrEnum):
@@ -209,115 +182,6 @@ EnvVar = Annotated[
 ]
 
 
-class DataRobotCodeRef(Model):
-    catalog_id: str
-    catalog_version_id: str
-
-
-class DataRobotSource(Model):
-    """The seed's code reference: a files API catalog item. A cluster cannot fetch it by
-    itself; the operator reports `SourceUnresolved` for it (see README "Image builds")."""
-
-    datarobot: DataRobotCodeRef
-    provider: Literal["datarobot"] = "datarobot"
-    type: Literal["datarobot"] = "datarobot"
-
-
-class GitRef(Model):
-    url: str = Field(
-        min_length=1, max_length=2048,
-        description="URL of the Git repository (https:// or ssh).")
-    revision: str | None = Field(
-        None, min_length=1, max_length=256,
-        description="Branch, tag or commit; the repository's default branch when omitted.")
-    context_dir: str | None = Field(
-        None, min_length=1, max_length=1024,
-        description="Directory of the build context inside the repository.")
-    clone_secret: str | None = Field(
-        None, pattern=DNS_SUBDOMAIN, max_length=253,
-        description="Secret in the artifact's namespace with the credentials to clone.")
-
-
-class GitSource(Model):
-    """Source code in a Git repository (fetched by the build engine)."""
-
-    provider: Literal["git"]
-    git: GitRef
-
-
-class OciRef(Model):
-    image: str = Field(
-        pattern=r"^[^@\s]+@sha256:[a-f0-9]{64}$", max_length=1024,
-        description="Image holding the source code, pinned by digest (repo@sha256:<64 hex>).")
-    context_dir: str | None = Field(
-        None, min_length=1, max_length=1024,
-        description="Directory of the build context inside the image.")
-    pull_secret: str | None = Field(
-        None, pattern=DNS_SUBDOMAIN, max_length=253,
-        description="Secret in the artifact's namespace with the credentials to pull it.")
-
-
-class OciSource(Model):
-    """Source code in an OCI image (a Shipwright source bundle), pinned by digest."""
-
-    provider: Literal["oci"]
-    oci: OciRef
-
-
-def _code_provider(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("provider", "datarobot"))
-    return str(getattr(value, "provider", "datarobot"))
-
-
-# `provider` tells them apart; untagged means the seed's `datarobot` shape.
-CodeRef = Annotated[
-    Annotated[DataRobotSource, Tag("datarobot")]
-    | Annotated[GitSource, Tag("git")]
-    | Annotated[OciSource, Tag("oci")],
-    Discriminator(_code_provider),
-]
-
-
-class ProvidedDockerfile(Model):
-    """The Dockerfile is part of the source code."""
-
-    source: Literal["provided"] = "provided"
-    path: str = Field("./Dockerfile", description="Path of the Dockerfile in the source code.")
-
-
-class GeneratedDockerfile(Model):
-    """A Dockerfile generated from an execution environment."""
-
-    source: Literal["generated"] = "generated"
-    execution_environment_id: str
-    execution_environment_version_id: str
-    entrypoint: list[str] = Field(min_length=1, max_length=MAX_ARGS)
-
-
-def _dockerfile_source(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("source", "provided"))
-    return str(getattr(value, "source", "provided"))
-
-
-Dockerfile = Annotated[
-    Annotated[ProvidedDockerfile, Tag("provided")]
-    | Annotated[GeneratedDockerfile, Tag("generated")],
-    Discriminator(_dockerfile_source),
-]
-
-
-class ImageBuildConfig(Model):
-    """Server-side image build from source code, on the cluster's build engine (a Shipwright
-    BuildRun, else a Job running rootless BuildKit). The built image is reported in status,
-    never written back here."""
-
-    code_ref: CodeRef | None = Field(
-        None, description="Source code reference; required before a build or lock.")
-    dockerfile: Dockerfile = Field(default_factory=ProvidedDockerfile)
-
-
 class Container(Model):
     name: str | None = Field(
         None, pattern=DNS_LABEL, max_length=63,
@@ -372,59 +236,12 @@ class StorageConfig(Model):
         None, pattern=PVC_SIZE,
         description="Size of the dedicated claim (e.g. 150Gi); only with dedicatedPvc. When "
         "omitted, the operator's configured default.")
-
-
-class Toleration(Model):
-    key: str | None = None
-    operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = None
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = None
-
-
-# Kubernetes quantities arrive as strings or numbers (`nvidia.com/gpu: 1`).
-Quantity = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
-
-
-class Resources(Model):
-    limits: dict[str, Quantity] | None = Field(None, max_length=MAX_MAP)
-    requests: dict[str, Quantity] | None = Field(None, max_length=MAX_MAP)
-
-
-MAX_METRICS = 16
-
-
-class Autoscaling(Model):
-    """A HorizontalPodAutoscaler for the group's Deployment (autoscaling/v2; v2beta2 on
-    servers without v2, such as 1.20), which then owns its replica count. Without a target
-    or `metrics`, the HPA's own default applies: 80% average CPU utilization."""
-
-    min_replicas: int = Field(1, ge=1, description="Fewest replicas (at least 1).")
-    max_replicas: int = Field(ge=1, description="Most replicas; at least minReplicas.")
-    target_cpu_utilization: int | None = Field(
-        None, ge=1, le=1000, description="Average CPU utilization to keep, in percent of the "
-        "containers' CPU requests.")
-    target_memory_utilization: int | None = Field(
-        None, ge=1, le=1000, description="Average memory utilization to keep, in percent of "
-        "the containers' memory requests.")
-    metrics: list[dict[str, Any]] | None = Field(
-        None, max_length=MAX_METRICS,
-        json_schema_extra={"items": {"type": "object",
-                                     "x-kubernetes-preserve-unknown-fields": True}},
-        description="More metrics, as the HPA's own `metrics` list (autoscaling/v2 "
-        "MetricSpec: Pods, Object, External, ContainerResource), passed through.")
-
-
-class RuntimeOverride(Model):
-    """Per-group runtime settings. Without `replicas` the operator leaves the replica count to
-    whoever sets it (an HPA, `kubectl scale`)."""
-
-    replicas: int | None = Field(None, ge=0)
-    autoscaling: Autoscaling | None = Field(
-        None, description="Scale the group with a HorizontalPodAutoscaler; not with replicas.")
-    resources: Resources | None = None
-    node_selector: dict[str, str] | None = Field(None, max_length=MAX_MAP)
-    tolerations: list[Toleration] | None = Field(None, max_length=MAX_LIST)
+    warm_up: bool | None = Field(
+        None,
+        description="Download the model into the claim with a Job running the model image's "
+        "own download command before the server starts (README \"Model cache warm-up\"). "
+        "When omitted: on for nimCache, off for dedicatedPvc. The operator's "
+        "ARTIFACT_OPERATOR_CACHE_WARM_UP setting decides whether the Deployments wait for it.")
 
 
 class ArtifactSpec(Model):

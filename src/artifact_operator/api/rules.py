@@ -4,7 +4,7 @@
 that every violation is reported at once) and yields `Violation`s with field paths.
 `CEL_RULES` are the same rules as `x-kubernetes-validations`, placed in the CRD by `crd.py`, for
 API servers that evaluate CEL (1.25+). Unique group and env names need no CEL: those lists are
-`x-kubernetes-list-type: map` keyed by name (models.UNIQUE_BY_NAME), which every API server
+`x-kubernetes-list-type: map` keyed by name (base.UNIQUE_BY_NAME), which every API server
 enforces. Older servers drop them; the webhook and the operator
 still enforce `check_spec` everywhere.
 """
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from artifact_operator.api.elevated import container_elevated
+from artifact_operator.api.exposure import MAX_KEY, QUALIFIED_NAME
 from artifact_operator.api.naming import container_name
 from artifact_operator.api.raw import as_dict, as_list
 
@@ -40,6 +41,12 @@ class CelRule:
 
 
 GROUPS = ("spec", "containerGroups", "[]")
+NEEDS_SERVICE = ("{field} needs a primary container with a port in its group: it reaches the "
+                 "group through the group's Service")
+ONE_EXPOSURE = "expose takes exactly one of ingress and httpRoute"
+TLS_NEEDS_HOST = "tlsSecret needs host: the certificate is for a host name"
+KEY_RULE = ("{what} keys are an optional DNS subdomain and '/', then at most 63 letters, "
+            "digits, '-', '_' or '.', starting and ending with a letter or digit")
 PINNED = re.compile(r"@sha256:[a-f0-9]{64}$")
 CONTAINERS = (*GROUPS, "containers", "[]")
 
@@ -121,13 +128,27 @@ CEL_RULES: tuple[CelRule, ...] = (
             "autoscaling and replicas are exclusive: the HPA sets the replica count"),
     CelRule(("spec", "runtime", "{}", "autoscaling"), "self.minReplicas <= self.maxReplicas",
             "maxReplicas must be at least minReplicas"),
+    # expose and metrics reach the group through its Service: a primary container's port.
+    *(CelRule(("spec",),
+              f"!has(self.runtime) || self.runtime.all(k, !has(self.runtime[k].{field}) || "
+              "self.containerGroups.exists(g, g.name == k && "
+              "g.containers.exists(c, c.primary && has(c.port))))",
+              NEEDS_SERVICE.format(field=field))
+      for field in ("expose", "metrics")),
+    CelRule(("spec", "runtime", "{}", "expose"), "has(self.ingress) != has(self.httpRoute)",
+            ONE_EXPOSURE),
+    CelRule(("spec", "runtime", "{}", "expose", "ingress"),
+            "!has(self.tlsSecret) || has(self.host)", TLS_NEEDS_HOST),
+    # Annotation and label keys (exposure.QUALIFIED_NAME) have no CEL twin: a regular
+    # expression over map keys of unbounded length exceeds the API server's cost budget, so
+    # they are checked by the webhook, `validate` and the operator only.
     # A transition rule (1.25+ servers): a locked spec is a released version. Its Python twin
     # is the webhook's (logic/admission.py); the operator refuses to roll out a changed
     # locked spec in any case (logic/lock.py).
     CelRule(("spec",), "oldSelf.lifecycle != 'locked' || self == oldSelf",
             "the spec of a locked artifact cannot change (clone it into a new draft)"),
     # A structural schema cannot bound map keys (no propertyNames): the header name limit of
-    # the model (models.MAX_HEADER_NAME) is here for CEL servers, and in the model for the
+    # the model (base.MAX_HEADER_NAME) is here for CEL servers, and in the model for the
     # webhook, `validate` and the operator everywhere.
     *(CelRule((*CONTAINERS, probe, "httpHeaders"), "self.all(k, size(k) <= 256)",
               "probe header names are at most 256 characters")
@@ -184,8 +205,34 @@ def _check_spec(spec: dict[str, Any]) -> Iterator[Violation]:
         if isinstance(low, int) and isinstance(high, int) and low > high:
             yield Violation(f"spec.runtime.{key}.autoscaling.maxReplicas",
                             "maxReplicas must be at least minReplicas")
+        if key in known:
+            group = next(g for g, (_, n) in zip(groups, group_names, strict=True) if n == key)
+            yield from _check_reach(key, entry, group)
     for gi, group in enumerate(groups):
         yield from _check_group(as_dict(group), f"spec.containerGroups[{gi}]", kind == "nim")
+
+
+def _check_reach(key: str, entry: dict[str, Any], group: Any) -> Iterator[Violation]:
+    """runtime.<group>.expose and .metrics (api/exposure.py)."""
+    path = f"spec.runtime.{key}"
+    served = any(as_dict(c).get("primary") is True and as_dict(c).get("port") is not None
+                 for c in as_list(as_dict(group).get("containers")))
+    for field in ("expose", "metrics"):
+        if entry.get(field) is not None and not served:
+            yield Violation(f"{path}.{field}", NEEDS_SERVICE.format(field=field))
+    expose = as_dict(entry.get("expose"))
+    if entry.get("expose") is not None and \
+            (expose.get("ingress") is None) == (expose.get("httpRoute") is None):
+        yield Violation(f"{path}.expose", ONE_EXPOSURE)
+    ingress = as_dict(expose.get("ingress"))
+    if ingress.get("tlsSecret") is not None and ingress.get("host") is None:
+        yield Violation(f"{path}.expose.ingress.tlsSecret", TLS_NEEDS_HOST)
+    for what, keys, at in (
+            ("annotation", ingress.get("annotations"), "expose.ingress.annotations"),
+            ("label", as_dict(entry.get("metrics")).get("labels"), "metrics.labels")):
+        for name in as_dict(keys):
+            if len(name) > MAX_KEY or not re.fullmatch(QUALIFIED_NAME, name):
+                yield Violation(f"{path}.{at}.{name}", KEY_RULE.format(what=what))
 
 
 def _check_group(group: dict[str, Any], path: str, nim: bool) -> Iterator[Violation]:

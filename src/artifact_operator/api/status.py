@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from artifact_operator.api.models import Model, StorageMode
+from artifact_operator.api.base import Model
+from artifact_operator.api.models import StorageMode
 
 
 class Reason(StrEnum):
@@ -36,8 +37,17 @@ class Reason(StrEnum):
     locked_spec_changed = "LockedSpecChanged"
     secret_not_usable = "SecretNotUsable"
     token_secret_conflict = "TokenSecretConflict"
+    cache_warming_up = "CacheWarmingUp"
+    cache_warm_up_failed = "CacheWarmUpFailed"
     as_expected = "AsExpected"
     waiting = "Waiting"
+    # Conditions Exposed and Monitored (logic/exposure.py, logic/monitoring.py).
+    exposed = "Exposed"
+    awaiting_address = "AwaitingAddress"
+    route_not_accepted = "RouteNotAccepted"
+    route_api_missing = "RouteApiMissing"
+    monitored = "Monitored"
+    monitoring_api_missing = "MonitoringApiMissing"
 
 
 class Condition(Model):
@@ -67,6 +77,9 @@ class GroupStatus(Model):
     deployment: str | None = None
     service: str | None = None
     endpoint: str | None = None
+    external_endpoint: str | None = Field(
+        None, description="URL from outside the cluster (runtime.<group>.expose), once its "
+        "Ingress has an address or a Gateway has accepted its HTTPRoute.")
     replicas: int = 0
     ready_replicas: int = 0
     updated_replicas: int = 0
@@ -109,8 +122,29 @@ class ContainerBuild(Model):
         description="Digest of what is built (source, Dockerfile, rebuild request): a new "
         "one starts a new build.")
     build: ContainerBuildInfo | None = None
+    build_namespace: str | None = Field(
+        None, description="Namespace of the build's BuildRun or Job when it is not the "
+        "artifact's (the operator's build namespace).")
     image: str | None = Field(
         None, description="The built image, repo@sha256:<digest>: what the Deployment runs.")
+    message: str | None = None
+
+
+class CachePhase(StrEnum):
+    """How far the model cache warm-up of a claim got (README "Model cache warm-up")."""
+
+    pending = "Pending"
+    downloading = "Downloading"
+    ready = "Ready"
+    failed = "Failed"
+
+
+class WarmUpStatus(Model):
+    """The warm-up of the model cache in the claim: the Job that downloads the model."""
+
+    phase: CachePhase
+    job: str = Field(description="The warm-up Job (kubectl logs job/<job>).")
+    reason: str | None = Field(None, description="The Job's reason, when Failed.")
     message: str | None = None
 
 
@@ -118,6 +152,7 @@ class StorageStatus(Model):
     mode: StorageMode
     claim_name: str
     phase: str | None = None
+    warm_up: WarmUpStatus | None = None
 
 
 class Phase(StrEnum):
@@ -135,6 +170,8 @@ class ArtifactStatus(Model):
     version: int | None = None
     ready: str | None = None
     endpoint: str | None = Field(None, description="Endpoint of the first group with a Service.")
+    external_endpoint: str | None = Field(
+        None, description="External endpoint of the first group with one.")
     container_groups: list[GroupStatus] = Field(default_factory=list)
     storage: StorageStatus | None = None
     builds: list[ContainerBuild] = Field(

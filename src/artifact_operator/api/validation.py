@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from artifact_operator.api.artifact import Artifact
-from artifact_operator.api.models import (
+from artifact_operator.api.base import (
     DNS_LABEL,
     DNS_SUBDOMAIN,
     ENV_NAME,

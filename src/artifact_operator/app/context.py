@@ -16,6 +16,7 @@ import kopf
 
 from artifact_operator.api import naming
 from artifact_operator.app.observability import Health
+from artifact_operator.controller.apis import discover_forever, served_apis
 from artifact_operator.controller.autoscalers import served_version
 from artifact_operator.controller.builds import Builds, resolve_engine
 from artifact_operator.controller.handlers import configure_kopf
@@ -29,11 +30,13 @@ from artifact_operator.controller.view import (
     slim,
     slim_secret,
 )
+from artifact_operator.controller.warmup import WarmUps
 from artifact_operator.kube.client import Kube
 from artifact_operator.kube.events import EventRecorder
 from artifact_operator.kube.watch import ListWatch
 from artifact_operator.logic.approval import LegacyApprover
-from artifact_operator.settings import ApprovalSettings, Config
+from artifact_operator.logic.served import OPTIONAL, ServedApis
+from artifact_operator.settings import ApprovalSettings, CacheWarmUp, Config
 from artifact_operator.webhook import server as webhook
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,10 @@ class Context:
     _watches: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _watch_kube: Kube | None = field(default=None, repr=False)
     _builds: asyncio.Task[None] | None = field(default=None, repr=False)
+    # The optional APIs (controller/apis.py): asked again while one is missing; the watches
+    # of the kinds served only later, by kind.
+    _discovery: asyncio.Task[None] | None = field(default=None, repr=False)
+    _late: dict[str, ListWatch] = field(default_factory=dict, repr=False)
 
     async def start(self, memo: Any, settings: kopf.OperatorSettings) -> None:
         configure_kopf(settings)
@@ -84,40 +91,54 @@ class Context:
         if ours.hpa_api_version is None:
             ours = ours.model_copy(update={"hpa_api_version": await served_version(kube)})
         assert ours.hpa_api_version is not None
-        kinds = (*CHILD_KINDS, (ours.hpa_api_version, "HorizontalPodAutoscaler"))
+        # Ingresses always (networking.k8s.io/v1, 1.19+); HTTPRoutes and ServiceMonitors where
+        # their CRDs are installed.
+        apis = await served_apis(kube)
+        kinds = (*CHILD_KINDS, (ours.hpa_api_version, "HorizontalPodAutoscaler"), *apis.kinds())
         # The watches hold their connections for as long as they run: a client of their own,
-        # so they never take the reconciles' connections (kube/client.py CONNECTIONS).
+        # so they never take the reconciles' connections (kube/client.py CONNECTIONS). Room
+        # for the optional kinds served later.
         scopes = len(self.namespaces) or 1
         self._watch_kube = watch_kube = await Kube.connect(
-            connections=(len(kinds) + 1) * scopes, client_login=client_login)
-        # The users' Secrets that opt in to artifacts, by their label.
+            connections=(len(kinds) + 2 + len(OPTIONAL)) * scopes,
+            client_login=client_login)
+        # The users' Secrets that opt in to artifacts, by their label; and the model cache
+        # warm-up Jobs.
         credentials = ListWatch(
             watch_kube, "v1", "Secret", f"{naming.LABEL_USABLE}=true", self.namespaces or None,
             slim_secret, lambda namespace, name: self._secret_changed(namespace, name))
         # Our children, by the label managed-by, indexed as the view reads them.
-        children = [
-            ListWatch(watch_kube, api_version, kind, MANAGED_SELECTOR, self.namespaces or None,
-                      slim, lambda namespace, name: None, index=child_keys,
-                      observe=self._child_changed)
-            for api_version, kind in kinds]
+        children = [self._child_watch(api_version, kind) for api_version, kind in kinds]
         view.bind({watch.kind: watch.by_key for watch in children})
         # With leader election the replica starts as a standby; run.py activates it.
         self.reconciler = Reconciler(
             kube, ours, view, EventRecorder(kube, self.config.settings.events),
             self.legacy, credentials=credentials, children=children,
             lease_namespace=self.lease_namespace, active=not self.leader_election)
+        self.reconciler.apis = apis
         memo.reconciler = self.reconciler
         loop = asyncio.get_running_loop()
         # The build engine is chosen once, at start: installing Shipwright later takes a
         # restart of the operator to switch to it.
         engine = await resolve_engine(kube, self.config.settings.build_engine)
         log.info("image builds: %s engine", engine)
-        builds = Builds(kube, self.config.settings, self.reconciler.events, engine,
-                        self.namespaces or None, self.reconciler.enqueue)
+        reconciler = self.reconciler
+        builds = Builds(kube, self.config.settings, reconciler.events, engine,
+                        self.namespaces or None, reconciler.enqueue,
+                        active=lambda: reconciler.queue.active)
         self.reconciler.builds = builds
         self._builds = loop.create_task(builds.run())
         self._watches = [loop.create_task(watch.run()) for watch in [credentials, *children]]
+        if ours.cache_warm_up != CacheWarmUp.off:
+            warmups = WarmUps(kube, ours, view, self.reconciler.events,
+                              self.namespaces or None, self.reconciler.enqueue,
+                              watch_kube=watch_kube)
+            self.reconciler.warmups = warmups
+            self._watches.append(loop.create_task(warmups.run()))
         self._resync = loop.create_task(self.reconciler.resync_forever())
+        if not apis.complete and ours.api_discovery_seconds > 0:
+            self._discovery = loop.create_task(discover_forever(
+                kube, apis, ours.api_discovery_seconds, self._apis_served))
         if self.webhooks:
             webhook.serve(settings, self.config.webhook)
             # Its own client: access reviews must not wait behind a burst of reconciles.
@@ -127,6 +148,35 @@ class Context:
             # must not receive the Service's admission calls.
             self.health.readiness_checks["webhook"] = webhook.listening(
                 self.config.webhook.webhook_host, self.config.webhook.webhook_port)
+
+    def _child_watch(self, api_version: str, kind: str) -> ListWatch:
+        """The watch of one kind of our children, by the label managed-by, indexed as the
+        view reads them."""
+        assert self._watch_kube is not None
+        return ListWatch(self._watch_kube, api_version, kind, MANAGED_SELECTOR,
+                         self.namespaces or None, slim, lambda namespace, name: None,
+                         index=child_keys, observe=self._child_changed)
+
+    async def _apis_served(self, apis: ServedApis) -> None:
+        """More optional APIs are served now: watch their kinds and, once listed, render them
+        (every artifact is reconciled again)."""
+        reconciler = self.reconciler
+        assert reconciler is not None
+        watched = {w.kind for w in reconciler.children}
+        for api_version, kind in apis.kinds():
+            if kind not in watched and kind not in self._late:
+                self._late[kind] = watch = self._child_watch(api_version, kind)
+                self._watches.append(asyncio.get_running_loop().create_task(watch.run()))
+        for watch in self._late.values():
+            await asyncio.wait_for(watch.synced.wait(), timeout=60)
+        # Seen by reconciles only once listed, and together with the renderer's knowing of
+        # the kind: a child found but not rendered would be pruned.
+        for watch in self._late.values():
+            if watch not in reconciler.children:
+                reconciler.view.bind({watch.kind: watch.by_key})
+                reconciler.children.append(watch)
+        reconciler.apis = apis
+        reconciler.enqueue_all()
 
     def _child_changed(self, old: Obj | None, new: Obj | None) -> None:
         if self.reconciler is not None:
@@ -141,6 +191,8 @@ class Context:
             task.cancel()
         if self._builds is not None:
             self._builds.cancel()
+        if self._discovery is not None:
+            self._discovery.cancel()
         if self._resync is not None:
             self._resync.cancel()
         if self.reconciler is not None:

@@ -14,16 +14,13 @@ into a new build of the current source.
 
 from __future__ import annotations
 
-import json
 import sys
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import yaml
-
 from artifact_operator.cli.cluster import RESOURCE, Cluster, PluginError
+from artifact_operator.cli.output import age, columns, write_document
 from artifact_operator.logic import builds as logic
 
 Obj = dict[str, Any]
@@ -54,54 +51,55 @@ def build_rows(runs: list[Obj], artifact: Obj) -> list[Obj]:
     return sorted(rows, key=lambda r: (r["createdAt"] or "", r["id"]), reverse=True)
 
 
-def rows_table(rows: list[Obj], now: datetime, age: Callable[[str | None, datetime], str]
-               ) -> str:
-    table = [["BUILD", "KIND", "CONTAINER", "STATUS", "AGE", "IMAGE"]]
-    table += [[r["id"], r["kind"], r["container"], r["status"], age(r["createdAt"], now),
-               r["image"] or "<none>"] for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    return "".join("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                   + "\n" for row in table)
+def rows_table(rows: list[Obj], now: datetime) -> str:
+    return columns([["BUILD", "KIND", "CONTAINER", "STATUS", "AGE", "IMAGE"]] + [
+        [r["id"], r["kind"], r["container"], r["status"], age(r["createdAt"], now),
+         r["image"] or "<none>"] for r in rows])
 
 
-def _runs(cluster: Cluster, artifact: str) -> list[Obj]:
-    """The artifact's BuildRuns (where Shipwright is installed) and build Jobs."""
+def _runs(cluster: Cluster, artifact: Obj) -> list[Obj]:
+    """The artifact's BuildRuns (where Shipwright is installed) and build Jobs: in its own
+    namespace, and in the build namespace its status names, if the operator has one."""
     from kubernetes.client import ApiException, BatchV1Api
 
-    selector = f"{logic.build_selector()},workload.dev/artifact={artifact}"
+    name = artifact["metadata"]["name"]
+    selector = f"{logic.build_selector()},workload.dev/artifact={name}"
+    elsewhere = {b["buildNamespace"] for b in (artifact.get("status") or {}).get("builds") or []
+                 if b.get("buildNamespace")}
     out: list[Obj] = []
-    try:
-        got: Any = cluster.api.list_namespaced_custom_object(
-            SW_GROUP, SW_VERSION, cluster.namespace, SW_PLURAL, label_selector=selector,
-            _request_timeout=30)
-        out += [{**r, "kind": "BuildRun"} for r in got.get("items", [])]
-    except ApiException as exc:
-        if exc.status != 404:  # 404: Shipwright is not installed
-            raise
-    jobs = BatchV1Api(cluster.api.api_client).list_namespaced_job(
-        cluster.namespace, label_selector=selector, _request_timeout=30)
-    for job in jobs.items:
-        body = cluster.api.api_client.sanitize_for_serialization(job)
-        out.append({**body, "kind": "Job"})
+    for namespace in [cluster.namespace, *sorted(elsewhere - {cluster.namespace})]:
+        scoped = selector if namespace == cluster.namespace else \
+            f"{selector},{logic.LABEL_ARTIFACT_NAMESPACE}={cluster.namespace}"
+        try:
+            got: Any = cluster.api.list_namespaced_custom_object(
+                SW_GROUP, SW_VERSION, namespace, SW_PLURAL, label_selector=scoped,
+                _request_timeout=30)
+            out += [{**r, "kind": "BuildRun"} for r in got.get("items", [])]
+        except ApiException as exc:
+            if exc.status != 404:  # 404: Shipwright is not installed
+                raise
+        jobs = BatchV1Api(cluster.api.api_client).list_namespaced_job(
+            namespace, label_selector=scoped, _request_timeout=30)
+        for job in jobs.items:
+            body = cluster.api.api_client.sanitize_for_serialization(job)
+            out.append({**body, "kind": "Job"})
     return out
 
 
-def cmd_builds(cluster: Cluster, args: Any, age: Callable[[str | None, datetime], str]
-               ) -> int:
+def cmd_builds(cluster: Cluster, args: Any) -> int:
     artifact = cluster.get(args.name)
-    rows = build_rows(_runs(cluster, args.name), artifact)
+    rows = build_rows(_runs(cluster, artifact), artifact)
     if args.output in ("json", "yaml"):
         doc = {"totalCount": len(rows), "count": len(rows), "next": None, "previous": None,
                "data": [{"id": r["id"], "name": r["id"], "artifactId": args.name,
                          "status": r["status"], "createdAt": r["createdAt"],
                          "container": r["container"], "image": r["image"] or None,
                          "message": r["message"] or None} for r in rows]}
-        sys.stdout.write(json.dumps(doc, indent=4) + "\n" if args.output == "json"
-                         else yaml.safe_dump(doc, sort_keys=False))
+        write_document(doc, args.output)
     elif not rows:
         print(f"No builds of {args.name} in namespace {cluster.namespace}.", file=sys.stderr)
     else:
-        sys.stdout.write(rows_table(rows, datetime.now(UTC), age))
+        sys.stdout.write(rows_table(rows, datetime.now(UTC)))
     return 0
 
 

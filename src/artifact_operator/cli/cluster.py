@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from artifact_operator.api.approval import APPROVAL_PLURAL
-from artifact_operator.api.models import API_GROUP, API_VERSION, KIND, PLURAL
+from artifact_operator.api.base import API_GROUP, API_VERSION, KIND, PLURAL
 
 Obj = dict[str, Any]
 RESOURCE = f"{PLURAL}.{API_GROUP}"

@@ -16,7 +16,7 @@ from typing import Any
 
 from slugify import slugify
 
-from artifact_operator.api.models import API_GROUP, API_VERSION, KIND
+from artifact_operator.api.base import API_GROUP, API_VERSION, KIND
 from artifact_operator.api.naming import PREFIX, fit
 
 # Where an imported artifact came from, since its workload API id is not its name here.

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from artifact_operator.api.models import KIND
+from artifact_operator.api.base import KIND
 from artifact_operator.settings import DEFAULT_CERT_DIR
 
 

@@ -14,15 +14,13 @@ import argparse
 import json
 import re
 import sys
-import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
 
-from artifact_operator.api.models import API_GROUP, API_VERSION, KIND, LABEL_VALUE
+from artifact_operator.api.base import API_GROUP, API_VERSION, KIND
 from artifact_operator.api.naming import LABEL_REPOSITORY
 from artifact_operator.cli.cluster import RESOURCE, Cluster, PluginError, server_error
 
@@ -124,127 +122,17 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _version(obj: Obj) -> int | None:
-    version = (obj.get("status") or {}).get("version")
-    return version if isinstance(version, int) and version > 0 else None
-
-
-def _invalid(obj: Obj) -> str | None:
-    """The operator's InvalidSpec message once it has seen this generation, else None: an
-    invalid artifact never gets a version, so waiting for one is pointless."""
-    status = obj.get("status") or {}
-    if status.get("observedGeneration") != obj["metadata"].get("generation"):
-        return None
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == "Ready" and cond.get("reason") == "InvalidSpec":
-            return str(cond.get("message", ""))
-    return None
-
-
-def wait_for_version(cluster: Cluster, obj: Obj, timeout: float) -> int:
-    from kubernetes.client import ApiException
-
-    name = obj["metadata"]["name"]
-    deadline = time.monotonic() + timeout
-    while True:
-        version = _version(obj)
-        if version is not None:
-            return version
-        problem = _invalid(obj)
-        if problem is not None:
-            raise PluginError(f"error: {name} is locked but its spec is invalid, so it gets "
-                              f"no version: {problem}")
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise PluginError(
-                f"error: {name} is locked, but no version was assigned within "
-                f"{timeout:g}s; is the artifact-operator running for namespace "
-                f"{cluster.namespace}? (kubectl get art {name} shows it when it comes)")
-        try:
-            for event in cluster.watch(name, obj["metadata"]["resourceVersion"], remaining):
-                if event["type"] == "DELETED":
-                    raise PluginError(f"error: {name} was deleted while waiting for its version")
-                obj = event["object"]
-                if _version(obj) is not None or _invalid(obj) is not None:
-                    break
-        except ApiException as exc:
-            if exc.status != 410:
-                raise
-            obj = cluster.get(name)  # the watch fell too far behind: start from now
-
-
 def cmd_lock(args: argparse.Namespace) -> int:
-    cluster = connect(args)
-    obj = cluster.merge_patch(args.name, {"spec": {"lifecycle": "locked"}})
-    if not args.wait:
-        print(f"{RESOURCE}/{args.name} locked")
-        return 0
-    version = wait_for_version(cluster, obj, args.timeout)
-    print(f"{RESOURCE}/{args.name} locked: version {version}")
-    return 0
+    from artifact_operator.cli import versions
 
-
-def age(timestamp: str | None, now: datetime) -> str:
-    """kubectl's short age: 42s, 5m10s, 3h20m, 4d5h, 400d."""
-    if not timestamp:
-        return "<unknown>"
-    then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    seconds = max(0, int((now - then).total_seconds()))
-    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
-    if seconds < 120:
-        return f"{seconds}s"
-    if minutes < 10:
-        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
-    if hours < 3:
-        return f"{minutes}m"
-    if hours < 8:
-        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    if days < 8:
-        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
-    return f"{days}d"
-
-
-def by_version(items: list[Obj]) -> list[Obj]:
-    """Versions in order; drafts (no version yet) after them, oldest first."""
-    return sorted(items, key=lambda o: (_version(o) is None, _version(o) or 0,
-                                        o["metadata"].get("creationTimestamp") or "",
-                                        o["metadata"]["name"]))
-
-
-def table(items: list[Obj], now: datetime) -> str:
-    rows = [["NAME", "VERSION", "LIFECYCLE", "PHASE", "AGE"]]
-    for o in items:
-        spec, status = o.get("spec") or {}, o.get("status") or {}
-        version = _version(o)
-        rows.append([o["metadata"]["name"], str(version) if version else "<none>",
-                     spec.get("lifecycle", "draft"), status.get("phase") or "<none>",
-                     age(o["metadata"].get("creationTimestamp"), now)])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-                   .rstrip() + "\n" for row in rows)
+    return versions.cmd_lock(connect(args), args.name, wait=args.wait, timeout=args.timeout)
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
-    if len(args.repository) > 63 or not re.match(LABEL_VALUE, args.repository):
-        raise PluginError(f"error: {args.repository!r} is not a repository: it must be a label "
-                          "value (at most 63 letters, digits, '-', '_' or '.', starting and "
-                          "ending with a letter or digit)")
-    cluster = connect(args)
-    items = by_version(cluster.list(f"{LABEL_REPOSITORY}={args.repository}"))
-    for o in items:
-        o["metadata"].pop("managedFields", None)
-    if args.output in ("json", "yaml"):
-        doc = {"apiVersion": "v1", "kind": "List", "items": items}
-        sys.stdout.write(json.dumps(doc, indent=4) + "\n" if args.output == "json"
-                         else yaml.safe_dump(doc, sort_keys=False))
-    elif not items:
-        print(f"No artifacts of repository {args.repository} in namespace "
-              f"{cluster.namespace}.", file=sys.stderr)
-    else:
-        sys.stdout.write(table(items, datetime.now(UTC)))
-    return 0
+    from artifact_operator.cli import versions
+
+    versions.check_repository(args.repository)
+    return versions.cmd_versions(connect(args), args.repository, args.output)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -279,7 +167,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_builds(args: argparse.Namespace) -> int:
     from artifact_operator.cli import builds
 
-    return builds.cmd_builds(connect(args), args, age)
+    return builds.cmd_builds(connect(args), args)
 
 
 def cmd_build(args: argparse.Namespace) -> int:

@@ -29,10 +29,12 @@ from artifact_operator.api.status import (
     ContainerBuildInfo,
     Reason,
 )
+from artifact_operator.controller.build_gc import BuildCollector
 from artifact_operator.controller.view import slim
 from artifact_operator.kube.client import Kube
 from artifact_operator.kube.events import EventRecorder, now
 from artifact_operator.kube.watch import ListWatch
+from artifact_operator.logic import build_objects
 from artifact_operator.logic import builds as logic
 from artifact_operator.settings import BuildEngine, Settings
 
@@ -73,7 +75,8 @@ async def resolve_engine(kube: Kube, wanted: BuildEngine) -> BuildEngine:
 class Builds:
     def __init__(self, kube: Kube, settings: Settings, events: EventRecorder,
                  engine: BuildEngine, namespaces: list[str] | None,
-                 enqueue: Callable[[Key], None]) -> None:
+                 enqueue: Callable[[Key], None],
+                 active: Callable[[], bool] = lambda: True) -> None:
         assert engine != BuildEngine.auto, "resolve_engine first"
         self.kube = kube
         self.settings = settings
@@ -82,12 +85,16 @@ class Builds:
         self.enqueue = enqueue
         api, kind = ((logic.SHIPWRIGHT_API, "BuildRun") if engine == BuildEngine.shipwright
                      else ("batch/v1", "Job"))
-        self.watch = ListWatch(kube, api, kind, logic.build_selector(), namespaces, slim,
-                               self._changed)
+        self.build_namespace = settings.build_namespace
+        self.watch = ListWatch(kube, api, kind, logic.build_selector(),
+                               [self.build_namespace] if self.build_namespace else namespaces,
+                               slim, self._changed)
+        self.collector = (BuildCollector(kube, self.watch, active, settings.resync_seconds)
+                          if self.build_namespace else None)
         # Runs this process created that the watch may not show yet: not created twice.
         self._created: set[Key] = set()
         # Which artifact each run belongs to, to wake it when the run goes too.
-        self._owners: dict[Key, str] = {}
+        self._owners: dict[Key, Key] = {}
         # Artifacts that found the engine's objects not listed yet, woken once they are.
         self._unsynced: set[Key] = set()
         self._wake: asyncio.Task[None] | None = None
@@ -96,20 +103,31 @@ class Builds:
         self._ended: set[tuple[str, str, str]] = set()
 
     async def run(self) -> None:
-        await self.watch.run()
+        if self.collector is None:
+            await self.watch.run()
+        else:
+            await asyncio.gather(self.watch.run(), self.collector.run())
+
+    def artifact_gone(self, key: Key) -> None:
+        """Builds in the build namespace go with their artifact (controller/build_gc.py)."""
+        if self.collector is not None:
+            self.collector.artifact_gone(key)
 
     def _changed(self, namespace: str, name: str) -> None:
         obj = self.watch.get(namespace, name)
         if obj is not None:
-            artifact = (obj["metadata"].get("labels") or {}).get(naming.LABEL_ARTIFACT)
+            labels = obj["metadata"].get("labels") or {}
+            artifact = labels.get(naming.LABEL_ARTIFACT)
             if artifact:
-                self._owners[(namespace, name)] = artifact
-        artifact = self._owners.get((namespace, name))
+                # In a build namespace, the artifact's namespace is a label.
+                self._owners[(namespace, name)] = (
+                    labels.get(logic.LABEL_ARTIFACT_NAMESPACE, namespace), artifact)
+        owner = self._owners.get((namespace, name))
         if obj is None:
             self._owners.pop((namespace, name), None)
             self._created.discard((namespace, name))
-        if artifact:
-            self.enqueue((namespace, artifact))
+        if owner:
+            self.enqueue(owner)
 
     async def observe(self, body: Mapping[str, Any], artifact: Artifact,
                       stored: ArtifactStatus) -> BuildFacts:
@@ -154,11 +172,13 @@ class Builds:
                 group=plan.group, container=plan.container, source_digest=plan.digest,
                 build=ContainerBuildInfo(artifact_image_build_id=plan.run,
                                          status=state.status, created_at=created),
-                image=image, message=state.message))
+                build_namespace=plan.namespace if plan.namespace != artifact.namespace
+                else None, image=image, message=state.message))
             if image is not None:
                 facts.images[where] = image
                 continue
-            facts.held.setdefault(plan.group, []).append(self._why(plan, state))
+            facts.held.setdefault(plan.group, []).append(
+                self._why(plan, state, artifact.namespace))
         return facts
 
     def _note_end(self, body: Mapping[str, Any], plan: logic.BuildPlan,
@@ -200,9 +220,10 @@ class Builds:
             self.enqueue(key)
         self._unsynced.clear()
 
-    def _why(self, plan: logic.BuildPlan, state: logic.BuildState) -> tuple[Reason, str]:
+    def _why(self, plan: logic.BuildPlan, state: logic.BuildState, namespace: str
+             ) -> tuple[Reason, str]:
         head = f"group {plan.group}: container {plan.container}: build {plan.run}"
-        hint = logic.logs_hint(self.engine, plan.run)
+        hint = logic.logs_hint(self.engine, plan, namespace)
         if state.status in (BuildStatus.failed, BuildStatus.cancelled):
             detail = f": {state.message}" if state.message else ""
             return (Reason.build_failed,
@@ -213,7 +234,7 @@ class Builds:
     async def _state(self, body: Mapping[str, Any], artifact: Artifact,
                      plan: logic.BuildPlan, owner: Obj | None
                      ) -> tuple[logic.BuildState, str]:
-        namespace = artifact.namespace
+        namespace = plan.namespace
         run = self.watch.get(namespace, plan.run)
         if run is None:
             if (namespace, plan.run) not in self._created:
@@ -222,34 +243,37 @@ class Builds:
         created = str(run["metadata"].get("creationTimestamp") or now())
         if self.engine == BuildEngine.shipwright:
             return logic.buildrun_state(run), created
-        return logic.job_state(run, await self._termination_message(namespace, run)), created
+        message, pod_found = await self._termination_message(namespace, run)
+        return logic.job_state(run, message, pod_found), created
 
     async def _create(self, body: Mapping[str, Any], artifact: Artifact,
                       plan: logic.BuildPlan, owner: Obj | None) -> None:
-        render = (logic.render_buildrun if self.engine == BuildEngine.shipwright
-                  else logic.render_build_job)
+        render = (build_objects.render_buildrun if self.engine == BuildEngine.shipwright
+                  else build_objects.render_build_job)
         obj = render(artifact, plan, self.settings, owner)
         created = await self.kube.create(obj, exists_ok=True)
-        self._created.add((artifact.namespace, plan.run))
+        self._created.add((plan.namespace, plan.run))
         if created is not None:
             metrics.WRITES.labels(verb="create", kind=obj["kind"]).inc()
-            log.info("build %s/%s started for group %s container %s (%s)", artifact.namespace,
+            log.info("build %s/%s started for group %s container %s (%s)", plan.namespace,
                      plan.run, plan.group, plan.container, self.engine)
             self.events.post(body, "Normal", "BuildStarted",
                              f"{obj['kind']} {plan.run} builds group {plan.group} container "
                              f"{plan.container}")
 
-    async def _termination_message(self, namespace: str, job: Mapping[str, Any]) -> str | None:
-        """The digest the builder wrote, from the Job's pod; read only once the Job is
-        complete (then the status keeps the image, and this is not asked again)."""
+    async def _termination_message(self, namespace: str, job: Mapping[str, Any]
+                                   ) -> tuple[str | None, bool]:
+        """(the digest the builder wrote, from the Job's pod; whether a pod was found), read
+        only once the Job is complete (then the status keeps the image, and this is not
+        asked again)."""
         complete = any(c.get("type") == "Complete" and c.get("status") == "True"
                        for c in (job.get("status") or {}).get("conditions") or [])
         if not complete:
-            return None
+            return None, True
         name = job["metadata"]["name"]
         pods = await self.kube.list("v1", "Pod", namespace, f"job-name={name}")
         for pod in pods:
             message = logic.termination_message(pod)
             if message:
-                return message
-        return None
+                return message, True
+        return None, bool(pods)

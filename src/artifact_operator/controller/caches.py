@@ -18,7 +18,7 @@ from typing import Any
 
 from artifact_operator import metrics
 from artifact_operator.api import naming
-from artifact_operator.api.models import API_GROUP, API_VERSION, KIND
+from artifact_operator.api.base import API_GROUP, API_VERSION, KIND
 from artifact_operator.api.status import Reason
 from artifact_operator.controller.view import ClusterView
 from artifact_operator.kube.client import ApiError, Kube, permanent

@@ -16,7 +16,7 @@ import kopf
 
 from artifact_operator.api import naming
 from artifact_operator.api.approval import APPROVAL_PLURAL
-from artifact_operator.api.models import API_GROUP, API_VERSION, PLURAL
+from artifact_operator.api.base import API_GROUP, API_VERSION, PLURAL
 from artifact_operator.controller.reconcile import Reconciler
 from artifact_operator.controller.view import slim
 

@@ -13,7 +13,7 @@ from artifact_operator.api.status import ArtifactStatus
 from artifact_operator.controller.view import Obj, Ref
 from artifact_operator.kube.client import ApiError, Kube
 from artifact_operator.logic import pods
-from artifact_operator.logic.status import deployment_stuck
+from artifact_operator.logic.rollout import deployment_stuck
 
 log = logging.getLogger(__name__)
 

@@ -36,6 +36,7 @@ from artifact_operator.controller.view import (
     owner_key,
     spec_unanswered,
 )
+from artifact_operator.controller.warmup import WarmUps, ensure_all
 from artifact_operator.kube.client import CONNECTIONS, ApiError, Kube
 from artifact_operator.kube.events import EventRecorder, now
 from artifact_operator.kube.watch import ListWatch
@@ -47,10 +48,11 @@ from artifact_operator.logic.legacy import hold_changed_legacy
 from artifact_operator.logic.lock import lock_state
 from artifact_operator.logic.render import Rendered, render
 from artifact_operator.logic.repository import repository_label_patch
+from artifact_operator.logic.rollout import deployment_settling
+from artifact_operator.logic.served import ServedApis
 from artifact_operator.logic.status import (
     Observed,
     compute_status,
-    deployment_settling,
     frozen_status,
     invalid_status,
     status_patch,
@@ -95,6 +97,11 @@ class Reconciler:
         # Image builds (controller/builds.py): set by the composition root once it knows
         # the engine; None: containers waiting for a build stay ImageNotBuilt.
         self.builds: Builds | None = None
+        # Model cache warm-ups (controller/warmup.py): set by the composition root; None: none.
+        self.warmups: WarmUps | None = None
+        # The optional APIs the server serves (controller/apis.py): set by the composition
+        # root at start and when one appears; by default all, as offline.
+        self.apis = ServedApis()
         # The Secrets that opt in to artifacts (logic/credentials.py), watched by label.
         self.credentials = credentials
         self.secrets = CredentialFacts(kube, credentials)
@@ -106,7 +113,7 @@ class Reconciler:
         self.queue = WorkQueue(self.run, concurrency=concurrency,
                                max_backoff=settings.max_backoff_seconds,
                                known=lambda key: key in view.artifacts,
-                               forget=lambda key: self._set_phase(key, None),
+                               forget=self._forget,
                                urgent=lambda key: spec_unanswered(view.artifacts.get(key)),
                                active=active)
         self.caches = SharedCaches(kube, settings, view, events, self.queue.enqueue)
@@ -180,6 +187,11 @@ class Reconciler:
         metrics.RECONCILES.labels(result=outcome.value).inc()
         return True
 
+    def _forget(self, key: Key) -> None:
+        self._set_phase(key, None)
+        if self.builds is not None:
+            self.builds.artifact_gone(key)
+
     def _set_phase(self, key: Key, phase: str | None) -> None:
         old = self._phases.pop(key, None)
         if old is not None:
@@ -239,8 +251,8 @@ class Reconciler:
         obs = Observed(rendered=rendered, live=live, builds=built.statuses,
                        build_held=built.held)
         caches_before = caches_mounted(live.values())
-        for obj in rendered.objects:
-            await self.applier.ensure(body, obj, live, obs)
+        rendered = obs.rendered = await ensure_all(self.applier, self.warmups, body, artifact,
+                                                   rendered, live, obs)
         await self.applier.prune(body, artifact.metadata.uid, rendered, live)
         for claim in caches_before - caches_mounted(rendered.objects):
             self.caches.apply_retention(artifact.namespace, claim)  # no longer used here
@@ -288,7 +300,7 @@ class Reconciler:
         # Approvals and Secrets change independently of the artifact: they are part of the key.
         built = built or BuildFacts()
         # Built images appear without the artifact changing: part of the key too.
-        version = (meta.get("uid"), meta.get("resourceVersion"), facts, built.key(),
+        version = (meta.get("uid"), meta.get("resourceVersion"), facts, built.key(), self.apis,
                    *sorted(str(a["metadata"].get("resourceVersion")) for a in approvals))
         cached = self._rendered.get(version)
         if cached is not None:
@@ -297,7 +309,7 @@ class Reconciler:
         artifact = parse(body)
         decisions = decide(artifact, approvals, legacy=self.legacy.verify(body))
         result = artifact, render(artifact, self.settings, decisions, secrets=facts,
-                                  images=built.images)
+                                  images=built.images, apis=self.apis)
         self._rendered[version] = result
         if len(self._rendered) > RENDER_CACHE:
             self._rendered.popitem(last=False)

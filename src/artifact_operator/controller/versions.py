@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from artifact_operator.api import naming
-from artifact_operator.api.models import API_GROUP, API_VERSION, KIND
+from artifact_operator.api.base import API_GROUP, API_VERSION, KIND
 from artifact_operator.kube.client import ApiError, Kube
 
 Obj = dict[str, Any]

@@ -23,7 +23,7 @@ Ref = tuple[str, str]  # (kind, name)
 
 # The kinds of our children, (apiVersion, kind): each is watched by the label managed-by.
 CHILD_KINDS = (("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "PersistentVolumeClaim"),
-               ("v1", "Secret"))
+               ("v1", "Secret"), ("networking.k8s.io/v1", "Ingress"))
 MANAGED_SELECTOR = f"{naming.LABEL_MANAGED_BY}={naming.MANAGER}"
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -23,58 +22,11 @@ import kopf
 
 from artifact_operator import __version__, metrics
 from artifact_operator.api.naming import MANAGER
+from artifact_operator.kube.kinds import KINDS, kind_of
 
 Obj = dict[str, Any]
 Items = list[Obj]  # named here: inside Kube, `list` is the method
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Kind:
-    api_version: str
-    kind: str
-    plural: str
-    namespaced: bool = True
-
-    def path(self, namespace: str | None = None, name: str | None = None,
-             subresource: str | None = None) -> str:
-        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        parts = [base]
-        if self.namespaced and namespace:
-            parts.append(f"namespaces/{namespace}")
-        parts.append(self.plural)
-        if name:
-            parts.append(name)
-        if subresource:
-            parts.append(subresource)
-        return "/".join(parts)
-
-
-KINDS: dict[tuple[str, str], Kind] = {
-    (k.api_version, k.kind): k for k in (
-        Kind("apps/v1", "Deployment", "deployments"),
-        Kind("v1", "Service", "services"),
-        Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
-        Kind("v1", "Secret", "secrets"),
-        Kind("v1", "Pod", "pods"),
-        Kind("v1", "Namespace", "namespaces", namespaced=False),
-        Kind("v1", "Event", "events"),
-        Kind("workload.dev/v1alpha1", "Artifact", "artifacts"),
-        Kind("coordination.k8s.io/v1", "Lease", "leases"),
-        Kind("authorization.k8s.io/v1", "SubjectAccessReview", "subjectaccessreviews",
-             namespaced=False),
-        # Image builds: the engines' objects, and the build pods' termination messages.
-        Kind("shipwright.io/v1beta1", "BuildRun", "buildruns"),
-        Kind("batch/v1", "Job", "jobs"),
-        Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
-        Kind("autoscaling/v2beta2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
-        Kind("v1", "Pod", "pods"),
-    )
-}
-
-
-def kind_of(obj: Mapping[str, Any]) -> Kind:
-    return KINDS[(obj["apiVersion"], obj["kind"])]
 
 
 # HTTP/1.1 connections to the API server: requests in flight at once. Reconciles in flight are

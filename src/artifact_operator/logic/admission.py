@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from artifact_operator.api.base import API_GROUP, PLURAL
 from artifact_operator.api.elevated import elevated_content, elevated_paths
-from artifact_operator.api.models import API_GROUP, PLURAL
 from artifact_operator.api.raw import as_dict
 from artifact_operator.api.rules import Violation, order
 from artifact_operator.api.validation import format_violations, validate

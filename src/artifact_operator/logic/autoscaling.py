@@ -15,7 +15,8 @@ from typing import Any
 
 from artifact_operator.api import naming
 from artifact_operator.api.artifact import Artifact
-from artifact_operator.api.models import Autoscaling, ContainerGroup
+from artifact_operator.api.models import ContainerGroup
+from artifact_operator.api.runtime import Autoscaling
 
 Manifest = dict[str, Any]
 

@@ -1,4 +1,5 @@
-"""Image builds: what to build, the engine object that builds it, and how far it got. Pure.
+"""Image builds: what to build and how far it got. Pure. The engine objects that build it
+are `build_objects.py`.
 
 A container with `imageBuildConfig` and no `imageUri` needs an image. Its build is named by a
 digest of what decides the image (code reference, Dockerfile, the rebuild request token), so
@@ -24,7 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from artifact_operator.api import naming
 from artifact_operator.api.artifact import Artifact
-from artifact_operator.api.models import (
+from artifact_operator.api.build_config import (
     CodeRef,
     DataRobotSource,
     GeneratedDockerfile,
@@ -42,6 +43,9 @@ COMPONENT = "image-build"
 # and a build pod (Shipwright copies a BuildRun's labels to its pods) must never get traffic.
 LABEL_GROUP = f"{naming.PREFIX}/build-group"
 LABEL_CONTAINER = f"{naming.PREFIX}/build-container"
+# In a separate build namespace (no owner reference can cross namespaces): whose build it is.
+LABEL_ARTIFACT_NAMESPACE = f"{naming.PREFIX}/artifact-namespace"
+LABEL_ARTIFACT_UID = f"{naming.PREFIX}/artifact-uid"
 # `kubectl artifact build NAME` sets this to a new token: a new digest, so a new build.
 ANNOTATION_BUILD_REQUEST = f"{naming.PREFIX}/build-request"
 # A Job stopped through activeDeadlineSeconds on request, not by running out of time.
@@ -51,17 +55,6 @@ SHIPWRIGHT_RUN_LABEL = "buildrun.shipwright.io/name"
 BUILDER_CONTAINER = "buildkit"
 DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 
-# Runs in the builder image: BuildKit without a daemon of its own and without privileges
-# (--oci-worker-no-process-sandbox), then the pushed digest into the termination message,
-# where the operator reads it from the pod's status. buildctl's arguments come as "$@", never
-# spliced into the script.
-JOB_SCRIPT = """set -eu
-buildctl-daemonless.sh "$@" --metadata-file /tmp/metadata.json
-grep -o '"containerimage.digest": *"sha256:[a-f0-9]*"' /tmp/metadata.json \\
-  | grep -o 'sha256:[a-f0-9]*' | head -n 1 | tr -d '\\n' > /dev/termination-log
-"""
-
-
 @dataclass(frozen=True)
 class BuildPlan:
     """One container's need for an image."""
@@ -70,12 +63,14 @@ class BuildPlan:
     container: str
     digest: str  # sha256 hex of what decides the image
     run: str  # name of the BuildRun or Job
+    namespace: str  # where it runs: the artifact's, or the build namespace
     output: str  # where the engine pushes, repo:tag
     repository: str  # the same repository, for repo@sha256:...
     source: GitSource | OciSource | None
-    dockerfile: str
+    dockerfile: str  # its path in the source, or "Dockerfile" when generated
     # Why this container cannot be built here; then nothing is created for it.
     unresolved: str | None = None
+    generated: str | None = None  # the text of a generated Dockerfile
 
 
 @dataclass(frozen=True)
@@ -133,7 +128,9 @@ def plan_builds(artifact: Artifact, settings: Settings, engine: BuildEngine) -> 
     """A plan per container that has imageBuildConfig and no imageUri, in spec order. Two
     containers with the same source and Dockerfile share one build."""
     request = artifact.metadata.annotations.get(ANNOTATION_BUILD_REQUEST)
-    repo_base = settings.build_output_repository
+    where = settings.build_namespace or artifact.namespace
+    repo_base = settings.build_output_repositories.get(artifact.namespace,
+                                                       settings.build_output_repository)
     repository = f"{repo_base}/{artifact.namespace}/{artifact.name}" if repo_base else ""
     out = []
     for group in artifact.spec.container_groups:
@@ -143,26 +140,60 @@ def plan_builds(artifact: Artifact, settings: Settings, engine: BuildEngine) -> 
                 continue
             code = config.code_ref
             source, unresolved = resolve_source(code, settings)
-            # The resolved source is part of the digest: a catalog item mapped elsewhere is
-            # another build.
+            generated, no_base = generate_dockerfile(config.dockerfile, settings)
+            # What was resolved is part of the digest: a catalog item mapped elsewhere, or an
+            # execution environment with another base image, is another build.
+            resolved = source.dump() if source else None
+            if generated is not None:
+                resolved = {"source": resolved, "dockerfile": generated}
             digest = source_digest(code.dump() if code else None, config.dockerfile.dump(),
-                                   request, source.dump() if source else None)
+                                   request, resolved)
             dockerfile = getattr(config.dockerfile, "path", "Dockerfile")
-            unresolved = unresolved or _unresolved(source, config.dockerfile, engine,
-                                                   repo_base)
+            unresolved = unresolved or no_base or _unresolved(source, config.dockerfile,
+                                                              engine, repo_base)
             out.append(BuildPlan(
                 group=group.name, container=naming.container_name(c.name, index),
-                digest=digest, run=naming.fit(f"{artifact.name}-build-{digest[:12]}"),
+                digest=digest, run=_run_name(artifact, digest, settings), namespace=where,
                 output=f"{repository}:{digest[:20]}", repository=repository, source=source,
-                dockerfile=dockerfile, unresolved=unresolved))
+                dockerfile=dockerfile, unresolved=unresolved, generated=generated))
     return out
+
+
+def _run_name(artifact: Artifact, digest: str, settings: Settings) -> str:
+    """Named by the digest; in a build namespace shared by many namespaces also by the
+    artifact's namespace, so that two namespaces' artifacts of one name and source (whose
+    outputs differ) never share a build."""
+    if settings.build_namespace is None:
+        return naming.fit(f"{artifact.name}-build-{digest[:12]}")
+    scoped = hashlib.sha256(f"{artifact.namespace}/{digest}".encode()).hexdigest()
+    return naming.fit(f"{artifact.name}-build-{scoped[:12]}")
+
+
+def generate_dockerfile(dockerfile: object, settings: Settings) -> tuple[str | None, str | None]:
+    """(the Dockerfile a `generated` dockerfile stands for, why there is none): the execution
+    environment's base image (from the configured table, pinned by digest), the source as
+    the working directory, the entrypoint as CMD (exec form)."""
+    if not isinstance(dockerfile, GeneratedDockerfile):
+        return None, None
+    key = f"{dockerfile.execution_environment_id}/{dockerfile.execution_environment_version_id}"
+    base = settings.build_execution_environments.get(key)
+    if base is None:
+        return None, (f"execution environment {key} has no base image in "
+                      "ARTIFACT_OPERATOR_BUILD_EXECUTION_ENVIRONMENTS; map it to an image "
+                      "pinned by digest there, or provide a Dockerfile in the source")
+    return (f"# Generated by {naming.MANAGER} from execution environment {key}\n"
+            f"FROM {base}\n"
+            "WORKDIR /opt/code\n"
+            "COPY . /opt/code\n"
+            f"CMD {json.dumps(dockerfile.entrypoint)}\n"), None
 
 
 def _unresolved(code: GitSource | OciSource | None, dockerfile: object, engine: BuildEngine,
                 repository: str | None) -> str | None:
-    if isinstance(dockerfile, GeneratedDockerfile):
-        return ("generated Dockerfiles need an execution-environment table, which this "
-                "operator does not have yet: provide a Dockerfile in the source")
+    if isinstance(dockerfile, GeneratedDockerfile) and engine == BuildEngine.shipwright:
+        return ("a generated Dockerfile is built by the Job engine only (a Shipwright build "
+                "strategy reads its Dockerfile from the source): set "
+                "ARTIFACT_OPERATOR_BUILD_ENGINE=job, or provide a Dockerfile in the source")
     if not repository:
         return ("no build output repository is configured "
                 "(ARTIFACT_OPERATOR_BUILD_OUTPUT_REPOSITORY)")
@@ -178,120 +209,9 @@ def image_of(plan: BuildPlan, digest: str) -> str:
     return f"{plan.repository}@{digest}"
 
 
-def _meta(artifact: Artifact, plan: BuildPlan, owner: Manifest | None) -> Manifest:
-    labels = {
-        "app.kubernetes.io/name": artifact.name,
-        "app.kubernetes.io/component": COMPONENT,
-        naming.LABEL_MANAGED_BY: naming.MANAGER,
-        naming.LABEL_ARTIFACT: artifact.name,
-        LABEL_GROUP: plan.group,
-        LABEL_CONTAINER: plan.container,
-    }
-    meta: Manifest = {"name": plan.run, "namespace": artifact.namespace, "labels": labels}
-    if owner is not None:
-        meta["ownerReferences"] = [owner]
-    return meta
-
-
 def build_selector() -> str:
     """What the operator's watch of BuildRuns or Jobs selects: only its own builds."""
     return f"{naming.LABEL_MANAGED_BY}={naming.MANAGER},app.kubernetes.io/component={COMPONENT}"
-
-
-def render_buildrun(artifact: Artifact, plan: BuildPlan, settings: Settings,
-                    owner: Manifest | None) -> Manifest:
-    """A Shipwright BuildRun with its build spec embedded (no Build object to keep in sync)."""
-    source: Manifest
-    if isinstance(plan.source, OciSource):
-        oci: Manifest = {"image": plan.source.oci.image}
-        if plan.source.oci.pull_secret:
-            oci["pullSecret"] = plan.source.oci.pull_secret
-        source = {"type": "OCI", "ociArtifact": oci}
-        context = plan.source.oci.context_dir
-    else:
-        assert isinstance(plan.source, GitSource), "only resolved plans are rendered"
-        git: Manifest = {"url": plan.source.git.url}
-        if plan.source.git.revision:
-            git["revision"] = plan.source.git.revision
-        if plan.source.git.clone_secret:
-            git["cloneSecret"] = plan.source.git.clone_secret
-        source = {"type": "Git", "git": git}
-        context = plan.source.git.context_dir
-    if context:
-        source["contextDir"] = context
-    output: Manifest = {"image": plan.output}
-    if settings.build_push_secret:
-        output["pushSecret"] = settings.build_push_secret
-    spec: Manifest = {
-        "source": source,
-        "strategy": {"name": settings.build_strategy, "kind": "ClusterBuildStrategy"},
-        "paramValues": [{"name": "dockerfile", "value": plan.dockerfile}],
-        "output": output,
-        "timeout": f"{settings.build_timeout_seconds}s",
-    }
-    return {"apiVersion": SHIPWRIGHT_API, "kind": "BuildRun",
-            "metadata": _meta(artifact, plan, owner), "spec": {"build": {"spec": spec}}}
-
-
-def _git_context(source: GitSource) -> str:
-    """BuildKit's remote context: url#revision:subdir."""
-    ref = source.git.revision or ""
-    sub = f":{source.git.context_dir}" if source.git.context_dir else ""
-    return f"{source.git.url}#{ref}{sub}" if ref or sub else source.git.url
-
-
-def render_build_job(artifact: Artifact, plan: BuildPlan, settings: Settings,
-                     owner: Manifest | None) -> Manifest:
-    """A Job running rootless BuildKit: one try (backoffLimit 0), no service-account token,
-    stopped after the build timeout (and on cancel) through activeDeadlineSeconds."""
-    assert isinstance(plan.source, GitSource), "the Job engine builds git sources only"
-    home = "/home/user"  # the rootless image's user (uid 1000)
-    args = ["build", "--frontend", "dockerfile.v0",
-            "--opt", f"context={_git_context(plan.source)}",
-            "--opt", f"filename={plan.dockerfile}",
-            "--output", f"type=image,name={plan.output},push=true"]
-    mounts: list[Manifest] = [{"name": "buildkitd", "mountPath": f"{home}/.local/share/buildkit"}]
-    volumes: list[Manifest] = [{"name": "buildkitd", "emptyDir": {}}]
-    env: list[Manifest] = [{"name": "BUILDKITD_FLAGS",
-                            "value": "--oci-worker-no-process-sandbox"}]
-    if settings.build_push_secret:
-        mounts.append({"name": "push-secret", "mountPath": f"{home}/.docker", "readOnly": True})
-        volumes.append({"name": "push-secret", "secret": {
-            "secretName": settings.build_push_secret,
-            "items": [{"key": ".dockerconfigjson", "path": "config.json"}]}})
-        env.append({"name": "DOCKER_CONFIG", "value": f"{home}/.docker"})
-    container: Manifest = {
-        "name": BUILDER_CONTAINER,
-        "image": settings.build_builder_image,
-        "command": ["sh", "-c", JOB_SCRIPT, "buildctl"],
-        "args": args,
-        "env": env,
-        "volumeMounts": mounts,
-        "terminationMessagePolicy": "File",
-        # Rootless BuildKit makes its own user namespace: seccomp and AppArmor must allow it
-        # (the namespace's Pod Security level must be privileged; see README).
-        "securityContext": {"seccompProfile": {"type": "Unconfined"},
-                            "runAsUser": 1000, "runAsGroup": 1000},
-    }
-    meta = _meta(artifact, plan, owner)
-    pod_meta: Manifest = {
-        "labels": dict(meta["labels"]),
-        "annotations": {
-            f"container.apparmor.security.beta.kubernetes.io/{BUILDER_CONTAINER}": "unconfined"},
-    }
-    return {
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
-        "spec": {
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": settings.build_timeout_seconds,
-            "template": {"metadata": pod_meta, "spec": {
-                "restartPolicy": "Never",
-                "automountServiceAccountToken": False,
-                "containers": [container],
-                "volumes": volumes,
-            }},
-        },
-    }
 
 
 def _condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
@@ -328,8 +248,10 @@ def buildrun_state(run: Mapping[str, Any]) -> BuildState:
     return BuildState(BuildStatus.in_progress, message=message)
 
 
-def job_state(job: Mapping[str, Any], termination_message: str | None) -> BuildState:
-    """A build Job's conditions; the digest from its pod's termination message."""
+def job_state(job: Mapping[str, Any], termination_message: str | None,
+              pod_found: bool = True) -> BuildState:
+    """A build Job's conditions; the digest from its pod's termination message. A complete
+    Job whose pod is gone (deleted, or garbage collected) leaves its digest unknowable."""
     meta = job.get("metadata") or {}
     failed = _condition(job, "Failed")
     if failed is not None and failed.get("status") == "True":
@@ -344,6 +266,11 @@ def job_state(job: Mapping[str, Any], termination_message: str | None) -> BuildS
         digest = (termination_message or "").strip()
         if DIGEST.match(digest):
             return BuildState(BuildStatus.built, digest)
+        if not pod_found:
+            return BuildState(BuildStatus.unknown,
+                              message="the build Job completed, but its pod is gone, so the "
+                              "pushed digest cannot be read; kubectl artifact build NAME "
+                              "builds again")
         return BuildState(BuildStatus.failed,
                           message="the build Job completed without an image digest in its "
                           "termination message")
@@ -362,8 +289,10 @@ def termination_message(pod: Mapping[str, Any]) -> str | None:
     return None
 
 
-def logs_hint(engine: BuildEngine, run: str) -> str:
+def logs_hint(engine: BuildEngine, plan: BuildPlan, artifact_namespace: str) -> str:
     """Where a build's logs are, for condition messages."""
+    where = f" -n {plan.namespace}" if plan.namespace != artifact_namespace else ""
     if engine == BuildEngine.shipwright:
-        return (f"logs: kubectl logs -l {SHIPWRIGHT_RUN_LABEL}={run} --all-containers")
-    return f"logs: kubectl logs job/{run}"
+        return (f"logs: kubectl logs{where} -l {SHIPWRIGHT_RUN_LABEL}={plan.run} "
+                "--all-containers")
+    return f"logs: kubectl logs{where} job/{plan.run}"

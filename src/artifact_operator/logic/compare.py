@@ -49,8 +49,11 @@ def up_to_date(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
 
 
 def _named(items: list[Any]) -> bool:
-    return bool(items) and all(isinstance(i, dict) and isinstance(i.get("name"), str)
-                               for i in items)
+    """Items keyed by a unique name. A list whose names repeat (an HTTPRoute's parentRefs to
+    two listeners of one Gateway) is compared item by item."""
+    names = [i.get("name") if isinstance(i, dict) else None for i in items]
+    return bool(items) and all(isinstance(n, str) for n in names) and \
+        len(set(names)) == len(names)
 
 
 def _quantity_equal(a: Any, b: Any) -> bool:

@@ -14,9 +14,9 @@ from artifact_operator.api.models import (
     Container,
     CredentialEnvVar,
     Probe,
-    Resources,
     SecurityContext,
 )
+from artifact_operator.api.runtime import Resources
 from artifact_operator.settings import Settings
 
 Manifest = dict[str, Any]

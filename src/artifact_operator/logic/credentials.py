@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from artifact_operator.api import naming
-from artifact_operator.api.models import API_GROUP
+from artifact_operator.api.base import API_GROUP
 from artifact_operator.api.raw import as_dict, as_list
 
 SA_TOKEN_TYPE = "kubernetes.io/service-account-token"

@@ -21,9 +21,10 @@ from artifact_operator.api.models import (
     ArtifactType,
     Container,
     ContainerGroup,
-    RuntimeOverride,
-    StorageMode,
 )
+from artifact_operator.api.runtime import RuntimeOverride
+from artifact_operator.api.status import Reason, WarmUpStatus
+from artifact_operator.logic import model_store, monitoring
 from artifact_operator.logic.approval import Decision, Grant
 from artifact_operator.logic.autoscaling import hpa
 from artifact_operator.logic.containers import (
@@ -38,6 +39,10 @@ from artifact_operator.logic.credentials import (
     credential_refs,
     not_usable,
 )
+from artifact_operator.logic.metadata import artifact_labels, meta
+from artifact_operator.logic.model_store import storage_claim_name
+from artifact_operator.logic.reach import reach_objects
+from artifact_operator.logic.served import ServedApis
 from artifact_operator.settings import Settings
 
 Manifest = dict[str, Any]
@@ -66,6 +71,12 @@ class Rendered:
     # use it, left unrendered.
     token_conflict: str | None = None
     token_held: list[str] = field(default_factory=list)
+    # Set after rendering by logic/warmup.py: groups held until their model cache is warm
+    # (group -> reason and sentence), and the warm-up of each claim that has one.
+    warming: dict[str, tuple[Reason, str]] = field(default_factory=dict)
+    warm_ups: dict[str, WarmUpStatus] = field(default_factory=dict)
+    # Group -> kinds it asks for that the cluster does not serve, left out (logic/served.py).
+    unserved: dict[str, list[str]] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[Manifest]:
         return [o for o in self.objects if o["kind"] == kind]
@@ -74,34 +85,12 @@ class Rendered:
     def held_groups(self) -> set[str]:
         """Groups not rendered this time: whatever of them runs keeps running."""
         return {*self.waiting_for_image, *self.held, *self.secrets_not_usable,
-                *self.token_held}
+                *self.token_held, *self.warming}
 
 
 def group_elevated(group: ContainerGroup) -> bool:
     """Whether the group asks for elevated fields (rendered only once they are approved)."""
     return any(container_elevated(c.dump()) for c in group.containers)
-
-
-def model_image(group: ContainerGroup) -> str | None:
-    """The image of the group's primary container: for nim artifacts, the model it serves."""
-    for container in group.containers:
-        if container.primary:
-            return container.image_uri
-    return None
-
-
-def _shared(artifact: Artifact) -> bool:
-    storage = artifact.spec.storage
-    return storage is not None and storage.mode == StorageMode.nim_cache
-
-
-def storage_claim_name(artifact: Artifact, group: ContainerGroup) -> str | None:
-    if artifact.spec.type != ArtifactType.nim:
-        return None
-    if _shared(artifact):
-        image = model_image(group)
-        return naming.cache_claim_name(image) if image else None
-    return naming.dedicated_claim_name(artifact.name)
 
 
 def with_built_images(group: ContainerGroup,
@@ -120,13 +109,14 @@ def with_built_images(group: ContainerGroup,
 def render(artifact: Artifact, settings: Settings,
            decisions: Mapping[str, Decision] | None = None, *,
            secrets: SecretFacts | None = None,
-           images: Mapping[tuple[str, str], str] | None = None) -> Rendered:
+           images: Mapping[tuple[str, str], str] | None = None,
+           apis: ServedApis | None = None) -> Rendered:
     """`decisions`: one per group with elevated fields (`logic.approval.decide`); a group with
     elevated fields and no decision that renders them is held back, never rendered without
     them (its pods would run other than what was asked and approved). `secrets` None: nothing
     is known of the namespace's Secrets (offline rendering), so every referenced Secret is
     taken as usable. `images`: the built image (repo@sha256:...) of containers without
-    imageUri, by (group, container name)."""
+    imageUri, by (group, container name). `apis`: what the cluster serves (None: all)."""
     decisions = decisions or {}
     out = Rendered()
     facts = secrets or SecretFacts()
@@ -140,6 +130,7 @@ def render(artifact: Artifact, settings: Settings,
     deployments: list[Manifest] = []
     services: list[Manifest] = []
     scalers: list[Manifest] = []
+    reach: list[Manifest] = []  # Ingresses, HTTPRoutes, ServiceMonitors
     for group in artifact.spec.container_groups:
         group = with_built_images(group, images or {})
         waiting = next((c for i, c in enumerate(group.containers) if not c.image_uri), None)
@@ -164,25 +155,29 @@ def render(artifact: Artifact, settings: Settings,
             continue
         if decision is not None and decision.grant == Grant.legacy:
             out.legacy.append(group.name)
-        claim = storage_claim_name(artifact, group)
-        if claim is not None and claim not in claims:
-            claims[claim] = _claim(artifact, group, claim, owner, settings)
-        deployments.append(_deployment(artifact, group, owner, claim, settings, elevated))
+        claim_name = storage_claim_name(artifact, group)
+        if claim_name is not None and claim_name not in claims:
+            claims[claim_name] = model_store.claim(artifact, group, claim_name, owner, settings)
+        deployments.append(_deployment(artifact, group, owner, claim_name, settings, elevated))
         service = _service(artifact, group, owner)
         if service is not None:
             services.append(service)
+            reach += reach_objects(artifact, group.name, service, owner, apis or ServedApis(),
+                                   out.unserved)
         scaling = _runtime(artifact, group).autoscaling
         if scaling is not None:
             name = naming.group_object_name(artifact.name, group.name)
-            scalers.append(hpa(artifact, group, scaling, _meta(artifact, name, group.name, owner),
+            scalers.append(hpa(artifact, group, scaling, meta(artifact, name, group.name, owner),
                                settings.hpa_api_version or "autoscaling/v2"))
     out.objects.extend(claims.values())
-    if _uses_api_token(artifact) and not facts.token_conflict:
+    uses_token = any(_group_uses_api_token(g) for g in artifact.spec.container_groups)
+    if uses_token and not facts.token_conflict:
         # Rendered even while groups wait for an image, so the token outlives the wait.
         out.objects.append(_token_secret(artifact, owner))
     out.objects.extend(deployments)
     out.objects.extend(services)
     out.objects.extend(scalers)
+    out.objects.extend(reach)
     return out
 
 
@@ -190,40 +185,9 @@ def _runtime(artifact: Artifact, group: ContainerGroup) -> RuntimeOverride:
     return (artifact.spec.runtime or {}).get(group.name) or RuntimeOverride()
 
 
-def _meta(artifact: Artifact, name: str, group: str, owner: Manifest | None,
-          labels: dict[str, str] | None = None) -> Manifest:
-    meta: Manifest = {
-        "name": name,
-        "namespace": artifact.namespace,
-        "labels": labels or naming.labels(artifact.name, group, str(artifact.spec.type)),
-    }
-    if owner is not None:
-        meta["ownerReferences"] = [owner]
-    return meta
-
-
-def _artifact_labels(artifact: Artifact, component: str) -> dict[str, str]:
-    """Labels of objects that belong to the whole artifact rather than to one group."""
-    return {
-        "app.kubernetes.io/name": artifact.name,
-        "app.kubernetes.io/component": component,
-        naming.LABEL_MANAGED_BY: naming.MANAGER,
-        naming.LABEL_ARTIFACT: artifact.name,
-        naming.LABEL_TYPE: str(artifact.spec.type),
-    }
-
-
 def _group_uses_api_token(group: ContainerGroup) -> bool:
     return any(isinstance(env, ApiTokenEnvVar)
                for container in group.containers for env in container.environment_vars)
-
-
-def _uses_api_token(artifact: Artifact) -> bool:
-    return any(_group_uses_api_token(group) for group in artifact.spec.container_groups)
-
-
-def uses_api_token(artifact: Artifact) -> bool:
-    return _uses_api_token(artifact)
 
 
 def _token_secret(artifact: Artifact, owner: Manifest | None) -> Manifest:
@@ -231,32 +195,9 @@ def _token_secret(artifact: Artifact, owner: Manifest | None) -> Manifest:
     name = naming.token_secret_name(artifact.name)
     return {
         "apiVersion": "v1", "kind": "Secret",
-        "metadata": _meta(artifact, name, "", owner, _artifact_labels(artifact, "api-token")),
+        "metadata": meta(artifact, name, "", owner, artifact_labels(artifact, "api-token")),
         "type": "Opaque",
     }
-
-
-def _claim(artifact: Artifact, group: ContainerGroup, name: str, owner: Manifest | None,
-           settings: Settings) -> Manifest:
-    storage = artifact.spec.storage
-    if _shared(artifact):
-        image = model_image(group) or ""
-        labels = {
-            naming.LABEL_MANAGED_BY: naming.MANAGER,
-            naming.LABEL_CACHE: naming.cache_hash_of_claim(name),
-            "app.kubernetes.io/component": "nim-cache",
-        }
-        meta: Manifest = {"name": name, "namespace": artifact.namespace, "labels": labels,
-                          "annotations": {naming.ANNOTATION_CACHE_IMAGE: image}}
-        modes, size = settings.cache_access_modes, settings.cache_size
-    else:
-        meta = _meta(artifact, name, "", owner, _artifact_labels(artifact, "model-store"))
-        modes = settings.dedicated_access_modes
-        size = (storage.pvc_size if storage and storage.pvc_size else settings.default_pvc_size)
-    spec: Manifest = {"accessModes": list(modes), "resources": {"requests": {"storage": size}}}
-    if settings.storage_class:
-        spec["storageClassName"] = settings.storage_class
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec}
 
 
 def _primary(group: ContainerGroup) -> Container | None:
@@ -271,13 +212,15 @@ def _service(artifact: Artifact, group: ContainerGroup,
     name = naming.group_object_name(artifact.name, group.name)
     return {
         "apiVersion": "v1", "kind": "Service",
-        "metadata": _meta(artifact, name, group.name, owner),
+        "metadata": meta(artifact, name, group.name, owner),
         "spec": {
             "type": "ClusterIP",
             "selector": naming.selector(artifact.name, group.name),
             # protocol is explicit: server-side apply of a Service fails without it on 1.20.
             "ports": [{"name": HTTP_PORT_NAME, "port": primary.port,
-                       "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}],
+                       "targetPort": HTTP_PORT_NAME, "protocol": "TCP"},
+                      *monitoring.service_ports(_runtime(artifact, group).metrics,
+                                                primary.port)],
         },
     }
 
@@ -354,9 +297,9 @@ def _deployment(artifact: Artifact, group: ContainerGroup, owner: Manifest | Non
         # Replace pods in place: an update must never need a spare GPU.
         spec["strategy"] = {"type": "RollingUpdate",
                             "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
-    meta = _meta(artifact, name, group.name, owner)
-    if claim is not None and _shared(artifact):
+    metadata = meta(artifact, name, group.name, owner)
+    if claim is not None and model_store.shared(artifact):
         # Who uses a shared cache claim is read from the cluster through this label.
-        meta["labels"] = {**meta["labels"],
-                          naming.LABEL_CACHE: naming.cache_hash_of_claim(claim)}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
+        metadata["labels"] = {**metadata["labels"],
+                              naming.LABEL_CACHE: naming.cache_hash_of_claim(claim)}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}

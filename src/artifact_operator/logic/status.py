@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from artifact_operator.api import naming
 from artifact_operator.api.artifact import Artifact
-from artifact_operator.api.models import ArtifactType, RuntimeOverride, StorageMode
 from artifact_operator.api.rules import Violation
+from artifact_operator.api.runtime import RuntimeOverride
 from artifact_operator.api.status import (
     ArtifactStatus,
     AutoscalerStatus,
@@ -24,13 +24,15 @@ from artifact_operator.api.status import (
     GroupStatus,
     Phase,
     Reason,
-    StorageStatus,
 )
 from artifact_operator.logic.approval import Grant
 from artifact_operator.logic.autoscaling import scale_of
+from artifact_operator.logic.claim_status import claim_problems, storage_status
 from artifact_operator.logic.credentials import token_conflict
 from artifact_operator.logic.pods import PodFacts
-from artifact_operator.logic.render import Rendered, endpoint, storage_claim_name
+from artifact_operator.logic.reach import reach_status
+from artifact_operator.logic.render import Rendered, endpoint
+from artifact_operator.logic.rollout import deployment_state
 from artifact_operator.settings import Settings
 
 Obj = dict[str, Any]
@@ -70,53 +72,6 @@ class _Group:
     autoscaler: AutoscalerStatus | None = None
 
 
-def deployment_observed(d: Mapping[str, Any]) -> bool:
-    """Has the Deployment controller seen this generation? Until it has, the replica counts
-    in the Deployment's status describe the previous spec."""
-    observed = int(d.get("status", {}).get("observedGeneration", 0))
-    return observed >= int(d.get("metadata", {}).get("generation", 1))
-
-
-def deployment_settling(d: Mapping[str, Any]) -> bool:
-    """Is the Deployment between a spec change and its first pod of the new template? Both
-    steps are the controllers' work of milliseconds, and the status in between says nothing
-    a user needs to see."""
-    if not deployment_observed(d):
-        return True
-    desired = int(d.get("spec", {}).get("replicas", 1))
-    return desired > 0 and not int(d.get("status", {}).get("updatedReplicas", 0))
-
-
-def deployment_stuck(d: Obj | None) -> bool:
-    """Past its progress deadline, or rolled out with fewer ready replicas than wanted: the
-    group is Degraded, and its pods say why."""
-    return _deployment_state(d)[3] in (Reason.progress_deadline_exceeded,
-                                       Reason.replicas_unavailable)
-
-
-def _deployment_state(d: Obj | None) -> tuple[int, int, int, Reason]:
-    if d is None:
-        return 0, 0, 0, Reason.rollout_in_progress
-    spec, st = d.get("spec", {}), d.get("status", {})
-    desired = int(spec.get("replicas", 1))
-    ready, updated = int(st.get("readyReplicas", 0)), int(st.get("updatedReplicas", 0))
-    total = int(st.get("replicas", 0))
-    progressing = next((c for c in st.get("conditions", []) if c.get("type") == "Progressing"),
-                       None)
-    observed = deployment_observed(d)
-    if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
-        return desired, ready, updated, Reason.progress_deadline_exceeded
-    if desired == 0 and observed and total == 0:
-        return desired, ready, updated, Reason.ready
-    complete = (observed and updated >= desired and total == updated and progressing is not None
-                and progressing.get("reason") == "NewReplicaSetAvailable")
-    if not complete:
-        return desired, ready, updated, Reason.rollout_in_progress
-    if ready < desired:
-        return desired, ready, updated, Reason.replicas_unavailable
-    return desired, ready, updated, Reason.ready
-
-
 def _groups(artifact: Artifact, obs: Observed, settings: Settings,
             previous: ArtifactStatus) -> list[_Group]:
     out = []
@@ -132,7 +87,7 @@ def _groups(artifact: Artifact, obs: Observed, settings: Settings,
             out.append(_Group(group.name, wanted, 0, 0, held, None, None, None))
             continue
         live = obs.live.get(("Deployment", name))
-        desired, ready, updated, state = _deployment_state(live)
+        desired, ready, updated, state = deployment_state(live)
         autoscaler = _autoscaler(runtime, obs.live.get(("HorizontalPodAutoscaler", name)))
         if autoscaler is not None:
             wanted = autoscaler.desired_replicas or autoscaler.min_replicas
@@ -144,6 +99,12 @@ def _groups(artifact: Artifact, obs: Observed, settings: Settings,
             out.append(_Group(group.name, desired, ready, updated,
                               Reason.approval_stale if decision.grant == Grant.stale
                               else Reason.elevated_not_approved,
+                              name if live is not None else None, None, None))
+            continue
+        warming = obs.rendered.warming.get(group.name)
+        if warming is not None:
+            # Not applied until its model cache is warm: what runs is reported as it is.
+            out.append(_Group(group.name, desired, ready, updated, warming[0],
                               name if live is not None else None, None, None))
             continue
         seen = obs.pods.get(group.name)
@@ -179,65 +140,6 @@ def _held_reason(obs: Observed, group: str) -> Reason | None:
     if group in rendered.token_held:
         return Reason.token_secret_conflict
     return None
-
-
-def _claims(artifact: Artifact, obs: Observed) -> list[str]:
-    """The claims the rendered groups mount, in group order, each once."""
-    if artifact.spec.type != ArtifactType.nim:
-        return []
-    held = obs.rendered.held_groups
-    names = (storage_claim_name(artifact, g) for g in artifact.spec.container_groups
-             if g.name not in held)
-    return list(dict.fromkeys(n for n in names if n))
-
-
-def _claim_phase(live: Obj | None) -> str | None:
-    if live is None:
-        return None
-    return str(live.get("status", {}).get("phase") or "Pending")
-
-
-def _storage(artifact: Artifact, obs: Observed) -> StorageStatus | None:
-    claims = _claims(artifact, obs)
-    if not claims:
-        return None
-    mode = artifact.spec.storage.mode if artifact.spec.storage else StorageMode.dedicated_pvc
-    # The status has room for one claim: the first group's (every group shares it in
-    # dedicated mode; Ready below waits for all of them).
-    return StorageStatus(mode=mode, claim_name=claims[0],
-                         phase=_claim_phase(obs.live.get(("PersistentVolumeClaim", claims[0]))))
-
-
-def _claim_problems(artifact: Artifact, obs: Observed
-                    ) -> tuple[list[tuple[Reason, str]], list[tuple[Reason, str]]]:
-    """(degraded, not ready) for the artifact's claims: Ready waits until every one is Bound."""
-    degraded: list[tuple[Reason, str]] = []
-    waiting: list[tuple[Reason, str]] = []
-    for name in _claims(artifact, obs):
-        live = obs.live.get(("PersistentVolumeClaim", name))
-        phase = _claim_phase(live)
-        if live is None:
-            waiting.append((Reason.claim_pending, f"claim {name} is not created yet"))
-        elif live["metadata"].get("deletionTimestamp"):
-            waiting.append((Reason.claim_pending, f"claim {name} is being deleted; it is "
-                            "created again once it is gone"))
-        elif phase == "Lost":
-            degraded.append((Reason.claim_lost, f"claim {name} lost its volume"))
-        elif phase != "Bound":
-            waiting.append((Reason.claim_pending, f"claim {name} is {phase}: {_unbound(live)}"))
-    return degraded, waiting
-
-
-def _unbound(claim: Obj) -> str:
-    """Why a claim may not bind, in the claim's own terms (without a provisioner there are
-    no provisioning events to quote)."""
-    spec = claim.get("spec", {})
-    size = (spec.get("resources", {}).get("requests") or {}).get("storage", "?")
-    modes = ", ".join(spec.get("accessModes") or []) or "no access mode"
-    klass = spec.get("storageClassName")
-    where = f"storage class {klass}" if klass else "the default storage class"
-    return (f"no PersistentVolume is bound to it yet; it needs {size} {modes} from {where} "
-            "(a PersistentVolume or a provisioner for that class)")
 
 
 def _condition(type_: str, ok: bool, reason: Reason, message: str, generation: int | None,
@@ -302,7 +204,7 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
     rolling = [g for g in groups if g.state == Reason.rollout_in_progress]
     deadline = [g for g in groups if g.state == Reason.progress_deadline_exceeded]
     unavailable = [g for g in groups if g.state == Reason.replicas_unavailable]
-    claim_degraded, claim_waiting = _claim_problems(artifact, obs)
+    claim_degraded, claim_waiting = claim_problems(artifact, obs.rendered, obs.live)
 
     degraded: list[tuple[Reason, str]] = list(obs.errors)
     # A failed or cancelled build needs someone to act (a new build, another source).
@@ -322,6 +224,9 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
                   _why(f"group {g.name}: {g.ready}/{g.desired} replicas ready", g))
                  for g in unavailable]
     degraded += claim_degraded
+    # A failed warm-up needs someone to act (its log says why; deleting the Job retries).
+    for reason, message in obs.rendered.warming.values():
+        (degraded if reason == Reason.cache_warm_up_failed else waiting).append((reason, message))
 
     not_ready: list[tuple[Reason, str]] = []
     for reason in dict.fromkeys(r for r, _ in waiting):
@@ -350,6 +255,10 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
         _condition("Degraded", bool(degraded), degraded[0][0] if degraded else Reason.as_expected,
                    "; ".join(m for _, m in degraded), generation, previous, now),
     ]
+    # Exposed, Monitored: never part of Ready (logic/exposure.py, logic/monitoring.py).
+    extra, external = reach_status(artifact, obs.rendered.held_groups, obs.rendered.unserved,
+                                   obs.live)
+    conditions += [_condition(*c, generation, previous, now) for c in extra]
     if degraded:
         phase = Phase.degraded
     elif rolling:
@@ -363,9 +272,10 @@ def compute_status(artifact: Artifact, obs: Observed, settings: Settings,
         phase=phase,
         conditions=conditions,
         ready=f"{sum(g.ready for g in groups)}/{sum(g.desired for g in groups)}",
-        container_groups=[_group_status(g) for g in groups],
+        container_groups=[_group_status(g, external.get(g.name)) for g in groups],
         endpoint=next((g.endpoint for g in groups if g.endpoint), None),
-        storage=_storage(artifact, obs),
+        external_endpoint=next((external[g.name] for g in groups if g.name in external), None),
+        storage=storage_status(artifact, obs.rendered, obs.live),
         builds=list(obs.builds),
         version=previous.version,
     )
@@ -375,8 +285,9 @@ def _why(message: str, g: _Group) -> str:
     return f"{message} ({g.problem})" if g.problem else message
 
 
-def _group_status(g: _Group) -> GroupStatus:
+def _group_status(g: _Group, external: str | None = None) -> GroupStatus:
     return GroupStatus(name=g.name, replicas=g.desired, ready_replicas=g.ready,
+                       external_endpoint=external,
                        updated_replicas=g.updated, restarts=g.restarts or None,
                        autoscaler=g.autoscaler,
                        deployment=g.deployment, service=g.service, endpoint=g.endpoint)

@@ -31,7 +31,7 @@ from typing import Any
 
 import kopf
 
-from artifact_operator.api.models import API_GROUP, API_VERSION, PLURAL
+from artifact_operator.api.base import API_GROUP, API_VERSION, PLURAL
 from artifact_operator.api.raw import as_dict
 from artifact_operator.api.rules import Violation
 from artifact_operator.kube.client import ApiError, Kube

@@ -50,6 +50,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
   verbs: [get, list, watch, create, patch, delete]
+# runtime.<group>.expose (Ingress, HTTPRoute) and .metrics (ServiceMonitor).
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [monitoring.coreos.com]
+  resources: [servicemonitors]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, list, watch, create, delete]
@@ -64,6 +74,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: [shipwright.io]
   resources: [buildruns]
   verbs: [get, list, watch, create]
+# Model cache warm-ups use the same Job rights: created once per claim and image, read,
+# never changed or deleted (they go with their claim); the claim is marked warm by a patch.
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create]

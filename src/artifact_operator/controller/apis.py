@@ -1,0 +1,58 @@
+"""Which optional APIs the server serves (logic/served.py): the Gateway API's HTTPRoute for
+`runtime.<group>.expose.httpRoute`, the Prometheus Operator's ServiceMonitor for
+`runtime.<group>.metrics`. Asked at start, like the HPA's version (controller/autoscalers.py);
+while one is missing, asked again every `Settings.api_discovery_seconds`, so installing its
+CRDs later takes no restart: `changed` then starts the watch of the new kind and renders it
+(app/context.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from artifact_operator.kube.client import ApiError, Kube
+from artifact_operator.logic.served import OPTIONAL, ServedApis
+
+log = logging.getLogger(__name__)
+
+
+async def served_version(kube: Kube, kind: str) -> str | None:
+    """The newest version of an optional kind the server serves; None for none."""
+    plural, versions = OPTIONAL[kind]
+    for version in versions:
+        if await kube.serves(version, plural):
+            return version
+    return None
+
+
+async def served_apis(kube: Kube) -> ServedApis:
+    return ServedApis(http_route=await served_version(kube, "HTTPRoute"),
+                      service_monitor=await served_version(kube, "ServiceMonitor"))
+
+
+async def discover_forever(kube: Kube, current: ServedApis, interval: float,
+                           changed: Callable[[ServedApis], Awaitable[None]]) -> None:
+    """Ask again every `interval` seconds until every optional API is served; call `changed`
+    with what is served whenever more is. An API that goes away is not noticed (its watch
+    then fails and retries, logging why): removing a CRD the operator uses takes a restart."""
+    while not current.complete:
+        await asyncio.sleep(interval)
+        try:
+            found = await served_apis(kube)
+        except ApiError as exc:
+            log.warning("asking which optional APIs are served failed: %s", exc)
+            continue
+        more = ServedApis(http_route=current.http_route or found.http_route,
+                          service_monitor=current.service_monitor or found.service_monitor)
+        if more == current:
+            continue
+        log.info("now served: %s", ", ".join(f"{kind} ({version})" for version, kind
+                                             in more.kinds() if (version, kind)
+                                             not in current.kinds()))
+        try:
+            await changed(more)
+        except Exception:
+            log.exception("starting the watch of a newly served API failed; asking again")
+            continue
+        current = more
