@@ -155,6 +155,17 @@ def operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Opera
         yield proc
 
 
+@pytest.fixture
+def operators() -> Iterator[list[OperatorProcess]]:
+    """Operators a test starts one after another (each `start()`ed by the test): all stopped
+    at the end, their logs printed."""
+    started: list[OperatorProcess] = []
+    yield started
+    for proc in started:
+        proc.stop()
+        print("---- operator log ----\n" + proc.logs()[-20000:])
+
+
 # -- small helpers for tests -----------------------------------------------------------
 
 GROUP, VERSION, PLURAL = "workload.dev", "v1alpha1", "artifacts"

@@ -83,15 +83,6 @@ def start_operator(cluster: Cluster, namespaces: list[str], tmp_path: Path,
                            env=settings).start()
 
 
-@pytest.fixture
-def operators() -> Iterator[list[OperatorProcess]]:
-    started: list[OperatorProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
-        print("---- operator log ----\n" + proc.logs()[-20000:])
-
-
 def claim(cluster: Cluster, namespace: str, name: str) -> Any:
     return found(cluster.core.read_namespaced_persistent_volume_claim, name, namespace)
 

@@ -9,7 +9,6 @@ hostPath PersistentVolumes of a storage class of the test's own (test_nim_storag
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,15 +46,6 @@ NGC = {"name": "NGC_API_KEY", "source": "dr-credential", "drCredentialId": "ngc-
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@pytest.fixture
-def operators() -> Iterator[list[OperatorProcess]]:
-    started: list[OperatorProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
-        print("---- operator log ----\n" + proc.logs()[-20000:])
 
 
 def start(cluster: Cluster, namespace: str, tmp_path: Path, storage: str,
