@@ -13,17 +13,15 @@ from ..support.fake_kube import FakeKube
 
 
 class _Watch:
-    """The collector reads only `objects` and `synced` of its ListWatch."""
+    """The collector reads only `all()` and `synced` of its ListWatch."""
 
     def __init__(self, fake: FakeKube) -> None:
         self.fake = fake
         self.synced = asyncio.Event()
         self.synced.set()
 
-    @property
-    def objects(self) -> dict[tuple[str, str], dict[str, Any]]:
-        return {(o["metadata"]["namespace"], o["metadata"]["name"]): o
-                for o in self.fake.of_kind("Job")}
+    def all(self) -> list[dict[str, Any]]:
+        return list(self.fake.of_kind("Job"))
 
 
 def _job(name: str, artifact: str, uid: str) -> dict[str, Any]:

@@ -386,9 +386,7 @@ async def test_one_build_per_source_then_the_digest_and_a_locked_artifact_keeps_
         facts = await b.observe({}, art, ArtifactStatus())
     (run,) = kube.created
     assert run["kind"] == "BuildRun" and facts.held["api"][0][0] == "Building"
-    name = run["metadata"]["name"]
-    b.watch.objects[("team-a", name)] = {
-        **run, **_run("True", "Succeeded", output={"digest": DIGEST})}
+    b.watch.replace([{**run, **_run("True", "Succeeded", output={"digest": DIGEST})}])
     facts = await b.observe({}, art, ArtifactStatus())
     image = f"reg.example/builds/team-a/web@{DIGEST}"
     assert facts.images == {("api", "app"): image} and facts.held == {}
@@ -397,7 +395,7 @@ async def test_one_build_per_source_then_the_digest_and_a_locked_artifact_keeps_
 
     # Stored, the image outlives its BuildRun; locked, it outlives a source change too.
     stored = ArtifactStatus(builds=facts.statuses)
-    b.watch.objects.clear()
+    b.watch.replace([])
     assert (await b.observe({}, art, stored)).images == {("api", "app"): image}
     other = {"provider": "git", "git": {**GIT["git"], "revision": "v2"}}
     locked = parsed(manifest("web", {"name": "api", "containers": [primary(

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from artifact_operator.api import naming
-from artifact_operator.controller.view import slim
 from artifact_operator.controller.warmup import WarmUps
 from artifact_operator.logic import warmup
 from artifact_operator.settings import CacheWarmUp, Settings
@@ -32,8 +31,7 @@ class WarmHarness(Harness):
 
     def sync_jobs(self) -> None:
         """The Jobs' watch delivers what is stored (and has listed once)."""
-        self.warmups.watch.objects = {(NS, j["metadata"]["name"]): slim(j)
-                                      for j in self.kube.of_kind("Job")}
+        self.warmups.watch.replace(self.kube.of_kind("Job"))
         self.warmups.watch.synced.set()
         self.catch_up()
 

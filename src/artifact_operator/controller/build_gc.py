@@ -74,7 +74,7 @@ class BuildCollector:
         """Delete the builds of the artifacts in `keys` (all, for None) that are gone."""
         deleted = 0
         alive: dict[tuple[Key, str], bool] = {}
-        for build in list(self.watch.objects.values()):
+        for build in self.watch.all():
             owner = owner_of(build)
             if owner is None or (keys is not None and owner[0] not in keys):
                 continue

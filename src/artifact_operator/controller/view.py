@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from artifact_operator.api import naming
+from artifact_operator.kube.watch import PackedDict
 from artifact_operator.logic.credentials import referenced_secrets
 
 Key = tuple[str, str]  # (namespace, artifact name)
@@ -108,7 +109,8 @@ class ClusterView:
     """Artifacts by key, children by owner, with our own writes overlaid (see the module)."""
 
     def __init__(self) -> None:
-        self.artifacts: dict[Key, Obj] = {}
+        # Packed, as the children are (kube/watch.py): most of a body is read once per reconcile.
+        self.artifacts: PackedDict[Key] = PackedDict()
         # kind -> index (child_keys -> the bodies under that key; see kube/watch.KeyIndex)
         self.indexes: dict[str, Mapping[Any, Any]] = {}
         # ArtifactApprovals by (namespace, artifact they name): kept apart from the children,
@@ -144,7 +146,8 @@ class ClusterView:
         if current is not None and _rv(body) < _rv(current) and \
                 current["metadata"].get("uid") == meta.get("uid"):
             return  # an older event overtaken by our own status write
-        new = self.artifacts[key] = slim(body)
+        new = slim(body)
+        self.artifacts[key] = new
         if current is None or current.get("spec") != new.get("spec"):
             self._index_reads(key, frozenset(referenced_secrets(new.get("spec"))))
 

@@ -10,14 +10,20 @@ The operator's children are watched so, not through kopf: kopf's per-event machi
 memory, a worker, cause detection, handler invocation and an index toggle per object) was
 about half of the operator's CPU, and its per-object state most of the memory beyond the
 baseline (docs/benchmarks.md). The users' Secrets that opt in to artifacts are watched so too.
+
+Each object is held packed, as its compact JSON text, and unpacked on every read: as Python
+dicts the children were most of the operator's memory per artifact (a Deployment with the
+server's defaults and status is ~3 KB of JSON but ~15 KB of dicts and strings), and a read
+is a few of them per reconcile. A reader also gets a copy of its own, which it may change.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, MutableMapping
+from typing import Any, TypeVar
 
 from artifact_operator.kube.client import ApiError, Kube
 
@@ -25,16 +31,52 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 Ref = tuple[str, str]  # (namespace, name)
+Packed = str  # an object as compact JSON (see the module)
+K = TypeVar("K", bound=Hashable)
+
+
+def pack(obj: Obj) -> Packed:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def unpack(packed: Packed) -> Obj:
+    obj: Obj = json.loads(packed)
+    return obj
+
+
+class PackedDict(MutableMapping[K, Obj]):
+    """A dict whose values are held packed; each read unpacks a copy."""
+
+    def __init__(self) -> None:
+        self._packed: dict[K, Packed] = {}
+
+    def __getitem__(self, key: K) -> Obj:
+        return unpack(self._packed[key])
+
+    def __setitem__(self, key: K, value: Obj) -> None:
+        self._packed[key] = pack(value)
+
+    def __delitem__(self, key: K) -> None:
+        del self._packed[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._packed
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._packed)
+
+    def __len__(self) -> int:
+        return len(self._packed)
 
 
 class KeyIndex(Mapping[Hashable, list[Obj]]):
     """The objects by index key, each read as a list (the interface of a kopf index)."""
 
-    def __init__(self, by_key: dict[Hashable, dict[Ref, Obj]]) -> None:
+    def __init__(self, by_key: dict[Hashable, dict[Ref, Packed]]) -> None:
         self._by_key = by_key
 
     def __getitem__(self, key: Hashable) -> list[Obj]:
-        return list(self._by_key[key].values())
+        return [unpack(p) for p in self._by_key[key].values()]
 
     def __contains__(self, key: object) -> bool:
         return key in self._by_key
@@ -59,16 +101,23 @@ class ListWatch:
         self.namespaces: list[str | None] = list(namespaces) if namespaces else [None]
         self.slim = slim
         self.changed = changed
-        self.objects: dict[Ref, Obj] = {}
+        self._objects: dict[Ref, Packed] = {}
         self.synced = asyncio.Event()
         self._listed: set[str | None] = set()
         self._index = index
         self._observe = observe
-        self._by_key: dict[Hashable, dict[Ref, Obj]] = {}
+        self._by_key: dict[Hashable, dict[Ref, Packed]] = {}
         self.by_key = KeyIndex(self._by_key)
 
     def get(self, namespace: str, name: str) -> Obj | None:
-        return self.objects.get((namespace, name))
+        packed = self._objects.get((namespace, name))
+        return None if packed is None else unpack(packed)
+
+    def all(self) -> list[Obj]:
+        return [unpack(p) for p in self._objects.values()]
+
+    def __len__(self) -> int:
+        return len(self._objects)
 
     async def run(self) -> None:
         await asyncio.gather(*(self._run(ns) for ns in self.namespaces))
@@ -104,19 +153,28 @@ class ListWatch:
         items, version = await self.kube.list_with_version(
             self.api_version, self.kind, namespace, self.selector)
         # List items carry no kind or apiVersion; watch events do.
-        fresh = {(str(o["metadata"]["namespace"]), str(o["metadata"]["name"])):
-                 self.slim({**o, "apiVersion": self.api_version, "kind": self.kind})
-                 for o in items}
-        stale = {key for key in self.objects if namespace is None or key[0] == namespace}
-        for key in stale - fresh.keys():
-            self._put(key, None)
-        for key, obj in fresh.items():
-            if self.objects.get(key) != obj:
-                self._put(key, obj)
+        self.replace([{**o, "apiVersion": self.api_version, "kind": self.kind} for o in items],
+                     namespace)
         self._listed.add(namespace)
         if len(self._listed) == len(self.namespaces):
             self.synced.set()
         return version
+
+    def replace(self, objects: Iterable[Mapping[str, Any]], namespace: str | None = None
+                ) -> None:
+        """Hold exactly `objects` (of `namespace`; None: of all), as a list gives them:
+        report what appeared, changed or went."""
+        fresh = {(str(o["metadata"]["namespace"]), str(o["metadata"]["name"])): self.slim(o)
+                 for o in objects}
+        stale = {key for key in self._objects if namespace is None or key[0] == namespace}
+        for key in stale - fresh.keys():
+            self._put(key, None)
+        for key, obj in fresh.items():
+            if self._objects.get(key) != pack(obj):
+                self._put(key, obj)
+
+    def keys(self) -> set[Ref]:
+        return set(self._objects)
 
     def _note(self, kind: str, obj: Mapping[str, Any]) -> None:
         meta = obj.get("metadata") or {}
@@ -127,9 +185,11 @@ class ListWatch:
             self._put(key, self.slim(obj))
 
     def _put(self, key: Ref, obj: Obj | None) -> None:
-        old = self.objects.pop(key, None)
-        if obj is not None:
-            self.objects[key] = obj
+        packed_old = self._objects.pop(key, None)
+        old = None if packed_old is None else unpack(packed_old)
+        packed = None if obj is None else pack(obj)
+        if packed is not None:
+            self._objects[key] = packed
         if self._index is not None and old is not None:
             for ikey in self._index(old):
                 entries = self._by_key.get(ikey)
@@ -137,9 +197,9 @@ class ListWatch:
                     entries.pop(key, None)
                     if not entries:
                         del self._by_key[ikey]
-        if self._index is not None and obj is not None:
+        if self._index is not None and obj is not None and packed is not None:
             for ikey in self._index(obj):
-                self._by_key.setdefault(ikey, {})[key] = obj
+                self._by_key.setdefault(ikey, {})[key] = packed
         if self._observe is not None:
             self._observe(old, obj)
         self.changed(*key)
