@@ -106,9 +106,6 @@ class Builds:
         self._created: set[Key] = set()
         # Which artifact each run belongs to, to wake it when the run goes too.
         self._owners: dict[Key, Key] = {}
-        # Artifacts that found the engine's objects not listed yet, woken once they are.
-        self._unsynced: set[Key] = set()
-        self._wake: asyncio.Task[None] | None = None
         self.sync_wait = SYNC_WAIT_SECONDS
         # Build ends already told by an Event: (namespace, run, status).
         self._ended: set[tuple[str, str, str]] = set()
@@ -209,7 +206,8 @@ class Builds:
                       stored: ArtifactStatus) -> BuildFacts:
         facts = BuildFacts()
         # Never judge "no run yet" before the first list of the engine's objects.
-        if not await self._synced((artifact.namespace, artifact.name)):
+        if not await self.watch.wait_synced((artifact.namespace, artifact.name),
+                                            self.sync_wait, self.enqueue):
             what = "BuildRuns" if self.engine == BuildEngine.shipwright else "build Jobs"
             for plan in logic.plan_builds(artifact, self.settings, self.engine):
                 message = (f"group {plan.group}: container {plan.container}: the {what} "
@@ -277,24 +275,6 @@ class Builds:
             self.events.post(body, "Warning", "BuildFailed",
                              f"build {plan.run} of {where} {state.status}: "
                              f"{state.message or ''}".rstrip(": "))
-
-    async def _synced(self, key: Key) -> bool:
-        if self.watch.synced.is_set():
-            return True
-        try:
-            await asyncio.wait_for(self.watch.synced.wait(), self.sync_wait)
-            return True
-        except TimeoutError:
-            self._unsynced.add(key)
-            if self._wake is None:
-                self._wake = asyncio.get_running_loop().create_task(self._wake_when_synced())
-            return False
-
-    async def _wake_when_synced(self) -> None:
-        await self.watch.synced.wait()
-        for key in sorted(self._unsynced):
-            self.enqueue(key)
-        self._unsynced.clear()
 
     def _why(self, engine: BuildEngine, plan: logic.BuildPlan, state: logic.BuildState,
              namespace: str) -> tuple[Reason, str]:
