@@ -19,7 +19,6 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -116,9 +115,7 @@ def running(cluster: Cluster, namespace: str, name: str) -> bool:
     return status_of(cluster, namespace, name).get("phase") == "Ready"
 
 
-@pytest.fixture
-def shipwright(cluster: Cluster) -> None:
-    install_shipwright(cluster)
+shipwright = optional_crds.served("BuildRun")
 
 
 def test_shipwright_build_goes_to_ready_on_the_digest_and_fails_and_cancels(
@@ -310,13 +307,7 @@ def test_job_engine_builds_with_rootless_buildkit_and_runs_the_digest(
         assert deployment_image(cluster, namespace, "shop-api") == image
 
 
-@pytest.fixture
-def no_shipwright(cluster: Cluster) -> Iterator[None]:
-    """A cluster without Shipwright (whatever an earlier test left); removed again after the
-    test, which installs it on the way."""
-    optional_crds.uninstall(cluster.api, "BuildRun")
-    yield
-    optional_crds.uninstall(cluster.api, "BuildRun")
+no_shipwright = optional_crds.not_served("BuildRun")
 
 
 def test_shipwright_installed_after_start_takes_the_new_builds_without_a_restart(
