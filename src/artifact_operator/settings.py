@@ -143,8 +143,9 @@ class Settings(BaseSettings):
         "(v2beta2 on Kubernetes 1.20-1.22), and v2 offline.")
     api_discovery_seconds: float = Field(
         60.0, ge=0, description="While the cluster serves no Gateway API HTTPRoutes or no "
-        "Prometheus Operator ServiceMonitors, how often the operator asks again, so that "
-        "installing their CRDs takes no restart; 0: asked only at start.")
+        "Prometheus Operator ServiceMonitors (or, with buildEngine auto on the Job fallback, "
+        "no Shipwright BuildRuns), how often the operator asks again, so that installing "
+        "their CRDs takes no restart; 0: asked only at start.")
     status_settle_seconds: float = Field(
         2.0, ge=0, description="How long status waits for the Deployment controller to "
         "observe a Deployment the operator just wrote, to spare a status write.")

@@ -115,9 +115,7 @@ def running(cluster: Cluster, namespace: str, name: str) -> bool:
     return status_of(cluster, namespace, name).get("phase") == "Ready"
 
 
-@pytest.fixture
-def shipwright(cluster: Cluster) -> None:
-    install_shipwright(cluster)
+shipwright = optional_crds.served("BuildRun")
 
 
 def test_shipwright_build_goes_to_ready_on_the_digest_and_fails_and_cancels(
@@ -248,6 +246,17 @@ def finish_build(cluster: Cluster, namespace: str, job: Any, sha: str) -> None:
                         "lastTransitionTime": now()}]}})
 
 
+def job_built(cluster: Cluster, namespace: str, job: Any, where: str | None = None) -> str:
+    """Finish the build Job (in `where`, else the artifact's namespace) with a new digest;
+    the image, once the artifact's Deployment runs it."""
+    sha = digest()
+    finish_build(cluster, where or namespace, job, sha)
+    image = f"{REPO}/{namespace}/shop@{sha}"
+    wait_for(lambda: deployment_image(cluster, namespace, "shop-api") == image,
+             timeout=60, what="the Deployment on the built digest")
+    return image
+
+
 def test_job_engine_builds_with_rootless_buildkit_and_runs_the_digest(
         cluster: Cluster, namespace: str, tmp_path: Path) -> None:
     env = {"ARTIFACT_OPERATOR_BUILD_ENGINE": "job",
@@ -271,11 +280,7 @@ def test_job_engine_builds_with_rootless_buildkit_and_runs_the_digest(
                  timeout=30, what="Building")
         assert f"kubectl logs job/{name}" in ready(cluster, namespace, "shop")["message"]
 
-        sha = digest()
-        finish_build(cluster, namespace, job, sha)
-        image = f"{REPO}/{namespace}/shop@{sha}"
-        wait_for(lambda: deployment_image(cluster, namespace, "shop-api") == image,
-                 timeout=60, what="the Deployment on the built digest")
+        image = job_built(cluster, namespace, job)
         # Status follows once the Deployment has taken its first step (the settle hold).
         wait_for(lambda: running(cluster, namespace, "shop"), timeout=60, what="shop Ready")
         build = build_of(cluster, namespace, "shop")
@@ -300,6 +305,59 @@ def test_job_engine_builds_with_rootless_buildkit_and_runs_the_digest(
         wait_for(lambda: build_of(cluster, namespace, "shop").get("build", {}).get("status")
                  == "CANCELLED", timeout=60, what="CANCELLED")
         assert deployment_image(cluster, namespace, "shop-api") == image
+
+
+no_shipwright = optional_crds.not_served("BuildRun")
+
+
+def test_shipwright_installed_after_start_takes_the_new_builds_without_a_restart(
+        cluster: Cluster, namespace: str, no_shipwright: None, tmp_path: Path) -> None:
+    """Engine auto, started without Shipwright: a Job builds. Shipwright's CRD installed
+    later: the Job in flight is followed to its end (no BuildRun beside it), and the next
+    build (a rebuild request, a new artifact) is a BuildRun, by the same process."""
+    env = {"ARTIFACT_OPERATOR_BUILD_OUTPUT_REPOSITORY": REPO,
+           "ARTIFACT_OPERATOR_API_DISCOVERY_SECONDS": "1"}
+    batch = client.BatchV1Api(cluster.api)
+
+    def jobs() -> list[Any]:
+        return list(batch.list_namespaced_job(
+            namespace, label_selector="workload.dev/artifact=shop").items)
+
+    with OperatorProcess(cluster.kubeconfig, [namespace], tmp_path / "operator.log",
+                         env=env) as proc:
+        assert "image builds: job engine" in proc.logs()
+        create_artifact(cluster, namespace, built_artifact("shop"))
+        (job,) = wait_for(jobs, timeout=30, what="a build Job")
+        wait_for(lambda: ready(cluster, namespace, "shop").get("reason") == "Building",
+                 timeout=30, what="Building")
+
+        install_shipwright(cluster)
+        wait_for(lambda: "the shipwright engine is served now" in proc.logs(), timeout=30,
+                 what="the switch to Shipwright")
+        assert proc.proc is not None and proc.proc.poll() is None  # the same process
+        # The Job in flight is still the build: still Building on it, its digest read.
+        assert f"kubectl logs job/{job.metadata.name}" in ready(
+            cluster, namespace, "shop")["message"]
+        job_built(cluster, namespace, job)
+        assert runs(cluster, namespace, "shop") == []
+
+        # A rebuild request: a BuildRun, not a Job.
+        patch_artifact(cluster, namespace, "shop", {"metadata": {"annotations": {
+            "workload.dev/build-request": "after-shipwright"}}})
+        (run,) = wait_for(lambda: runs(cluster, namespace, "shop"), timeout=30,
+                          what="a BuildRun for the rebuild")
+        assert len(jobs()) == 1
+        set_run_status(cluster, namespace, run["metadata"]["name"], "True", "Succeeded",
+                       output={"digest": (second := digest())})
+        wait_for(lambda: deployment_image(cluster, namespace, "shop-api")
+                 == f"{REPO}/{namespace}/shop@{second}", timeout=60,
+                 what="the Deployment on the BuildRun's digest")
+        # A new artifact: a BuildRun too.
+        create_artifact(cluster, namespace, built_artifact("cart"))
+        wait_for(lambda: runs(cluster, namespace, "cart"), timeout=30, what="cart's BuildRun")
+        assert not batch.list_namespaced_job(
+            namespace, label_selector="workload.dev/artifact=cart").items
+        assert proc.logs().count("the shipwright engine is served now") == 1
 
 
 def test_kubectl_artifact_builds_build_and_cancel(
@@ -405,11 +463,7 @@ def test_a_build_namespace_runs_the_builds_apart_and_deletes_them_with_their_art
             assert f"kubectl logs -n {builds} job/{name}" in ready(
                 cluster, namespace, "shop")["message"]
 
-            sha = digest()
-            finish_build(cluster, builds, job, sha)
-            image = f"{REPO}/{namespace}/shop@{sha}"
-            wait_for(lambda: deployment_image(cluster, namespace, "shop-api") == image,
-                     timeout=60, what="the Deployment on the built digest")
+            job_built(cluster, namespace, job, builds)
             wait_for(lambda: build_of(cluster, namespace, "shop").get("buildNamespace")
                      == builds, timeout=60, what="status naming the build namespace")
             listed = json.loads(plugin(cluster, namespace, "builds", "shop", "-o", "json"))

@@ -91,20 +91,8 @@ def start_operator(cluster: Cluster, namespace: str,
             cluster.kubeconfig, [namespace], tmp_path / "operator.log", env=env))
 
 
-@pytest.fixture
-def gateway_api(cluster: Cluster) -> Iterator[None]:
-    optional_crds.install(cluster.api, "HTTPRoute")
-    yield
-    optional_crds.uninstall(cluster.api, "HTTPRoute")
-
-
-@pytest.fixture
-def no_gateway_api(cluster: Cluster) -> Iterator[None]:
-    """A cluster without the Gateway API (whatever an earlier test left); removed again after
-    the test, which installs it on the way."""
-    optional_crds.uninstall(cluster.api, "HTTPRoute")
-    yield
-    optional_crds.uninstall(cluster.api, "HTTPRoute")
+gateway_api = optional_crds.served("HTTPRoute")
+no_gateway_api = optional_crds.not_served("HTTPRoute")
 
 
 def test_an_ingress_is_rendered_repaired_pruned_and_shows_its_address(

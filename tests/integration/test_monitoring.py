@@ -7,7 +7,7 @@ No kubelet either: the test plays it for the pods (tests/support/kubelet.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -41,17 +41,8 @@ def service_ports(cluster: Cluster, namespace: str) -> list[tuple[str, int, Any]
     return [(p.name, p.port, p.target_port) for p in service.spec.ports]
 
 
-@pytest.fixture
-def monitoring_api(cluster: Cluster) -> Iterator[None]:
-    optional_crds.install(cluster.api, "ServiceMonitor")
-    yield
-    optional_crds.uninstall(cluster.api, "ServiceMonitor")
-
-
-@pytest.fixture
-def no_monitoring_api(cluster: Cluster) -> Iterator[None]:
-    optional_crds.uninstall(cluster.api, "ServiceMonitor")
-    yield
+monitoring_api = optional_crds.served("ServiceMonitor")
+no_monitoring_api = optional_crds.not_served("ServiceMonitor")
 
 
 def test_a_servicemonitor_selects_the_groups_service(

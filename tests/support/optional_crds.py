@@ -9,15 +9,20 @@ standard install, `monitoring.coreos.com_servicemonitors.yaml` of prometheus-ope
 `shipwright.io_buildruns.yaml` of shipwright-io/build's `deploy/crds/`), those
 are used instead, with one change a 1.20 API server needs: lines `default: ""` are dropped (it
 reads an empty-string default as null and refuses the whole CRD).
+
+`served(kind)` and `not_served(kind)` make the pytest fixtures of a test module that needs
+the API, or its absence: `gateway_api = optional_crds.served("HTTPRoute")`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from kubernetes import client
 
@@ -107,3 +112,25 @@ def uninstall(api: client.ApiClient, kind: str) -> None:
                        for v in doc["spec"]["versions"])
 
     wait_for(gone, timeout=120, what=f"{plural}.{group} to be gone")
+
+
+def _fixture(kind: str, want: bool) -> Callable[..., Iterator[None]]:
+    def fixture(cluster: Any) -> Iterator[None]:
+        (install if want else uninstall)(cluster.api, kind)
+        yield
+        uninstall(cluster.api, kind)
+
+    fixture.__doc__ = (f"{kind}s {'served' if want else 'not served'} (whatever an earlier "
+                       "test left), and not served after the test (which may install the CRD "
+                       "on the way).")
+    return pytest.fixture(fixture)
+
+
+def served(kind: str) -> Callable[..., Iterator[None]]:
+    """A fixture: the CRD of `kind` installed for the test, removed after it."""
+    return _fixture(kind, True)
+
+
+def not_served(kind: str) -> Callable[..., Iterator[None]]:
+    """A fixture: the CRD of `kind` removed for the test, and again after it."""
+    return _fixture(kind, False)

@@ -362,7 +362,7 @@ class _Kube:
         return obj
 
 
-def _builds(kube: _Kube) -> Any:
+def _builds(kube: _Kube, engine: BuildEngine = BuildEngine.shipwright) -> Any:
     from typing import cast
 
     from artifact_operator.controller.builds import Builds
@@ -370,8 +370,7 @@ def _builds(kube: _Kube) -> Any:
     from artifact_operator.kube.events import EventRecorder
 
     k = cast(Kube, kube)
-    b = Builds(k, SETTINGS, EventRecorder(k, enabled=False), BuildEngine.shipwright, None,
-               lambda key: None)
+    b = Builds(k, SETTINGS, EventRecorder(k, enabled=False), engine, None, lambda key: None)
     b.watch.synced.set()
     return b
 
@@ -407,6 +406,99 @@ async def test_one_build_per_source_then_the_digest_and_a_locked_artifact_keeps_
     draft = built(other)
     facts = await b.observe({}, draft, stored)
     assert facts.images == {} and len(kube.created) == 2
+
+
+# -- the auto engine switching from the Job fallback to Shipwright installed later ----------
+
+
+class _Served(_Kube):
+    """Builds' calls around a switch: is Shipwright served; list and watch its BuildRuns
+    (none); the build Job's pods."""
+
+    def __init__(self, served: bool) -> None:
+        super().__init__()
+        self.served = served
+        self.pods: list[dict[str, Any]] = []
+
+    async def serves(self, api_version: str, plural: str) -> bool:
+        return self.served and (api_version, plural) == (builds.SHIPWRIGHT_API, "buildruns")
+
+    async def list_with_version(self, *_: Any) -> tuple[list[Any], str]:
+        return [], "1"
+
+    async def watch(self, *_: Any) -> Any:
+        await asyncio.Event().wait()
+        yield  # pragma: no cover
+
+    async def list(self, *_: Any) -> list[dict[str, Any]]:
+        return self.pods
+
+
+async def test_without_shipwright_served_the_job_engine_stays() -> None:
+    b = _builds(_Served(served=False), BuildEngine.job)
+    assert await b.take_up_shipwright() is False
+    assert b.engine == BuildEngine.job and list(b.watches) == [BuildEngine.job]
+
+
+async def test_once_shipwright_is_served_new_builds_are_buildruns_and_jobs_in_flight_end(
+        ) -> None:
+    """A Job started before the switch is followed to its end (no BuildRun of its name
+    beside it), a container already built keeps its image, and a new source (a rebuild
+    request) is a BuildRun."""
+    from artifact_operator.api.status import ArtifactStatus
+
+    kube = _Served(served=True)
+    b = _builds(kube, BuildEngine.job)
+    running = asyncio.get_running_loop().create_task(b.run())
+    await asyncio.sleep(0.01)  # the Jobs listed (none): the test plays them from here
+    in_flight, done = built(), built(annotations={builds.ANNOTATION_BUILD_REQUEST: "old"})
+    await b.observe({}, in_flight, ArtifactStatus())
+    (job,) = kube.created
+    assert job["kind"] == "Job"
+    b.watch.objects[("team-a", job["metadata"]["name"])] = {
+        **job, "status": _job(active=1)["status"]}
+    # Built before the switch: its image is in status.
+    stored = ArtifactStatus(builds=(await _built_by_job(b, kube, done)).statuses)
+    assert len(kube.created) == 2
+
+    assert await b.take_up_shipwright() is True
+    assert b.engine == BuildEngine.shipwright and b.watch.kind == "BuildRun"
+    facts = await b.observe({}, in_flight, ArtifactStatus())
+    assert len(kube.created) == 2  # no BuildRun beside the Job
+    ((reason, message),) = facts.held["api"]
+    assert reason == "Building" and f"kubectl logs job/{job['metadata']['name']}" in message
+    assert (await b.observe({}, done, stored)).images == {
+        ("api", "app"): f"reg.example/builds/team-a/web@{DIGEST}"}
+    assert len(kube.created) == 2  # built: not again
+
+    # The Job ends: its digest read as before.
+    b.watches[BuildEngine.job].objects[("team-a", job["metadata"]["name"])] = {
+        **job, "status": _job("Complete")["status"]}
+    kube.pods = [{"status": {"containerStatuses": [
+        {"name": "buildkit", "state": {"terminated": {"exitCode": 0, "message": DIGEST}}}]}}]
+    assert (await b.observe({}, in_flight, ArtifactStatus())).images == {
+        ("api", "app"): f"reg.example/builds/team-a/web@{DIGEST}"}
+
+    # A rebuild request: a new source, so a BuildRun.
+    again = built(annotations={builds.ANNOTATION_BUILD_REQUEST: "new"})
+    await b.observe({}, again, ArtifactStatus())
+    assert [o["kind"] for o in kube.created] == ["Job", "Job", "BuildRun"]
+    running.cancel()
+
+
+async def _built_by_job(b: Any, kube: _Served, art: Any) -> Any:
+    from artifact_operator.api.status import ArtifactStatus
+
+    await b.observe({}, art, ArtifactStatus())
+    job = kube.created[-1]
+    b.watch.objects[("team-a", job["metadata"]["name"])] = {
+        **job, "status": _job("Complete")["status"]}
+    kube.pods = [{"status": {"containerStatuses": [
+        {"name": "buildkit", "state": {"terminated": {"exitCode": 0, "message": DIGEST}}}]}}]
+    facts = await b.observe({}, art, ArtifactStatus())
+    kube.pods = []
+    del b.watch.objects[("team-a", job["metadata"]["name"])]  # the Job may go: status keeps it
+    return facts
 
 
 # -- generated Dockerfiles, output repositories, unknown digests ------------------------------

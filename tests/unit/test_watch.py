@@ -155,3 +155,23 @@ def test_child_events_wake_their_artifact_and_the_shared_caches() -> None:
     reconciler.child_changed(None, claim)
     reconciler.child_changed(claim, None)
     assert claims == [(NS, "nim-cache-abc")] * 2
+
+
+async def test_wait_synced_waits_a_while_then_wakes_each_key_once_listed() -> None:
+    """A caller never hangs on a kind not listed yet: it is told so after the timeout, and
+    its key is woken (once, whoever asked how often) when the list is in."""
+    from typing import cast
+
+    from artifact_operator.kube.client import Kube
+
+    watch = ListWatch(cast(Kube, FakeApi([], [])), "apps/v1", "Deployment", MANAGED_SELECTOR,
+                      [NS], slim, lambda ns, name: None)
+    woken: list[tuple[str, str]] = []
+    assert not await watch.wait_synced((NS, "b"), 0.01, woken.append)
+    assert not await watch.wait_synced((NS, "a"), 0.01, woken.append)
+    assert not await watch.wait_synced((NS, "a"), 0.01, woken.append)
+    assert woken == []
+    watch.synced.set()
+    await asyncio.sleep(0.01)
+    assert woken == [(NS, "a"), (NS, "b")]
+    assert await watch.wait_synced((NS, "c"), 0.01, woken.append)

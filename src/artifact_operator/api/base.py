@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Discriminator
 from pydantic.alias_generators import to_camel
 
 API_GROUP = "workload.dev"
@@ -42,6 +42,19 @@ MAX_MAP = 64  # nodeSelector, resources.limits, resources.requests
 MAX_HEADERS = 16  # probe httpHeaders
 MAX_HEADER_NAME = 256
 MAX_HEADER_VALUE = 4096
+
+
+def tagged_by(key: str, default: str) -> Discriminator:
+    """The discriminator of a union of models told apart by the value of `key` (its `Tag`);
+    without `key`, `default`. Reads a raw mapping (validation) and a model (serialization)
+    alike."""
+
+    def tag(value: Any) -> str:
+        if isinstance(value, dict):
+            return str(value.get(key, default))
+        return str(getattr(value, key, default))
+
+    return Discriminator(tag)
 
 
 class Model(BaseModel):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import Field, Tag
 
-from artifact_operator.api.base import DNS_SUBDOMAIN, MAX_ARGS, Model
+from artifact_operator.api.base import DNS_SUBDOMAIN, MAX_ARGS, Model, tagged_by
 
 
 class DataRobotCodeRef(Model):
@@ -67,18 +67,12 @@ class OciSource(Model):
     oci: OciRef
 
 
-def _code_provider(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("provider", "datarobot"))
-    return str(getattr(value, "provider", "datarobot"))
-
-
 # `provider` tells them apart; untagged means the seed's `datarobot` shape.
 CodeRef = Annotated[
     Annotated[DataRobotSource, Tag("datarobot")]
     | Annotated[GitSource, Tag("git")]
     | Annotated[OciSource, Tag("oci")],
-    Discriminator(_code_provider),
+    tagged_by("provider", "datarobot"),
 ]
 
 
@@ -98,16 +92,10 @@ class GeneratedDockerfile(Model):
     entrypoint: list[str] = Field(min_length=1, max_length=MAX_ARGS)
 
 
-def _dockerfile_source(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("source", "provided"))
-    return str(getattr(value, "source", "provided"))
-
-
 Dockerfile = Annotated[
     Annotated[ProvidedDockerfile, Tag("provided")]
     | Annotated[GeneratedDockerfile, Tag("generated")],
-    Discriminator(_dockerfile_source),
+    tagged_by("source", "provided"),
 ]
 
 

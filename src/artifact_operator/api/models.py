@@ -13,9 +13,9 @@ the image build part in `build_config.py`, the runtime overrides in `runtime.py`
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import Field, Tag
 
 from artifact_operator.api.base import (
     DNS_LABEL,
@@ -33,6 +33,7 @@ from artifact_operator.api.base import (
     SECRET_KEY,
     UNIQUE_BY_NAME,
     Model,
+    tagged_by,
 )
 from artifact_operator.api.build_config import ImageBuildConfig
 from artifact_operator.api.runtime import RuntimeOverride
@@ -168,17 +169,11 @@ class ApiTokenEnvVar(Model):
         "starting with a digit or '..' (what Kubernetes accepts).")
 
 
-def _env_source(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("source", "string"))
-    return str(getattr(value, "source", "string"))
-
-
 EnvVar = Annotated[
     Annotated[StringEnvVar, Tag("string")]
     | Annotated[CredentialEnvVar, Tag("dr-credential")]
     | Annotated[ApiTokenEnvVar, Tag("dr-api-token")],
-    Discriminator(_env_source),
+    tagged_by("source", "string"),
 ]
 
 

@@ -16,7 +16,7 @@ import kopf
 
 from artifact_operator.api import naming
 from artifact_operator.app.observability import Health
-from artifact_operator.controller.apis import discover_forever, served_apis
+from artifact_operator.controller.apis import ask_until, discover_forever, served_apis
 from artifact_operator.controller.autoscalers import served_version
 from artifact_operator.controller.builds import Builds, resolve_engine
 from artifact_operator.controller.handlers import configure_kopf
@@ -36,7 +36,7 @@ from artifact_operator.kube.events import EventRecorder
 from artifact_operator.kube.watch import ListWatch
 from artifact_operator.logic.approval import LegacyApprover
 from artifact_operator.logic.served import OPTIONAL, ServedApis
-from artifact_operator.settings import ApprovalSettings, CacheWarmUp, Config
+from artifact_operator.settings import ApprovalSettings, BuildEngine, CacheWarmUp, Config
 from artifact_operator.webhook import server as webhook
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,8 @@ class Context:
     # The optional APIs (controller/apis.py): asked again while one is missing; the watches
     # of the kinds served only later, by kind.
     _discovery: asyncio.Task[None] | None = field(default=None, repr=False)
+    # Auto build engine on the Job fallback: asked again whether Shipwright is served.
+    _engine_discovery: asyncio.Task[None] | None = field(default=None, repr=False)
     _late: dict[str, ListWatch] = field(default_factory=dict, repr=False)
 
     async def start(self, memo: Any, settings: kopf.OperatorSettings) -> None:
@@ -118,8 +120,8 @@ class Context:
         self.reconciler.apis = apis
         memo.reconciler = self.reconciler
         loop = asyncio.get_running_loop()
-        # The build engine is chosen once, at start: installing Shipwright later takes a
-        # restart of the operator to switch to it.
+        # The build engine is chosen at start; in auto mode on the Job fallback, asked again
+        # below, so that installing Shipwright later takes no restart.
         engine = await resolve_engine(kube, self.config.settings.build_engine)
         log.info("image builds: %s engine", engine)
         reconciler = self.reconciler
@@ -139,6 +141,11 @@ class Context:
         if not apis.complete and ours.api_discovery_seconds > 0:
             self._discovery = loop.create_task(discover_forever(
                 kube, apis, ours.api_discovery_seconds, self._apis_served))
+        if ours.build_engine == BuildEngine.auto and engine == BuildEngine.job and \
+                ours.api_discovery_seconds > 0:
+            self._engine_discovery = loop.create_task(ask_until(
+                ours.api_discovery_seconds, self._shipwright_served,
+                "asking whether Shipwright BuildRuns are served"))
         if self.webhooks:
             webhook.serve(settings, self.config.webhook)
             # Its own client: access reviews must not wait behind a burst of reconciles.
@@ -178,6 +185,17 @@ class Context:
         reconciler.apis = apis
         reconciler.enqueue_all()
 
+    async def _shipwright_served(self) -> bool:
+        """Whether the build engine switched to Shipwright; if so every artifact is
+        reconciled again (a source only Shipwright builds, oci or with a cloneSecret, is
+        built now)."""
+        reconciler = self.reconciler
+        assert reconciler is not None and reconciler.builds is not None
+        if not await reconciler.builds.take_up_shipwright():
+            return False
+        reconciler.enqueue_all()
+        return True
+
     def _child_changed(self, old: Obj | None, new: Obj | None) -> None:
         if self.reconciler is not None:
             self.reconciler.child_changed(old, new)
@@ -191,8 +209,9 @@ class Context:
             task.cancel()
         if self._builds is not None:
             self._builds.cancel()
-        if self._discovery is not None:
-            self._discovery.cancel()
+        for discovery in (self._discovery, self._engine_discovery):
+            if discovery is not None:
+                discovery.cancel()
         if self._resync is not None:
             self._resync.cancel()
         if self.reconciler is not None:

@@ -8,6 +8,16 @@ come from the digest, so a second create (another replica, a restart, a watch th
 a 409, never a second build. The image a build produced is kept in status.builds: what the
 Deployment runs survives the engine object's deletion, and a locked artifact's images never
 change.
+
+The engine is chosen at start (`resolve_engine`). In auto mode on the Job fallback, the
+operator asks again every `Settings.api_discovery_seconds` whether Shipwright's BuildRuns are
+served (`take_up_shipwright`, app/context.py); once they are, new builds are BuildRuns
+(`switch`), without a restart. The Jobs keep being watched: a build Job already started is
+followed to its end and its result read (a run's name is the same in both engines, so no
+BuildRun of that name is created beside it), a failed one stays the build of its source
+until a rebuild request, and a container whose current source was built keeps its image
+(status.builds). Only switching to Shipwright is noticed: removing its CRDs takes a restart,
+like the other optional APIs (controller/apis.py).
 """
 
 from __future__ import annotations
@@ -81,40 +91,103 @@ class Builds:
         self.kube = kube
         self.settings = settings
         self.events = events
-        self.engine = engine
+        self.engine: BuildEngine = engine  # what new builds run on
         self.enqueue = enqueue
-        api, kind = ((logic.SHIPWRIGHT_API, "BuildRun") if engine == BuildEngine.shipwright
-                     else ("batch/v1", "Job"))
+        self.active = active
         self.build_namespace = settings.build_namespace
-        self.watch = ListWatch(kube, api, kind, logic.build_selector(),
-                               [self.build_namespace] if self.build_namespace else namespaces,
-                               slim, self._changed)
-        self.collector = (BuildCollector(kube, self.watch, active, settings.resync_seconds)
-                          if self.build_namespace else None)
+        self.namespaces = [self.build_namespace] if self.build_namespace else namespaces
+        # Each engine's objects: the one chosen at start, and Shipwright's once it is
+        # switched to (then the Jobs still are, for the builds started before).
+        self.watches: dict[BuildEngine, ListWatch] = {}
+        self.collectors: dict[BuildEngine, BuildCollector] = {}
+        self.watch = self._follow(engine)  # the current engine's
+        self._later: list[asyncio.Task[None]] = []
         # Runs this process created that the watch may not show yet: not created twice.
         self._created: set[Key] = set()
         # Which artifact each run belongs to, to wake it when the run goes too.
         self._owners: dict[Key, Key] = {}
-        # Artifacts that found the engine's objects not listed yet, woken once they are.
-        self._unsynced: set[Key] = set()
-        self._wake: asyncio.Task[None] | None = None
         self.sync_wait = SYNC_WAIT_SECONDS
         # Build ends already told by an Event: (namespace, run, status).
         self._ended: set[tuple[str, str, str]] = set()
 
+    def _follow(self, engine: BuildEngine) -> ListWatch:
+        """Watch the objects of `engine` (and collect them in a build namespace)."""
+        api, kind = ((logic.SHIPWRIGHT_API, "BuildRun") if engine == BuildEngine.shipwright
+                     else ("batch/v1", "Job"))
+        watch = ListWatch(self.kube, api, kind, logic.build_selector(), self.namespaces,
+                          slim, self._changed)
+        self.watches[engine] = watch
+        if self.build_namespace:
+            self.collectors[engine] = BuildCollector(self.kube, watch, self.active,
+                                                     self.settings.resync_seconds)
+        return watch
+
     async def run(self) -> None:
-        if self.collector is None:
-            await self.watch.run()
-        else:
-            await asyncio.gather(self.watch.run(), self.collector.run())
+        try:
+            await self._run(self.engine)
+        finally:
+            for task in self._later:
+                task.cancel()
+
+    async def _run(self, engine: BuildEngine) -> None:
+        collector = self.collectors.get(engine)
+        await asyncio.gather(self.watches[engine].run(),
+                             *([collector.run()] if collector is not None else []))
+
+    async def take_up_shipwright(self) -> bool:
+        """Auto mode on the Job fallback: whether Shipwright's BuildRuns are served now; if
+        so, new builds are BuildRuns from now on (True)."""
+        if not await self.kube.serves(logic.SHIPWRIGHT_API, "buildruns"):
+            return False
+        await self.switch(BuildEngine.shipwright)
+        return True
+
+    async def switch(self, engine: BuildEngine, timeout: float = 60.0) -> None:
+        """New builds on `engine`, once its objects are listed (a reconcile must never judge
+        "no run yet" before). The earlier engine's objects stay watched: its runs are
+        followed to their end (module docstring). Within `run`."""
+        if engine == self.engine:
+            return
+        watch = self.watches.get(engine)
+        if watch is None:  # else a first try timed out: its watch runs already
+            watch = self._follow(engine)
+            self._later.append(asyncio.get_running_loop().create_task(self._run(engine)))
+        await asyncio.wait_for(watch.synced.wait(), timeout)
+        before, self.engine, self.watch = self.engine, engine, watch
+        log.info("image builds: the %s engine is served now: new builds use it; %s builds "
+                 "already started are followed to their end", engine, before)
 
     def artifact_gone(self, key: Key) -> None:
         """Builds in the build namespace go with their artifact (controller/build_gc.py)."""
-        if self.collector is not None:
-            self.collector.artifact_gone(key)
+        for collector in self.collectors.values():
+            collector.artifact_gone(key)
+
+    def _find(self, namespace: str, name: str) -> tuple[BuildEngine, Obj] | None:
+        """The engine object of a run, and its engine: the current engine's, else one an
+        earlier engine started (a Job from before the switch to Shipwright)."""
+        for engine in (self.engine, *(e for e in self.watches if e != self.engine)):
+            obj = self.watches[engine].get(namespace, name)
+            if obj is not None:
+                return engine, obj
+        return None
+
+    def _plans(self, artifact: Artifact) -> list[tuple[BuildEngine, logic.BuildPlan]]:
+        """Each container's plan, with the engine that builds it: the current one, or the
+        earlier one whose run of that name exists (judged as that engine judges it)."""
+        current = logic.plan_builds(artifact, self.settings, self.engine)
+        out: list[tuple[BuildEngine, logic.BuildPlan]] = []
+        for index, plan in enumerate(current):
+            found = self._find(plan.namespace, plan.run)
+            if found is None or found[0] == self.engine:
+                out.append((self.engine, plan))
+            else:
+                out.append((found[0], logic.plan_builds(artifact, self.settings,
+                                                        found[0])[index]))
+        return out
 
     def _changed(self, namespace: str, name: str) -> None:
-        obj = self.watch.get(namespace, name)
+        found = self._find(namespace, name)
+        obj = found[1] if found is not None else None
         if obj is not None:
             labels = obj["metadata"].get("labels") or {}
             artifact = labels.get(naming.LABEL_ARTIFACT)
@@ -133,7 +206,8 @@ class Builds:
                       stored: ArtifactStatus) -> BuildFacts:
         facts = BuildFacts()
         # Never judge "no run yet" before the first list of the engine's objects.
-        if not await self._synced((artifact.namespace, artifact.name)):
+        if not await self.watch.wait_synced((artifact.namespace, artifact.name),
+                                            self.sync_wait, self.enqueue):
             what = "BuildRuns" if self.engine == BuildEngine.shipwright else "build Jobs"
             for plan in logic.plan_builds(artifact, self.settings, self.engine):
                 message = (f"group {plan.group}: container {plan.container}: the {what} "
@@ -146,7 +220,7 @@ class Builds:
         uid = artifact.metadata.uid
         owner = naming.owner_reference(artifact.api_version, artifact.kind, artifact.name,
                                        uid) if uid else None
-        for plan in logic.plan_builds(artifact, self.settings, self.engine):
+        for engine, plan in self._plans(artifact):
             where = (plan.group, plan.container)
             before = previous.get(where)
             if before is not None and before.image and \
@@ -178,7 +252,7 @@ class Builds:
                 facts.images[where] = image
                 continue
             facts.held.setdefault(plan.group, []).append(
-                self._why(plan, state, artifact.namespace))
+                self._why(engine, plan, state, artifact.namespace))
         return facts
 
     def _note_end(self, body: Mapping[str, Any], plan: logic.BuildPlan,
@@ -202,28 +276,10 @@ class Builds:
                              f"build {plan.run} of {where} {state.status}: "
                              f"{state.message or ''}".rstrip(": "))
 
-    async def _synced(self, key: Key) -> bool:
-        if self.watch.synced.is_set():
-            return True
-        try:
-            await asyncio.wait_for(self.watch.synced.wait(), self.sync_wait)
-            return True
-        except TimeoutError:
-            self._unsynced.add(key)
-            if self._wake is None:
-                self._wake = asyncio.get_running_loop().create_task(self._wake_when_synced())
-            return False
-
-    async def _wake_when_synced(self) -> None:
-        await self.watch.synced.wait()
-        for key in sorted(self._unsynced):
-            self.enqueue(key)
-        self._unsynced.clear()
-
-    def _why(self, plan: logic.BuildPlan, state: logic.BuildState, namespace: str
-             ) -> tuple[Reason, str]:
+    def _why(self, engine: BuildEngine, plan: logic.BuildPlan, state: logic.BuildState,
+             namespace: str) -> tuple[Reason, str]:
         head = f"group {plan.group}: container {plan.container}: build {plan.run}"
-        hint = logic.logs_hint(self.engine, plan, namespace)
+        hint = logic.logs_hint(engine, plan, namespace)
         if state.status in (BuildStatus.failed, BuildStatus.cancelled):
             detail = f": {state.message}" if state.message else ""
             return (Reason.build_failed,
@@ -235,13 +291,15 @@ class Builds:
                      plan: logic.BuildPlan, owner: Obj | None
                      ) -> tuple[logic.BuildState, str]:
         namespace = plan.namespace
-        run = self.watch.get(namespace, plan.run)
-        if run is None:
+        found = self._find(namespace, plan.run)
+        if found is None:
+            # Nor one this process created that no watch shows yet (of either engine).
             if (namespace, plan.run) not in self._created:
                 await self._create(body, artifact, plan, owner)
             return logic.BuildState(BuildStatus.pending), now()
+        engine, run = found
         created = str(run["metadata"].get("creationTimestamp") or now())
-        if self.engine == BuildEngine.shipwright:
+        if engine == BuildEngine.shipwright:
             return logic.buildrun_state(run), created
         message, pod_found = await self._termination_message(namespace, run)
         return logic.job_state(run, message, pod_found), created

@@ -13,7 +13,6 @@ never starts a download again.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -63,8 +62,6 @@ class WarmUps:
         self._marked: set[tuple[str, str, str]] = set()
         # Failed Jobs, by uid: the end of the failed pod's log (read once) and Events told.
         self._failures: dict[str, str | None] = {}
-        self._unsynced: set[Key] = set()
-        self._wake: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         await self.watch.run()
@@ -101,7 +98,7 @@ class WarmUps:
         self._note_asked(key, {(artifact.namespace, p.job) for p in plans})
         if not plans:
             return rendered
-        synced = await self._synced(key)
+        synced = await self.watch.wait_synced(key, self.sync_wait, self.enqueue)
         outcomes = [(plan, await self._state(body, artifact, plan, live, obs, synced))
                     for plan in plans]
         return logic.hold(rendered, outcomes, self.settings.cache_warm_up == CacheWarmUp.wait)
@@ -202,24 +199,6 @@ class WarmUps:
                              f"{tail or message or ''}".rstrip(": "))
         tail = self._failures[uid]
         return "; ".join(p for p in (message, tail) if p) or None
-
-    async def _synced(self, key: Key) -> bool:
-        if self.watch.synced.is_set():
-            return True
-        try:
-            await asyncio.wait_for(self.watch.synced.wait(), self.sync_wait)
-            return True
-        except TimeoutError:
-            self._unsynced.add(key)
-            if self._wake is None:
-                self._wake = asyncio.get_running_loop().create_task(self._wake_when_synced())
-            return False
-
-    async def _wake_when_synced(self) -> None:
-        await self.watch.synced.wait()
-        for key in sorted(self._unsynced):
-            self.enqueue(key)
-        self._unsynced.clear()
 
 
 async def ensure_all(applier: Applier, warmups: WarmUps | None, body: Obj, artifact: Artifact,

@@ -3,7 +3,8 @@
 It keeps only a slim copy of each object (the caller's `slim`) per (namespace, name), relists
 after a 410 or an error (with backoff), and calls `changed(namespace, name)` for each object
 that appears, changes or goes (and `observe(old, new)` with the slim objects, where given).
-`synced` is set once every namespace has been listed. With `index`, the objects are also kept
+`synced` is set once every namespace has been listed (`wait_synced` waits for it a while, or
+wakes the caller's key later). With `index`, the objects are also kept
 by the keys `index(obj)` gives, and `by_key` reads them as lists, as kopf's indexes do.
 
 The operator's children are watched so, not through kopf: kopf's per-event machinery (a
@@ -108,6 +109,9 @@ class ListWatch:
         self._observe = observe
         self._by_key: dict[Hashable, dict[Ref, Packed]] = {}
         self.by_key = KeyIndex(self._by_key)
+        # Keys that found the first list not in yet, woken once it is.
+        self._unsynced: set[Ref] = set()
+        self._wake: asyncio.Task[None] | None = None
 
     def get(self, namespace: str, name: str) -> Obj | None:
         packed = self._objects.get((namespace, name))
@@ -118,6 +122,29 @@ class ListWatch:
 
     def __len__(self) -> int:
         return len(self._objects)
+
+    async def wait_synced(self, key: Ref, timeout: float, wake: Callable[[Ref], None]) -> bool:
+        """Whether the first list is in, waiting for it up to `timeout` seconds. If not (the
+        kind is not served, or the list is refused), `key` is remembered and `wake(key)`
+        called once the list is in: a caller (a reconcile of `key`) never hangs on it, and
+        is not forgotten."""
+        if self.synced.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self.synced.wait(), timeout)
+            return True
+        except TimeoutError:
+            self._unsynced.add(key)
+            if self._wake is None:
+                self._wake = asyncio.get_running_loop().create_task(
+                    self._wake_when_synced(wake))
+            return False
+
+    async def _wake_when_synced(self, wake: Callable[[Ref], None]) -> None:
+        await self.synced.wait()
+        for key in sorted(self._unsynced):
+            wake(key)
+        self._unsynced.clear()
 
     async def run(self) -> None:
         await asyncio.gather(*(self._run(ns) for ns in self.namespaces))
