@@ -455,8 +455,8 @@ async def test_once_shipwright_is_served_new_builds_are_buildruns_and_jobs_in_fl
     await b.observe({}, in_flight, ArtifactStatus())
     (job,) = kube.created
     assert job["kind"] == "Job"
-    b.watch.objects[("team-a", job["metadata"]["name"])] = {
-        **job, "status": _job(active=1)["status"]}
+    b.watch.deliver("MODIFIED", {
+        **job, "status": _job(active=1)["status"]})
     # Built before the switch: its image is in status.
     stored = ArtifactStatus(builds=(await _built_by_job(b, kube, done)).statuses)
     assert len(kube.created) == 2
@@ -472,8 +472,8 @@ async def test_once_shipwright_is_served_new_builds_are_buildruns_and_jobs_in_fl
     assert len(kube.created) == 2  # built: not again
 
     # The Job ends: its digest read as before.
-    b.watches[BuildEngine.job].objects[("team-a", job["metadata"]["name"])] = {
-        **job, "status": _job("Complete")["status"]}
+    b.watches[BuildEngine.job].deliver("MODIFIED", {
+        **job, "status": _job("Complete")["status"]})
     kube.pods = [{"status": {"containerStatuses": [
         {"name": "buildkit", "state": {"terminated": {"exitCode": 0, "message": DIGEST}}}]}}]
     assert (await b.observe({}, in_flight, ArtifactStatus())).images == {
@@ -491,13 +491,13 @@ async def _built_by_job(b: Any, kube: _Served, art: Any) -> Any:
 
     await b.observe({}, art, ArtifactStatus())
     job = kube.created[-1]
-    b.watch.objects[("team-a", job["metadata"]["name"])] = {
-        **job, "status": _job("Complete")["status"]}
+    b.watch.deliver("MODIFIED", {
+        **job, "status": _job("Complete")["status"]})
     kube.pods = [{"status": {"containerStatuses": [
         {"name": "buildkit", "state": {"terminated": {"exitCode": 0, "message": DIGEST}}}]}}]
     facts = await b.observe({}, art, ArtifactStatus())
     kube.pods = []
-    del b.watch.objects[("team-a", job["metadata"]["name"])]  # the Job may go: status keeps it
+    b.watch.deliver("DELETED", job)  # the Job may go: status keeps it
     return facts
 
 

@@ -161,7 +161,7 @@ class ListWatch:
                         meta = obj.get("metadata") or {}
                         version = str(meta.get("resourceVersion") or version)
                         if kind != "BOOKMARK":
-                            self._note(kind, obj)
+                            self.deliver(kind, obj)
             except ApiError as exc:
                 if exc.status == 410:
                     continue  # our resourceVersion is too old: relist at once
@@ -203,7 +203,8 @@ class ListWatch:
     def keys(self) -> set[Ref]:
         return set(self._objects)
 
-    def _note(self, kind: str, obj: Mapping[str, Any]) -> None:
+    def deliver(self, kind: str, obj: Mapping[str, Any]) -> None:
+        """Take one watch event (ADDED, MODIFIED or DELETED) of `obj`."""
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace")), str(meta.get("name")))
         if kind == "DELETED":
