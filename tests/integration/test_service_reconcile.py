@@ -131,10 +131,23 @@ def wait_phase(cluster: Cluster, namespace: str, phase: str, timeout: float = 30
     return wait_for(check, timeout=timeout, what=f"phase {phase} on the current generation")
 
 
-def events_of(cluster: Cluster, namespace: str) -> list[tuple[str, str, str]]:
+def raw_events(cluster: Cluster, namespace: str) -> list[tuple[str, str, str]]:
     events = cluster.core.list_namespaced_event(
         namespace, field_selector=f"involvedObject.kind=Artifact,involvedObject.name={NAME}")
     return [(e.type, e.reason, e.message) for e in events.items]
+
+
+def events_of(cluster: Cluster, namespace: str) -> list[tuple[str, str, str]]:
+    """One entry per child an Event names: a reconcile posts one Event per reason, e.g.
+    "Created Deployment shop-api, Service shop-api"."""
+    out = []
+    for type_, reason, message in raw_events(cluster, namespace):
+        if message.startswith(f"{reason} "):
+            out += [(type_, reason, f"{reason} {part}")
+                    for part in message[len(reason) + 1:].split(", ")]
+        else:
+            out.append((type_, reason, message))
+    return out
 
 
 def kubectl(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -333,6 +346,8 @@ def test_events_on_the_artifact_for_created_updated_deleted_children_and_none_on
         ("Secret", "shop-api-token"))}
     wait_for(lambda: want_created <= set(events_of(cluster, namespace)), timeout=30,
              what="Created events")
+    created = [e for e in raw_events(cluster, namespace) if e[1] == "Created"]
+    assert len(created) < len(want_created), f"one Event per child, not per reconcile: {created}"
 
     changed = copy.deepcopy(spec["spec"]["containerGroups"][:1])
     changed[0]["containers"][1]["imageUri"] = "busybox:1.37"

@@ -427,8 +427,8 @@ async def test_events_are_posted_only_when_enabled(events: bool) -> None:
     await h.reconcile()
     await h.events.drain()
     posted = sorted(e["message"] for e in h.kube.of_kind("Event"))
-    assert posted == (["Created Deployment web-api", "Created Service web-api"]
-                      if events else [])
+    # One Event per reason and reconcile, naming every child.
+    assert posted == (["Created Deployment web-api, Service web-api"] if events else [])
 
 
 # -- approvals ----------------------------------------------------------------------------

@@ -204,7 +204,8 @@ class Reconciler:
 
     async def reconcile(self, key: Key) -> Outcome:
         try:
-            return await self._reconcile(key)
+            with self.events.batch():  # one Event per reason, not one per child
+                return await self._reconcile(key)
         except ArtifactGone:
             # kopf re-lists after a watch gap but reports no deletion for what vanished in
             # it: without this, the artifact stays in the view, and every event of its
