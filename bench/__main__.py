@@ -1,6 +1,6 @@
 """Benchmark: artifact-operator against the floor and kube-controller-manager, in one run.
 
-    python -m bench [--sizes 100 1000] [--idle-seconds 60] [--updates 100] [--json PATH]
+    python -m bench [--sizes 100 1000 3000] [--idle-seconds 60] [--updates 100] [--json PATH]
 
 Starts its own control plane (../shared/k8s or KUBEBUILDER_ASSETS) with an audit log, then for
 each N measures, on the same machine and in the same run:
@@ -12,7 +12,10 @@ each N measures, on the same machine and in the same run:
 - kcm: kube-controller-manager's Deployment controller turning the same number of Deployments
   into ReplicaSets with status (its client limits raised, flags reported);
 - writes per artifact (audit log, by user agent), idle writes over a quiet minute and during a
-  restart, update latency p50/p99, and the operator's peak RSS.
+  restart, update latency p50/p99, and the operator's peak RSS;
+- a leader takeover: two replicas with leader election, the leader stopped, until the standby
+  has reconciled every artifact (and the writes it made, the Lease aside);
+- the scale curve: time and memory per artifact at each N, and their ratio from 1000 to 3000.
 
 Ratios are what to read: the machine is shared and noisy, absolute seconds are not comparable
 across runs.
@@ -200,11 +203,48 @@ async def wait_reconciled(op: OperatorProcess, count: int, timeout: float = 600)
         await asyncio.sleep(0.1)
 
 
-def peak_rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str) -> float:
+    """VmHWM (the peak) or VmRSS (now) of a process, in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def peak_rss_mb(pid: int) -> float:
+    return rss_mb(pid, "VmHWM")
+
+
+async def measure_takeover(cp: ControlPlane, namespace: str, n: int, env: dict[str, str],
+                           workdir: Path, args: argparse.Namespace,
+                           result: dict[str, Any]) -> OperatorProcess:
+    """A leader takeover: two replicas with leader election, the standby's watches warm; the
+    leader is stopped (SIGTERM, as a rolling upgrade does), and the time runs until the
+    standby has reconciled every artifact once. Returns the new leader, running."""
+    election = ["--leader-election", "--leader-election-namespace", namespace]
+    leader = OperatorProcess(cp.kubeconfig, [namespace], workdir / f"operator-{n}-leader.log",
+                             env={**env, "POD_NAME": "leader"}, args=election).start()
+    await wait_reconciled(leader, n)  # it leads (no lease was held)
+    standby = OperatorProcess(cp.kubeconfig, [namespace], workdir / f"operator-{n}-standby.log",
+                              env={**env, "POD_NAME": "standby"}, args=election).start()
+    try:
+        await asyncio.sleep(args.restart_quiet_seconds)  # the standby lists and watches
+        if reconciles(standby):
+            raise RuntimeError("the standby reconciled while the leader held the lease")
+        before = audit_lines(cp)
+        start = time.monotonic()
+        leader.stop()
+        await wait_reconciled(standby, n)
+        result["takeover_s"] = time.monotonic() - start
+        await asyncio.sleep(args.restart_quiet_seconds)
+        writes = audit_writes(cp, before, "artifact-operator/")
+        result["takeover_writes"] = sum(v for k, v in writes.items() if "leases" not in k)
+    except BaseException:
+        standby.stop()
+        raise
+    finally:
+        leader.stop()
+    return standby
 
 
 async def update_latencies(kube: Kube, namespace: str, name: str, count: int) -> list[float]:
@@ -248,6 +288,8 @@ async def bench_size(cp: ControlPlane, kube: Kube, n: int, args: argparse.Namesp
     env = {"ARTIFACT_OPERATOR_RESYNC_SECONDS": "3600"}
     op = OperatorProcess(cp.kubeconfig, [ns_op], workdir / f"operator-{n}.log", env=env)
     op.start()
+    assert op.proc is not None
+    result["idle_rss_mb"] = rss_mb(op.proc.pid, "VmRSS")
     try:
         before = audit_lines(cp)
         start = time.monotonic()
@@ -283,6 +325,8 @@ async def bench_size(cp: ControlPlane, kube: Kube, n: int, args: argparse.Namesp
         result["restart_pass_s"] = time.monotonic() - start
         await asyncio.sleep(args.restart_quiet_seconds)
         result["restart_writes"] = sum(audit_writes(cp, before, "artifact-operator/").values())
+        op.stop()
+        op = await measure_takeover(cp, ns_op, n, env, workdir, args, result)
 
         if args.updates:
             lat = await update_latencies(kube, ns_op, docs[0]["metadata"]["name"], args.updates)
@@ -292,6 +336,8 @@ async def bench_size(cp: ControlPlane, kube: Kube, n: int, args: argparse.Namesp
     finally:
         op.stop()
     result["ratio_operator_to_floor"] = result["operator_s"] / result["floor_s"]
+    result["ms_per_artifact"] = result["operator_s"] / n * 1000
+    result["mb_per_1000_artifacts"] = (result["peak_rss_mb"] - result["idle_rss_mb"]) / n * 1000
     per_obj_op = result["operator_s"] / n
     per_obj_kcm = result["kcm_s"] / result["kcm_deployments"]
     result["ratio_operator_per_artifact_to_kcm_per_deployment"] = per_obj_op / per_obj_kcm
@@ -313,9 +359,15 @@ def table(results: list[dict[str, Any]]) -> str:
         ("idle writes (quiet period)", "idle_writes", "{}"),
         ("restart: time to reconcile all artifacts once (s)", "restart_pass_s", "{:.1f}"),
         ("writes on restart", "restart_writes", "{}"),
+        ("leader takeover: SIGTERM to all reconciled by the standby (s)", "takeover_s",
+         "{:.1f}"),
+        ("writes on takeover (excl. the Lease)", "takeover_writes", "{}"),
         ("update latency p50 (s)", "update_p50_s", "{:.3f}"),
         ("update latency p99 (s)", "update_p99_s", "{:.3f}"),
-        ("operator peak RSS (MB)", "peak_rss_mb", "{:.0f}"),
+        ("operator peak RSS (MiB)", "peak_rss_mb", "{:.0f}"),
+        ("operator RSS before the artifacts (MiB)", "idle_rss_mb", "{:.0f}"),
+        ("memory per 1000 artifacts (MiB, peak - before)", "mb_per_1000_artifacts", "{:.0f}"),
+        ("operator time per artifact (ms)", "ms_per_artifact", "{:.0f}"),
     ]
     header = "| metric | " + " | ".join(f"N={r['n']}" for r in results) + " |"
     lines = [header, "|---|" + "---|" * len(results)]
@@ -354,12 +406,25 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                    f"{platform.python_implementation()} {platform.python_version()}",
         "kcm_flags": KCM_FLAGS,
         "results": results,
+        "scale": scale(results),
     }
+
+
+def scale(results: list[dict[str, Any]]) -> dict[str, float]:
+    """Per-artifact time and memory at the largest N over those at N=1000 (flat: ~1)."""
+    by_n = {r["n"]: r for r in results}
+    top = max(by_n)
+    if 1000 not in by_n or top <= 1000:
+        return {}
+    return {f"time_per_artifact_{top}_over_1000":
+            by_n[top]["ms_per_artifact"] / by_n[1000]["ms_per_artifact"],
+            f"memory_per_artifact_{top}_over_1000":
+            by_n[top]["mb_per_1000_artifacts"] / by_n[1000]["mb_per_1000_artifacts"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 3000])
     parser.add_argument("--idle-seconds", type=float, default=60)
     parser.add_argument("--restart-quiet-seconds", type=float, default=10)
     parser.add_argument("--updates", type=int, default=100)
