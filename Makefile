@@ -66,10 +66,14 @@ soak: ## the churn test at full size: 1000 artifacts, 32 clients at 10 ops/s in 
 e2e: e2e-setup e2e-images ## the operator installed as users install it, on a real node (root)
 	$(E2E_WRAP) env ARTIFACT_E2E_IMAGES=$(E2E_IMAGES) $(BIN)/python -m pytest -q -rs -m e2e tests/e2e
 
+# debootstrap builds the images; docker-registry and skopeo serve the real build's registry
+# (tests/e2e/test_real_build.py, which starts its own inside the private namespace).
 e2e-setup: ## install what the e2e tier needs when missing (Debian packages; root)
 	$(if $(E2E_WRAP),sh $(NODE_DIR)/setup.sh)
-	command -v debootstrap >/dev/null || { apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
+	command -v debootstrap >/dev/null && command -v docker-registry >/dev/null && \
+	  command -v skopeo >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap docker-registry skopeo \
+	  >/dev/null; }
 
 e2e-images: ## build the e2e tier's images (operator from the working tree, workload) into E2E_IMAGES
 	$(BIN)/python -m tests.support.images build --out $(E2E_IMAGES)

@@ -20,6 +20,10 @@ with the default pull policy, by the name their manifests use.
 - `nim-warm`: a NIM-like image for the model cache warm-up (tests/e2e/test_warmup.py): its
   `download-to-cache` writes the model into $NIM_CACHE_PATH (refusing a key NGC would
   refuse), and its server does not start without it.
+- `builder`: a stand-in for rootless BuildKit that builds nothing (tests/e2e/test_builds.py);
+  `builder-real`: buildah behind BuildKit's command line, and `ee`, an execution environment
+  for generated Dockerfiles: a real build pushed to a real registry
+  (tests/e2e/test_real_build.py).
 
 To add an image: a `BusyboxImage` with other files and entrypoint, or a `DebianImage` with
 other packages, in IMAGES. The debootstrap root filesystems and the busybox package are cached
@@ -523,9 +527,129 @@ printf '{"containerimage.digest": "sha256:%s"}' "$revision" > "$meta"
     },
 )
 
+# The address the real builder pushes to in place of the output repository's registry
+# (tests/e2e/test_real_build.py): the test registry listens on the node, which containerd
+# pulls from as `localhost:5000` (plain HTTP, as its resolver treats localhost) and pods reach
+# as the node IP (their own localhost is the pod's).
+REAL_BUILDER_REGISTRY_ALIAS = "localhost:5000=10.200.0.1:5000"
+
+# A real builder in place of rootless BuildKit for the Job build engine: buildah, behind a
+# `buildctl-daemonless.sh` that takes the arguments the operator's Job passes BuildKit
+# (`build --frontend dockerfile.v0 --opt context=URL#REV:SUBDIR --opt filename=F
+# [--local dockerfile=DIR] --output type=image,name=REPO:TAG,push=true --metadata-file F`),
+# clones the revision with git, builds the Dockerfile with `buildah bud` (vfs storage, chroot
+# isolation: no daemon, no privileges, no OCI runtime for a Dockerfile without RUN), pushes
+# over plain HTTP (--tls-verify=false: the test registry has no TLS) and writes the pushed
+# manifest's digest where BuildKit writes it (`containerimage.digest` in the metadata file).
+# The user is BuildKit rootless image's (`user`, uid 1000, home /home/user), with the
+# subordinate ids of /etc/subuid and /etc/subgid that rootless buildah maps where it can. In
+# the operator's Job it cannot: Debian's newuidmap is setuid root, opens the id map as root,
+# and the kernel then wants CAP_SYS_ADMIN, which the pod's bounding set (the runtime's default
+# capabilities) lacks; newuidmap with file capabilities would do, but oci_image.py keeps no
+# extended attributes. buildah then maps uid 1000 alone (as 0): a build may only make files
+# of root's, which a Dockerfile without RUN, `USER` or `--chown` does.
+_REAL_BUILDCTL = r"""#!/bin/bash
+# buildctl-daemonless.sh for the e2e tier: BuildKit's command line, built with buildah.
+set -euo pipefail
+echo "buildctl-daemonless.sh (buildah $(buildah --version | cut -d' ' -f3)) $*"
+[ "${1:-}" = build ] || { echo "only 'build' is supported" >&2; exit 2; }
+shift
+context="" filename=Dockerfile dockerfile_dir="" output="" metadata=""
+while [ $# -gt 0 ]; do
+  case "$1=${2:-}" in
+    --frontend=dockerfile.v0) ;;
+    --opt=context=*) context="${2#context=}" ;;
+    --opt=filename=*) filename="${2#filename=}" ;;
+    --local=dockerfile=*) dockerfile_dir="${2#dockerfile=}" ;;
+    --output=*) output="$2" ;;
+    --metadata-file=*) metadata="$2" ;;
+    *) echo "unsupported argument: $1 ${2:-}" >&2; exit 2 ;;
+  esac
+  shift 2
+done
+# BuildKit's git context: URL#REVISION:SUBDIR (the fragment optional, and each part of it).
+url="${context%%#*}" fragment="" subdir=""
+[ "$url" = "$context" ] || fragment="${context#*#}"
+revision="${fragment%%:*}"
+case "$fragment" in *:*) subdir="${fragment#*:}" ;; esac
+# --output type=image,name=REPO:TAG,push=true
+name="" push=""
+IFS=, read -r -a fields <<< "$output"
+for field in "${fields[@]}"; do
+  case "$field" in name=*) name="${field#name=}" ;; push=true) push=1 ;; esac
+done
+[ -n "$name" ] && [ -n "$push" ] && [ -n "$metadata" ] || {
+  echo "need --output type=image,name=...,push=true and --metadata-file" >&2; exit 2; }
+target="$name"
+if [ -n "${REGISTRY_ALIAS:-}" ]; then  # FROM=TO: push to TO what is named under FROM
+  from="${REGISTRY_ALIAS%%=*}" to="${REGISTRY_ALIAS#*=}"
+  case "$name" in "$from"/*) target="$to/${name#"$from"/}" ;; esac
+fi
+
+work=$(mktemp -d)
+echo "+ git clone $url (revision ${revision:-default})"
+git clone --quiet "$url" "$work/src"
+[ -z "$revision" ] || git -C "$work/src" -c advice.detachedHead=false checkout --quiet "$revision"
+echo "commit $(git -C "$work/src" rev-parse HEAD)"
+contextdir="$work/src/$subdir"
+dockerfile="$contextdir/$filename"
+[ -z "$dockerfile_dir" ] || dockerfile="$dockerfile_dir/$filename"
+echo "user namespace: $(buildah unshare cat /proc/self/uid_map | tr -s ' \n' ' ')"
+set -x
+buildah bud --tls-verify=false --layers=false -f "$dockerfile" -t "$name" "$contextdir"
+buildah push --tls-verify=false --digestfile "$work/digest" "$name" "docker://$target"
+set +x
+printf '{"containerimage.digest": "%s", "image.name": "%s"}\n' "$(cat "$work/digest")" "$name" \
+  > "$metadata"
+echo "pushed $target@$(cat "$work/digest")"
+"""
+
+
+def _install_real_builder(rootfs: Path, log: Path) -> None:
+    _run(_chroot(rootfs, "useradd", "--uid", "1000", "--user-group", "--create-home",
+                 "--home-dir", "/home/user", "--shell", "/bin/bash", "user"), log)
+    for ids in ("subuid", "subgid"):  # useradd adds them only where login.defs says so
+        (rootfs / "etc" / ids).write_text("user:100000:65536\n")
+    # oci_image.py makes every file root's: the home directory and the parents of where
+    # buildah keeps its images (and the Job mounts BuildKit's state) must be writable to all.
+    for directory in ("home/user", "home/user/.local", "home/user/.local/share",
+                      "home/user/.local/share/containers", "home/user/.config"):
+        (rootfs / directory).mkdir(exist_ok=True)
+        (rootfs / directory).chmod(0o1777)
+    shim = rootfs / "usr" / "local" / "bin" / "buildctl-daemonless.sh"
+    shim.write_text(_REAL_BUILDCTL)
+    shim.chmod(0o755)
+
+
+BUILDER_REAL = DebianImage(
+    ref="localhost/artifact-e2e-builder-real:1",
+    config=ImageConfig(
+        user="1000:1000",
+        entrypoint=["/usr/local/bin/buildctl-daemonless.sh"],
+        env={"PATH": BASE_PATH, "HOME": "/home/user", "STORAGE_DRIVER": "vfs",
+             "BUILDAH_ISOLATION": "chroot", "REGISTRY_ALIAS": REAL_BUILDER_REGISTRY_ALIAS},
+        workdir="/home/user",
+    ),
+    # netavark: the container-network-stack that containers-common depends on, named
+    # because debootstrap does not resolve virtual packages (never used: no RUN here).
+    packages=("buildah", "netavark", "git", "ca-certificates"),
+    steps=_install_real_builder,
+)
+
+# An execution environment for generated Dockerfiles (tests/e2e/test_real_build.py): busybox,
+# no ENTRYPOINT, so that the generated `CMD <entrypoint>` is what runs, and no USER, as
+# python:3.11-slim (the pods run as the operator's runAsUser anyway). With a USER, the
+# generated WORKDIR would be made that user's, which `builder-real` cannot do (one uid only).
+EXECUTION_ENVIRONMENT = BusyboxImage(
+    ref="localhost/artifact-e2e-ee:1",
+    config=ImageConfig(user="", entrypoint=[], cmd=["/bin/sh"], env={"PATH": "/bin"}),
+)
+
 IMAGES: dict[str, DebianImage | BusyboxImage] = {"operator": OPERATOR, "web": WEB,
                                                  "sample": SAMPLE, "nim": NIM,
-                                                 "builder": BUILDER, "nim-warm": NIM_WARM}
+                                                 "builder": BUILDER, "nim-warm": NIM_WARM,
+                                                 "builder-real": BUILDER_REAL,
+                                                 "ee": EXECUTION_ENVIRONMENT}
 
 
 # -- build, load, push ------------------------------------------------------------------------
@@ -593,11 +717,12 @@ def tag_in_containerd(socket: Path, source: str, target: str) -> None:
         raise ImageBuildError(f"ctr tag {target} failed: {done.stderr}")
 
 
-def push(image: BuiltImage, registry: str) -> str:
+def push(image: BuiltImage, registry: str, tls_verify: bool = True) -> str:
     """Copy an image to `registry` (skopeo; for a cluster that pulls from there); return the
-    reference pods then use."""
+    reference pods then use. `tls_verify=False` for a registry on plain HTTP."""
     ref = f"{registry.rstrip('/')}/{short_name(image.ref)}"
-    done = subprocess.run(["skopeo", "copy", f"oci-archive:{image.archive}", f"docker://{ref}"],
+    done = subprocess.run(["skopeo", "copy", *([] if tls_verify else ["--dest-tls-verify=false"]),
+                           f"oci-archive:{image.archive}", f"docker://{ref}"],
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise ImageBuildError(f"skopeo copy to {ref} failed: {done.stderr}")
