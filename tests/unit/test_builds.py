@@ -486,6 +486,44 @@ async def test_once_shipwright_is_served_new_builds_are_buildruns_and_jobs_in_fl
     running.cancel()
 
 
+async def test_started_on_shipwright_in_auto_mode_a_job_from_before_a_restart_is_followed(
+        ) -> None:
+    """Auto mode, Shipwright served at start, a build Job still in flight from before the
+    restart (started on the Job fallback): no BuildRun of its name beside it; it is followed
+    to its end and its digest is the image."""
+    from typing import cast
+
+    from artifact_operator.api.status import ArtifactStatus
+    from artifact_operator.controller.builds import Builds
+    from artifact_operator.kube.client import Kube
+    from artifact_operator.kube.events import EventRecorder
+    from artifact_operator.logic.build_objects import render_build_job
+
+    kube = _Served(served=True)
+    k = cast(Kube, kube)
+    b = Builds(k, SETTINGS, EventRecorder(k, enabled=False), BuildEngine.shipwright, None,
+               lambda key: None, earlier=[BuildEngine.job])
+    assert set(b.watches) == {BuildEngine.shipwright, BuildEngine.job}
+    art = built()
+    job_plan = plan(art, BuildEngine.job)
+    job = render_build_job(art, job_plan, SETTINGS, None)
+    for watch in b.watches.values():
+        watch.synced.set()
+    b.watches[BuildEngine.job].deliver("ADDED", {**job, "status": _job(active=1)["status"]})
+
+    facts = await b.observe({}, art, ArtifactStatus())
+    assert kube.created == []  # no BuildRun beside the Job
+    ((reason, message),) = facts.held["api"]
+    assert reason == "Building" and f"job/{job_plan.run}" in message
+
+    b.watches[BuildEngine.job].deliver("MODIFIED", {**job, "status": _job("Complete")["status"]})
+    kube.pods = [{"status": {"containerStatuses": [
+        {"name": "buildkit", "state": {"terminated": {"exitCode": 0, "message": DIGEST}}}]}}]
+    facts = await b.observe({}, art, ArtifactStatus())
+    assert facts.images == {("api", "app"): f"reg.example/builds/team-a/web@{DIGEST}"}
+    assert kube.created == []
+
+
 async def _built_by_job(b: Any, kube: _Served, art: Any) -> Any:
     from artifact_operator.api.status import ArtifactStatus
 

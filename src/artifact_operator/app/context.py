@@ -125,9 +125,13 @@ class Context:
         engine = await resolve_engine(kube, self.config.settings.build_engine)
         log.info("image builds: %s engine", engine)
         reconciler = self.reconciler
+        # Auto mode on Shipwright: Jobs the fallback started before a restart are followed
+        # to their end, never started again as BuildRuns beside them.
+        auto = self.config.settings.build_engine == BuildEngine.auto
         builds = Builds(kube, self.config.settings, reconciler.events, engine,
                         self.namespaces or None, reconciler.enqueue,
-                        active=lambda: reconciler.queue.active)
+                        active=lambda: reconciler.queue.active,
+                        earlier=[BuildEngine.job] if auto else [])
         self.reconciler.builds = builds
         self._builds = loop.create_task(builds.run())
         self._watches = [loop.create_task(watch.run()) for watch in [credentials, *children]]

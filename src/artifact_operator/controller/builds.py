@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,7 +86,10 @@ class Builds:
     def __init__(self, kube: Kube, settings: Settings, events: EventRecorder,
                  engine: BuildEngine, namespaces: list[str] | None,
                  enqueue: Callable[[Key], None],
-                 active: Callable[[], bool] = lambda: True) -> None:
+                 active: Callable[[], bool] = lambda: True,
+                 earlier: Iterable[BuildEngine] = ()) -> None:
+        """`earlier`: engines whose runs may still be in flight, followed to their end but
+        never started anew (auto mode starting on Shipwright: Jobs from before a restart)."""
         assert engine != BuildEngine.auto, "resolve_engine first"
         self.kube = kube
         self.settings = settings
@@ -101,6 +104,9 @@ class Builds:
         self.watches: dict[BuildEngine, ListWatch] = {}
         self.collectors: dict[BuildEngine, BuildCollector] = {}
         self.watch = self._follow(engine)  # the current engine's
+        for other in earlier:
+            if other != engine:
+                self._follow(other)
         self._later: list[asyncio.Task[None]] = []
         # Runs this process created that the watch may not show yet: not created twice.
         self._created: set[Key] = set()
@@ -124,7 +130,7 @@ class Builds:
 
     async def run(self) -> None:
         try:
-            await self._run(self.engine)
+            await asyncio.gather(*(self._run(engine) for engine in list(self.watches)))
         finally:
             for task in self._later:
                 task.cancel()
@@ -205,9 +211,10 @@ class Builds:
     async def observe(self, body: Mapping[str, Any], artifact: Artifact,
                       stored: ArtifactStatus) -> BuildFacts:
         facts = BuildFacts()
-        # Never judge "no run yet" before the first list of the engine's objects.
-        if not await self.watch.wait_synced((artifact.namespace, artifact.name),
-                                            self.sync_wait, self.enqueue):
+        # Never judge "no run yet" before the first list of every engine's objects.
+        key = (artifact.namespace, artifact.name)
+        if not all([await watch.wait_synced(key, self.sync_wait, self.enqueue)
+                    for watch in list(self.watches.values())]):
             what = "BuildRuns" if self.engine == BuildEngine.shipwright else "build Jobs"
             for plan in logic.plan_builds(artifact, self.settings, self.engine):
                 message = (f"group {plan.group}: container {plan.container}: the {what} "
