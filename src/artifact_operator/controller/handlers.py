@@ -42,6 +42,11 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.persistence.finalizer = f"{naming.PREFIX}/finalizer"
     # We post our own Events; kopf's own posting of handler logs stays off.
     settings.posting.enabled = False
+    # kopf keeps a worker per Artifact, holding its last event's body, until the object has
+    # been quiet this long (5 s by default): in a burst of creations, thousands at once, whose
+    # memory the process keeps after they go. Our handlers only note the body and wake the
+    # work queue, so a worker is cheap to start again (A/B at N=1000: peak RSS -2.3 MB).
+    settings.batching.idle_timeout = 0.5
     # Namespaces and CRDs are not discovered at runtime: the CRD is installed with the
     # operator, which spares a cluster-wide watch on CRDs.
     settings.scanning.disabled = True

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from artifact_operator.api import naming
-from artifact_operator.kube.watch import PackedDict
+from artifact_operator.kube.watch import Packed, PackedDict, pack, unpack
 from artifact_operator.logic.credentials import referenced_secrets
 
 Key = tuple[str, str]  # (namespace, artifact name)
@@ -116,7 +116,8 @@ class ClusterView:
         # ArtifactApprovals by (namespace, artifact they name): kept apart from the children,
         # which the operator applies and prunes; approvals it only reads.
         self.approval_index: Mapping[Any, Any] | None = None
-        self._written: dict[tuple[str, str, str], Obj | None] = {}
+        # Packed too: in a burst of creations, thousands wait for their watch to catch up.
+        self._written: dict[tuple[str, str, str], Packed | None] = {}
         # The same writes by owning artifact, so a reconcile looks only at its own.
         self._written_by_owner: dict[Key, set[Ref]] = {}
         self._writer_owner: dict[tuple[str, str, str], Key] = {}
@@ -188,7 +189,8 @@ class ClusterView:
 
     def _note(self, obj: Mapping[str, Any], written: Obj | None) -> None:
         meta = obj["metadata"]
-        self._written[(obj["kind"], meta["namespace"], meta["name"])] = written
+        self._written[(obj["kind"], meta["namespace"], meta["name"])] = \
+            None if written is None else pack(written)
         owner = meta.get("labels", {}).get(naming.LABEL_ARTIFACT)
         if owner:
             key = (meta["namespace"], owner)
@@ -214,12 +216,13 @@ class ClusterView:
         wkey = (kind, namespace, name)
         if wkey not in self._written:
             return seen
-        written = self._written[wkey]
-        if written is None:
+        packed = self._written[wkey]
+        if packed is None:
             if seen is None:
                 self._forget_write(kind, namespace, name)
             # A deletion we made; the watch may still show the object for a moment.
             return None
+        written = unpack(packed)
         if seen is not None and _rv(seen) >= _rv(written):
             self._forget_write(kind, namespace, name)  # the watch has caught up
             return seen
@@ -232,11 +235,11 @@ class ClusterView:
             for obj in self._indexed(kind, key):
                 out[(obj["kind"], obj["metadata"]["name"])] = obj
         for kind, name in list(self._written_by_owner.get(key, ())):
-            written = self._written.get((kind, namespace, name))
+            packed = self._written.get((kind, namespace, name))
             if (kind, name) in out:
                 continue
-            if written:
-                out[(kind, name)] = written
+            if packed is not None:
+                out[(kind, name)] = unpack(packed)
             else:
                 # A deletion we made that the watch has delivered: nothing left to hide.
                 self._forget_write(kind, namespace, name)
