@@ -28,6 +28,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -233,7 +234,8 @@ async def measure_takeover(cp: ControlPlane, namespace: str, n: int, env: dict[s
             raise RuntimeError("the standby reconciled while the leader held the lease")
         before = audit_lines(cp)
         start = time.monotonic()
-        leader.stop()
+        assert leader.proc is not None
+        os.killpg(leader.proc.pid, signal.SIGTERM)  # and go on while it shuts down
         await wait_reconciled(standby, n)
         result["takeover_s"] = time.monotonic() - start
         await asyncio.sleep(args.restart_quiet_seconds)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +82,8 @@ class Context:
     # Auto build engine on the Job fallback: asked again whether Shipwright is served.
     _engine_discovery: asyncio.Task[None] | None = field(default=None, repr=False)
     _late: dict[str, ListWatch] = field(default_factory=dict, repr=False)
+    # Run first when the operator stops (app/run.py: the leader steps down).
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     async def start(self, memo: Any, settings: kopf.OperatorSettings) -> None:
         configure_kopf(settings)
@@ -209,6 +212,8 @@ class Context:
             self.reconciler.secret_changed(namespace, name)
 
     async def close(self) -> None:
+        for step in self.on_stop:
+            await step()
         for task in self._watches:
             task.cancel()
         if self._builds is not None:

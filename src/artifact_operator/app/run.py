@@ -90,6 +90,26 @@ def run(config: Config, options: RunOptions) -> int:
     return asyncio.run(_operate(context, options))
 
 
+# How long a stopping leader waits for its cancelled reconciles before it hands the Lease
+# back: none of their writes may land after a standby has taken over.
+STEP_DOWN_SECONDS = 5.0
+
+
+async def _step_down(context: Context, elector: LeaderElector,
+                     campaign: asyncio.Task[None]) -> None:
+    """Stop reconciling and hand the Lease back. Run at the start of kopf's cleanup, on
+    SIGTERM: kopf's own shutdown takes seconds more, and a standby need not wait for it
+    (docs/benchmarks.md, the leader takeover). Again at exit; the second time is a no-op."""
+    campaign.cancel()
+    reconciler = context.reconciler
+    if reconciler is not None:
+        reconciler.deactivate()
+        deadline = asyncio.get_running_loop().time() + STEP_DOWN_SECONDS
+        while not reconciler.queue.idle and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+    await elector.release()
+
+
 async def _operate(context: Context, options: RunOptions) -> int:
     health = context.health
     ready, stop = asyncio.Event(), asyncio.Event()
@@ -126,13 +146,11 @@ async def _operate(context: Context, options: RunOptions) -> int:
                 options.leader_election_id, default_identity(),
                 on_started=context.reconciler.activate, on_lost=on_lost)
             elector_task = asyncio.create_task(elector.run())
+            context.on_stop.append(lambda: _step_down(context, elector, elector_task))
         await operator
     finally:
         if elector is not None and elector_task is not None:
-            elector_task.cancel()
-            if context.reconciler is not None:
-                context.reconciler.deactivate()
-            await elector.release()
+            await _step_down(context, elector, elector_task)
             await elector.kube.close()
         for runner in runners:
             await runner.cleanup()
