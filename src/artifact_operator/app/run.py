@@ -11,7 +11,6 @@ fails over without waiting for the Lease to expire.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,22 +45,6 @@ class RunOptions:
     leader_election_id: str = "artifact-operator-leader"
 
 
-# The youngest generation's threshold: CPython's 700 allocations ran a collection every few
-# hundred decoded JSON objects (a list of 1000 Deployments is ~10^6), ~1 s of the restart
-# pass's 4.4 s of CPU at N=1000 (docs/benchmarks.md). Nothing here makes cycles that must go
-# young, and the older generations keep their defaults.
-GC_YOUNG_THRESHOLD = 20_000
-
-
-def _tune_gc() -> None:
-    """Everything imported so far lives as long as the process: out of the collector's way
-    (gc.freeze), and young collections rarer."""
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
-
-
 def run(config: Config, options: RunOptions) -> int:
     from artifact_operator.controller import handlers  # noqa: F401 - registers the handlers
 
@@ -69,7 +52,6 @@ def run(config: Config, options: RunOptions) -> int:
     # kopf's own ToggleSet makes the wait for its indexes quadratic in the listed objects
     # (the restart pass at 1000 artifacts: 55 s); see app/kopf_toggles.py.
     kopf_toggles.install()
-    _tune_gc()
     webhooks = webhook.enabled(config.webhook)
     if webhooks:
         webhook.register(config.webhook, options.namespaces)
