@@ -197,8 +197,9 @@ class ListWatch:
         for key in stale - fresh.keys():
             self._put(key, None)
         for key, obj in fresh.items():
-            if self._objects.get(key) != pack(obj):
-                self._put(key, obj)
+            packed = pack(obj)
+            if self._objects.get(key) != packed:
+                self._put(key, obj, packed)
 
     def keys(self) -> set[Ref]:
         return set(self._objects)
@@ -212,11 +213,14 @@ class ListWatch:
         else:
             self._put(key, self.slim(obj))
 
-    def _put(self, key: Ref, obj: Obj | None) -> None:
+    def _put(self, key: Ref, obj: Obj | None, packed: Packed | None = None) -> None:
+        """Hold `obj` (None: drop it); `packed`: its packed text, where already made."""
         packed_old = self._objects.pop(key, None)
-        old = None if packed_old is None else unpack(packed_old)
-        packed = None if obj is None else pack(obj)
-        if packed is not None:
+        # The old object is read only by the index and `observe`: not unpacked for nothing.
+        wanted = self._index is not None or self._observe is not None
+        old = unpack(packed_old) if packed_old is not None and wanted else None
+        if obj is not None:
+            packed = packed if packed is not None else pack(obj)
             self._objects[key] = packed
         if self._index is not None and old is not None:
             for ikey in self._index(old):
