@@ -167,6 +167,11 @@ class WebhookSettings(BaseSettings):
     webhook_max_in_flight: int = Field(
         32, ge=1, le=1024, description="Admission requests served at once; more are refused "
         "with 503.")
+    webhook_drain_seconds: float = Field(
+        5.0, ge=0, le=60, description="After SIGTERM, how long the webhook keeps answering "
+        "before the operator stops: the Service routes to a terminating pod until the "
+        "endpoints controller and kube-proxy catch up, and every write refused meanwhile is "
+        "a user's failed `kubectl apply`. Keep it below terminationGracePeriodSeconds.")
 
     @field_validator("webhook_client_ca")
     @classmethod

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import pwd
+import signal
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ from ..support.accounts import audit_writes, sa_user, two_replicas
 from ..support.builders import service_artifact
 from ..support.operator import OperatorProcess
 from ..support.wait import found, wait_for
+from ..support.webhook import make_serving_cert, serving_webhooks, webhook_operator
 
 pytestmark = pytest.mark.cluster
 
@@ -94,6 +99,47 @@ def test_graceful_shutdown_hands_the_lease_over(cluster: Cluster, namespace: str
     finally:
         first.stop()
         second.stop()
+
+
+def _readyz(proc: OperatorProcess) -> int:
+    try:
+        with urllib.request.urlopen(
+                f"http://127.0.0.1:{proc.health_port}/readyz", timeout=2) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_a_stopping_replica_steps_down_at_once_and_answers_the_webhook_until_it_exits(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    """A rolling update: the Service keeps routing to a terminating pod for a moment, so after
+    SIGTERM the replica is unready and leaderless at once, yet every review that reaches it is
+    still answered (a refusal in the rule's words, not "connection refused")."""
+    cert = make_serving_cert(tmp_path / "certs")
+    proc = webhook_operator(
+        cluster.kubeconfig, namespace, tmp_path / "op.log", cert,
+        env={"POD_NAME": "stopping", "ARTIFACT_OPERATOR_WEBHOOK_DRAIN_SECONDS": "20"},
+        extra_args=["--leader-election", "--leader-election-namespace", namespace])
+    with serving_webhooks(cluster.api, namespace, proc, cert.ca):
+        wait_for(lambda: _holder(cluster, namespace) == "stopping", timeout=30, what="a leader")
+        assert proc.proc is not None
+        os.killpg(proc.proc.pid, signal.SIGTERM)
+        wait_for(lambda: _readyz(proc) == 503, timeout=10, what="/readyz to turn 503")
+        wait_for(lambda: _holder(cluster, namespace) is None, timeout=10,
+                 what="the Lease handed back")
+        assert proc.running
+        invalid = service_artifact("refused")
+        invalid["spec"]["containerGroups"][0]["containers"][0].pop("port")
+        with pytest.raises(client.ApiException) as refusal:
+            create_artifact(cluster, namespace, invalid)
+        assert refusal.value.status == 422, refusal.value.body
+        assert "a primary container must set port" in refusal.value.body
+        create_artifact(cluster, namespace, service_artifact("admitted"))
+        assert proc.running, "the replica stopped before the reviews above were answered"
+        proc.wait_stopped()
+        assert proc.proc.returncode == 0
+        # It made no write after stepping down: nothing reconciled the admitted artifact.
+        assert not get_artifact(cluster, namespace, "admitted").get("status")
 
 
 def test_runs_as_a_uid_without_a_passwd_entry(cluster: Cluster, namespace: str,

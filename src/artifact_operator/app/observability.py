@@ -24,10 +24,13 @@ from artifact_operator.controller.queue import log_object
 class Health:
     def __init__(self) -> None:
         self.started = False
+        self.stopping = False  # after SIGTERM: out of the Service's endpoints, still serving
         self.alive: Callable[[], bool] = lambda: True
         self.readiness_checks: dict[str, Callable[[], bool]] = {}
 
     def not_ready(self) -> list[str]:
+        if self.stopping:
+            return ["stopping"]
         failing = [] if self.started else ["operator"]
         failing += [name for name, check in self.readiness_checks.items() if not check()]
         return failing

@@ -6,12 +6,22 @@ only the Lease holder reconciles. A leader that loses its Lease stops reconcilin
 exits with status 1, so its pod restarts as a clean standby instead of carrying on with state
 that another replica now owns. On SIGTERM the leader hands the Lease back, so a rolling update
 fails over without waiting for the Lease to expire.
+
+On SIGTERM the operator first steps down (no more writes, the Lease handed back), then keeps
+answering the webhook for `webhook_drain_seconds` before kopf stops: until the endpoints
+controller and kube-proxy have taken the terminating pod out of the webhook Service, requests
+still arrive here, and each one refused is a user's failed `kubectl apply`. A second SIGTERM,
+or SIGINT, stops at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +102,33 @@ async def _step_down(context: Context, elector: LeaderElector,
     await elector.release()
 
 
+async def _drain_then_stop(context: Context, stop: asyncio.Event, seconds: float,
+                           step_down: Callable[[], Awaitable[None]] | None) -> None:
+    context.health.stopping = True
+    if step_down is not None:
+        await step_down()
+    if seconds:
+        log.info("SIGTERM: stepped down; answering the webhook %.0f s more, until the Service "
+                 "stops routing here", seconds)
+        # Ends early when a second signal has stopped the operator.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+    stop.set()
+
+
+def _on_sigterm(context: Context, stop: asyncio.Event, seconds: float,
+                step_down: Callable[[], Awaitable[None]] | None) -> Callable[[int], None]:
+    draining: list[asyncio.Task[None]] = []
+
+    def handle(signum: int) -> None:
+        if draining or signum != signal.SIGTERM:
+            log.info("%s: stopping now", signal.Signals(signum).name)
+            stop.set()
+            return
+        draining.append(asyncio.create_task(_drain_then_stop(context, stop, seconds, step_down)))
+    return handle
+
+
 async def _operate(context: Context, options: RunOptions) -> int:
     health = context.health
     ready, stop = asyncio.Event(), asyncio.Event()
@@ -129,6 +166,17 @@ async def _operate(context: Context, options: RunOptions) -> int:
                 on_started=context.reconciler.activate, on_lost=on_lost)
             elector_task = asyncio.create_task(elector.run())
             context.on_stop.append(lambda: _step_down(context, elector, elector_task))
+        if ready.is_set():
+            # Replaces kopf's handlers, installed before it raised `ready`: kopf would stop
+            # the webhook server at once.
+            step_down = None
+            if elector is not None and elector_task is not None:
+                step_down = functools.partial(_step_down, context, elector, elector_task)
+            drain = context.config.webhook.webhook_drain_seconds if context.webhooks else 0.0
+            handle = _on_sigterm(context, stop, drain, step_down)
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, handle, signum)
         await operator
     finally:
         if elector is not None and elector_task is not None:
