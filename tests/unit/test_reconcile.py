@@ -165,6 +165,34 @@ async def test_a_changed_spec_applies_only_the_changed_object() -> None:
     assert h.status()["observedGeneration"] == 2
 
 
+async def test_a_change_stored_between_our_read_and_our_status_write_is_reconciled() -> None:
+    """The watch's echo of our own status write reconciles nothing (controller/handlers.py).
+    A user's edit stored after the reconcile read the artifact, and before its status write,
+    is in that write's answer too: the write itself must queue it."""
+    h = Harness()
+    h.create(service_artifact("web"))
+    # The user's edit is stored; the watch has not delivered it yet.
+    await h.kube.patch(h.artifact(), {"spec": {"containerGroups": [{
+        "name": "api", "containers": [primary(image="nginx:1.28")]}]}})
+    assert await h.reconcile() == Outcome.ok  # on generation 1, as the view holds it
+    assert h.view.note_artifact(h.artifact()) is False, "the echo is not news"
+    h.catch_up()
+    await asyncio.wait_for(_idle(h.reconciler), 2)
+    assert h.status()["observedGeneration"] == 2
+    deployment = h.kube.stored("Deployment", NS, "web-api")
+    assert deployment is not None
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.28"
+
+
+async def test_our_own_status_write_queues_nothing_more() -> None:
+    h = Harness()
+    h.create(service_artifact("web"))
+    assert await h.reconcile() == Outcome.ok
+    assert h.kube.writes[-1] == STATUS
+    assert h.reconciler.queue.idle
+    assert h.view.note_artifact(h.artifact()) is False, "the echo is not news"
+
+
 # -- pruning ---------------------------------------------------------------------------------
 
 

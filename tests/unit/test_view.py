@@ -173,17 +173,18 @@ def artifact_body(rv: int, uid: str = OWNER_UID, **status: Any) -> Obj:
 
 def test_note_artifact_ignores_an_older_event_overtaken_by_our_status_write() -> None:
     view = ClusterView()
-    view.note_artifact(artifact_body(10, phase="Ready"))  # our status write's answer
-    view.note_artifact(artifact_body(8, phase="Progressing"))  # the watch, late
+    assert view.note_artifact(artifact_body(10, phase="Ready"))  # our status write's answer
+    assert not view.note_artifact(artifact_body(8, phase="Progressing"))  # the watch, late
+    assert not view.note_artifact(artifact_body(10, phase="Ready"))  # the write's echo
     assert view.artifacts[KEY]["status"] == {"phase": "Ready"}
-    view.note_artifact(artifact_body(11, phase="Degraded"))  # newer: taken
+    assert view.note_artifact(artifact_body(11, phase="Degraded"))  # newer: taken
     assert view.artifacts[KEY]["status"] == {"phase": "Degraded"}
 
 
 def test_note_artifact_takes_a_recreated_artifact_whatever_its_resource_version() -> None:
     view = ClusterView()
     view.note_artifact(artifact_body(10, phase="Ready"))
-    view.note_artifact(artifact_body(3, uid="uid-recreated"))
+    assert view.note_artifact(artifact_body(3, uid="uid-recreated"))
     assert view.artifacts[KEY]["metadata"]["uid"] == "uid-recreated"
     assert view.artifacts[KEY]["status"] == {}
 

@@ -91,8 +91,10 @@ async def artifact_event(type: str, body: Any, namespace: str | None, name: str,
     if type == "DELETED":
         reconciler.view.forget_artifact((namespace, name))
         reconciler.caches.artifact_gone(namespace, body)
-    else:
-        reconciler.view.note_artifact(body)
+    elif not reconciler.view.note_artifact(body):
+        # Our own write coming back: its answer was noted, and a change of someone else's
+        # in it queued (reconcile.py `_noted`); a reconcile now would find nothing to do.
+        return
     reconciler.enqueue((namespace, name))
 
 

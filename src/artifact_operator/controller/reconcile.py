@@ -33,6 +33,7 @@ from artifact_operator.controller.view import (
     Key,
     Obj,
     Ref,
+    changed_by_others,
     owner_key,
     spec_unanswered,
 )
@@ -323,7 +324,7 @@ class Reconciler:
             return body
         updated = await self._artifact_write(self.kube.patch(body, patch))
         metrics.WRITES.labels(verb="patch", kind="Artifact").inc()
-        self.view.note_artifact(updated)
+        self._noted(body, patch, updated)
         return updated
 
     def _settling(self, key: Key, rendered: Rendered, live: Mapping[Ref, Obj]) -> bool:
@@ -354,5 +355,15 @@ class Reconciler:
             updated = await self._artifact_write(
                 self.kube.patch(body, {"status": patch}, subresource="status"))
         metrics.WRITES.labels(verb="patch", kind="Artifact/status").inc()
-        self.view.note_artifact(updated)
+        self._noted(body, {"status": patch}, updated)
         return True
+
+    def _noted(self, read: Obj, patch: Obj, updated: Obj) -> None:
+        """Hold the answer to our write. The watch's echo of it then reconciles nothing
+        (controller/handlers.py), so a change someone made between our read and our write,
+        which the answer holds too, is queued here."""
+        self.view.note_artifact(updated)
+        if changed_by_others(read, patch, updated):
+            key = (read["metadata"]["namespace"], read["metadata"]["name"])
+            log.info("%s/%s changed while it was reconciled: queued again", *key)
+            self.queue.enqueue(key)

@@ -100,6 +100,32 @@ def _rv(obj: Mapping[str, Any] | None) -> int:
         return 0
 
 
+def merge_patched(obj: Mapping[str, Any], patch: Mapping[str, Any]) -> Obj:
+    """`obj` with a JSON merge patch (RFC 7386) applied."""
+    out = dict(obj)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_patched(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def changed_by_others(read: Mapping[str, Any], patch: Mapping[str, Any],
+                      stored: Mapping[str, Any]) -> bool:
+    """Whether `stored`, the answer to our `patch` of the artifact as we `read` it, holds
+    more than that patch: a change someone made in between, which the reconcile did not see.
+    (Its resourceVersion and managedFields always differ.)"""
+    def essence(obj: Mapping[str, Any]) -> Obj:
+        meta = {k: v for k, v in obj.get("metadata", {}).items()
+                if k not in ("resourceVersion", "managedFields")}
+        return {**{k: v for k, v in obj.items() if k not in ("metadata", "apiVersion", "kind")},
+                "metadata": meta}
+    return essence(merge_patched(read, patch)) != essence(stored)
+
+
 def controlled_by(obj: Mapping[str, Any], uid: str | None) -> bool:
     return any(ref.get("controller") and ref.get("uid") == uid
                for ref in obj.get("metadata", {}).get("ownerReferences", []))
@@ -140,17 +166,20 @@ class ClusterView:
             return []
         return list(index[key])
 
-    def note_artifact(self, body: Mapping[str, Any]) -> None:
+    def note_artifact(self, body: Mapping[str, Any]) -> bool:
+        """Hold `body` unless it is the artifact we already hold, or older: False then. The
+        watch brings back each of our own writes, whose answer we noted already."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         current = self.artifacts.get(key)
-        if current is not None and _rv(body) < _rv(current) and \
+        if current is not None and _rv(body) <= _rv(current) and \
                 current["metadata"].get("uid") == meta.get("uid"):
-            return  # an older event overtaken by our own status write
+            return False  # our own write coming back, or an event it overtook
         new = slim(body)
         self.artifacts[key] = new
         if current is None or current.get("spec") != new.get("spec"):
             self._index_reads(key, frozenset(referenced_secrets(new.get("spec"))))
+        return True
 
     def forget_artifact(self, key: Key, uid: str | None = None) -> None:
         """With `uid`: only that incarnation (one re-created meanwhile stays)."""
