@@ -3,22 +3,27 @@ pods from outside (HTTP to a pod's port)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import subprocess
+import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Literal
 
 from kubernetes import client
 
-from ..conftest import Cluster
+from ..conftest import Cluster, install_crd
 from ..support import images
 from ..support.images import BuiltImage
 from ..support.node import Node
+from ..support.operator import OperatorProcess
 from ..support.wait import until_ok
 
 
@@ -119,3 +124,27 @@ def _proxied(call: Callable[[], Any]) -> HttpAnswer:
     except client.ApiException as exc:
         return HttpAnswer(int(exc.status), str(exc.body))
     return HttpAnswer(resp.status, resp.data.decode(errors="replace"))
+
+
+@contextlib.contextmanager
+def job_build_operator(e2e: E2E, log_dir: Path, *, output: str, builder: str,
+                       environments: dict[str, str]) -> Iterator[OperatorProcess]:
+    """The operator, watching all namespaces, on the Job build engine: builds pushed under
+    `output` by the `builder` image (pinned), generated Dockerfiles on `environments` (id/version
+    -> base image)."""
+    install_crd(e2e.cluster.api)
+    with OperatorProcess(
+            e2e.cluster.kubeconfig, None, log_dir / "operator.log",
+            env={"ARTIFACT_OPERATOR_BUILD_ENGINE": "job",
+                 "ARTIFACT_OPERATOR_BUILD_OUTPUT_REPOSITORY": output,
+                 "ARTIFACT_OPERATOR_BUILD_BUILDER_IMAGE": builder,
+                 "ARTIFACT_OPERATOR_BUILD_EXECUTION_ENVIRONMENTS": json.dumps(environments)},
+    ) as proc:
+        yield proc
+
+
+def plugin(e2e: E2E, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kubectl artifact ARGS` (the installed plugin) against the e2e cluster."""
+    exe = Path(sys.executable).parent / "kubectl-artifact"
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=e2e.env(),
+                          timeout=60)

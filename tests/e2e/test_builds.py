@@ -12,22 +12,18 @@ the kubelet, the termination message, the status, the Deployment) is real.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client
 
-from ..conftest import get_artifact, install_crd
+from ..conftest import get_artifact
 from ..support import images
 from ..support.operator import OperatorProcess
 from ..support.wait import until_ok, wait_for
-from .support import E2E
+from .support import E2E, job_build_operator, plugin
 
 pytestmark = pytest.mark.e2e
 
@@ -42,14 +38,9 @@ def builder(e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oper
     if e2e.node is None:
         pytest.fail("the build stand-in needs the local node's containerd for its push",
                     pytrace=False)
-    install_crd(e2e.cluster.api)
-    with OperatorProcess(
-            e2e.cluster.kubeconfig, None, tmp_path_factory.mktemp("builds") / "operator.log",
-            env={"ARTIFACT_OPERATOR_BUILD_ENGINE": "job",
-                 "ARTIFACT_OPERATOR_BUILD_OUTPUT_REPOSITORY": OUTPUT,
-                 "ARTIFACT_OPERATOR_BUILD_BUILDER_IMAGE": e2e.pinned("builder"),
-                 "ARTIFACT_OPERATOR_BUILD_EXECUTION_ENVIRONMENTS": json.dumps({"py/3": BASE})},
-    ) as proc:
+    with job_build_operator(e2e, tmp_path_factory.mktemp("builds"), output=OUTPUT,
+                            builder=e2e.pinned("builder"), environments={"py/3": BASE}
+                            ) as proc:
         yield proc
 
 
@@ -100,12 +91,6 @@ def wait_ready(e2e: E2E, namespace: str, name: str) -> dict[str, Any]:
         assert (status.get("phase"), status.get("ready")) == ("Ready", "1/1"), status
         return status
     return wait_for(ready, timeout=90, interval=1, what=f"{name} Ready on the built image")
-
-
-def plugin(e2e: E2E, *args: str) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).parent / "kubectl-artifact"
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=e2e.env(),
-                          timeout=60)
 
 
 def test_the_build_job_runs_on_the_node_and_its_digest_runs(

@@ -36,7 +36,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -52,12 +51,12 @@ import pytest
 import yaml
 from kubernetes import client
 
-from ..conftest import get_artifact, install_crd
+from ..conftest import get_artifact
 from ..support import images
 from ..support.node import NODE_IP
 from ..support.operator import OperatorProcess
 from ..support.wait import until_ok, wait_for
-from .support import E2E
+from .support import E2E, job_build_operator, plugin
 
 pytestmark = pytest.mark.e2e
 
@@ -197,15 +196,9 @@ def source(e2e: E2E, registry: Registry, tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture(scope="module")
 def builder(e2e: E2E, source: Source, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[OperatorProcess]:
-    install_crd(e2e.cluster.api)
-    with OperatorProcess(
-            e2e.cluster.kubeconfig, None, tmp_path_factory.mktemp("real-build") / "operator.log",
-            env={"ARTIFACT_OPERATOR_BUILD_ENGINE": "job",
-                 "ARTIFACT_OPERATOR_BUILD_OUTPUT_REPOSITORY": OUTPUT,
-                 "ARTIFACT_OPERATOR_BUILD_BUILDER_IMAGE": e2e.pinned("builder-real"),
-                 "ARTIFACT_OPERATOR_BUILD_EXECUTION_ENVIRONMENTS": json.dumps(
-                     {"busybox/1": source.ee})},
-    ) as proc:
+    with job_build_operator(e2e, tmp_path_factory.mktemp("real-build"), output=OUTPUT,
+                            builder=e2e.pinned("builder-real"),
+                            environments={"busybox/1": source.ee}) as proc:
         yield proc
 
 
@@ -219,12 +212,6 @@ def artifact(name: str, source: Source, dockerfile: dict[str, Any]) -> dict[str,
                     "dockerfile": dockerfile},
                 "readinessProbe": {"path": "/ready", "initialDelaySeconds": 0,
                                    "periodSeconds": 1}}]}]}}
-
-
-def plugin(e2e: E2E, *args: str) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).parent / "kubectl-artifact"
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=e2e.env(),
-                          timeout=60)
 
 
 def built_and_running(e2e: E2E, registry: Registry, source: Source, namespace: str,
