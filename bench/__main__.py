@@ -41,7 +41,7 @@ from typing import Any
 from tests.support.controlplane import ControlPlane, default_assets
 from tests.support.operator import OperatorProcess
 
-from artifact_operator.api.crd import build_crd
+from artifact_operator.api.crd import build_approval_crd, build_crd
 from artifact_operator.api.validation import parse
 from artifact_operator.kube.client import Kube
 from artifact_operator.logic.render import render
@@ -87,6 +87,21 @@ async def gather_limited(coros: list[Any], limit: int = CONCURRENCY) -> list[Any
             return await c
 
     return await asyncio.gather(*(one(c) for c in coros))
+
+
+async def install_crds(kube: Kube) -> None:
+    """Both CRDs of an install (Artifact, ArtifactApproval), once established."""
+    for crd in (build_crd(), build_approval_crd()):
+        await kube.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                           body=crd)
+    for crd in (build_crd(), build_approval_crd()):
+        path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}"
+        for _ in range(300):
+            got = await kube.request("GET", path) or {}
+            if any(c.get("type") == "Established" and c.get("status") == "True"
+                   for c in got.get("status", {}).get("conditions", [])):
+                break
+            await asyncio.sleep(0.1)
 
 
 async def create_namespace(kube: Kube, name: str) -> None:
@@ -413,9 +428,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         os.environ["KUBECONFIG"] = str(cp.kubeconfig)
         # The floor: a bare async client, the operator's own, with its connection limit.
         kube = await Kube.connect(user_agent=FLOOR_AGENT)
-        await kube.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                           body=build_crd())
-        await asyncio.sleep(3)  # the CRD becomes established
+        await install_crds(kube)
         results = []
         for n in args.sizes:
             r = await bench_size(cp, kube, n, args, workdir)

@@ -21,7 +21,6 @@ from typing import Any
 from tests.support.controlplane import ControlPlane, default_assets
 from tests.support.operator import OperatorProcess
 
-from artifact_operator.api.crd import build_crd
 from artifact_operator.kube.client import Kube
 
 from .__main__ import (
@@ -29,6 +28,7 @@ from .__main__ import (
     artifact,
     create_namespace,
     gather_limited,
+    install_crds,
     wait_done,
     wait_reconciled,
 )
@@ -88,9 +88,7 @@ async def main_async(n: int, variants: list[tuple[str, str]], workdir: Path) -> 
     try:
         os.environ["KUBECONFIG"] = str(cp.kubeconfig)
         kube = await Kube.connect(user_agent="bench-ab")
-        await kube.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                           body=build_crd())
-        await asyncio.sleep(3)  # the CRD becomes established
+        await install_crds(kube)
         for name, src in variants:
             await one(kube, cp, name, src, n, workdir)
         await kube.close()
