@@ -16,17 +16,20 @@ from typing import Any
 import kopf
 
 from artifact_operator.api import naming
+from artifact_operator.api.approval import APPROVAL_KIND
+from artifact_operator.api.base import API_GROUP, API_VERSION
+from artifact_operator.app.kopf_config import configure_kopf
 from artifact_operator.app.observability import Health
 from artifact_operator.controller.apis import ask_until, discover_forever, served_apis
 from artifact_operator.controller.autoscalers import served_version
 from artifact_operator.controller.builds import Builds, resolve_engine
-from artifact_operator.controller.handlers import configure_kopf
 from artifact_operator.controller.reconcile import Reconciler
 from artifact_operator.controller.view import (
     CHILD_KINDS,
     MANAGED_SELECTOR,
     ClusterView,
     Obj,
+    approval_keys,
     child_keys,
     slim,
     slim_secret,
@@ -41,6 +44,10 @@ from artifact_operator.settings import ApprovalSettings, BuildEngine, CacheWarmU
 from artifact_operator.webhook import server as webhook
 
 log = logging.getLogger(__name__)
+
+
+def _nothing(namespace: str, name: str) -> None:
+    """For watches whose `observe` says all."""
 
 
 def load_legacy_approver(settings: ApprovalSettings) -> LegacyApprover:
@@ -105,8 +112,15 @@ class Context:
         # for the optional kinds served later.
         scopes = len(self.namespaces) or 1
         self._watch_kube = watch_kube = await Kube.connect(
-            connections=(len(kinds) + 2 + len(OPTIONAL)) * scopes,
+            connections=(len(kinds) + 4 + len(OPTIONAL)) * scopes,
             client_login=client_login)
+        # The Artifacts, and the ArtifactApprovals by the artifact they name.
+        ours_api = f"{API_GROUP}/{API_VERSION}"
+        artifacts = ListWatch(watch_kube, ours_api, "Artifact", "", self.namespaces or None,
+                              slim, _nothing, observe=self._artifact_changed)
+        approvals = ListWatch(watch_kube, ours_api, APPROVAL_KIND, "", self.namespaces or None,
+                              slim, _nothing, index=approval_keys,
+                              observe=self._approval_changed)
         # The users' Secrets that opt in to artifacts, by their label; and the model cache
         # warm-up Jobs.
         credentials = ListWatch(
@@ -114,11 +128,11 @@ class Context:
             slim_secret, lambda namespace, name: self._secret_changed(namespace, name))
         # Our children, by the label managed-by, indexed as the view reads them.
         children = [self._child_watch(api_version, kind) for api_version, kind in kinds]
-        view.bind({watch.kind: watch.by_key for watch in children})
+        view.bind({watch.kind: watch.by_key for watch in children}, approvals=approvals.by_key)
         # With leader election the replica starts as a standby; run.py activates it.
         self.reconciler = Reconciler(
             kube, ours, view, EventRecorder(kube, self.config.settings.events),
-            self.legacy, credentials=credentials, children=children,
+            self.legacy, credentials=credentials, children=children, approvals=approvals,
             lease_namespace=self.lease_namespace, active=not self.leader_election)
         self.reconciler.apis = apis
         memo.reconciler = self.reconciler
@@ -137,7 +151,9 @@ class Context:
                         earlier=[BuildEngine.job] if auto else [])
         self.reconciler.builds = builds
         self._builds = loop.create_task(builds.run())
-        self._watches = [loop.create_task(watch.run()) for watch in [credentials, *children]]
+        # The Artifacts last: a reconcile waits for the others' lists anyway.
+        self._watches = [loop.create_task(watch.run())
+                         for watch in [credentials, approvals, *children, artifacts]]
         if ours.cache_warm_up != CacheWarmUp.off:
             warmups = WarmUps(kube, ours, view, self.reconciler.events,
                               self.namespaces or None, self.reconciler.enqueue,
@@ -202,6 +218,14 @@ class Context:
             return False
         reconciler.enqueue_all()
         return True
+
+    def _artifact_changed(self, old: Obj | None, new: Obj | None) -> None:
+        if self.reconciler is not None:
+            self.reconciler.artifact_changed(old, new)
+
+    def _approval_changed(self, old: Obj | None, new: Obj | None) -> None:
+        if self.reconciler is not None:
+            self.reconciler.approval_changed(old, new)
 
     def _child_changed(self, old: Obj | None, new: Obj | None) -> None:
         if self.reconciler is not None:

@@ -1,5 +1,5 @@
-"""`artifact-operator run`: kopf with our handlers, health and metrics servers, and optional
-leader election.
+"""`artifact-operator run`: kopf (lifecycle, webhook) with our watches and work queue, health
+and metrics servers, and optional leader election.
 
 With `--leader-election` every replica runs kopf (watches and indexes warm, webhook served) but
 only the Lease holder reconciles. A leader that loses its Lease stops reconciling at once and
@@ -56,8 +56,6 @@ class RunOptions:
 
 
 def run(config: Config, options: RunOptions) -> int:
-    from artifact_operator.controller import handlers  # noqa: F401 - registers the handlers
-
     configure_logging(verbose=options.verbose, log_format=options.log_format)
     # kopf's own ToggleSet makes the wait for its indexes quadratic in the listed objects
     # (the restart pass at 1000 artifacts: 55 s); see app/kopf_toggles.py.

@@ -33,6 +33,7 @@ from artifact_operator.controller.view import (
     Key,
     Obj,
     Ref,
+    approval_keys,
     changed_by_others,
     owner_key,
     spec_unanswered,
@@ -90,6 +91,7 @@ class Reconciler:
     def __init__(self, kube: Kube, settings: Settings, view: ClusterView,
                  events: EventRecorder, legacy: LegacyApprover, *,
                  credentials: ListWatch | None = None, children: Sequence[ListWatch] = (),
+                 approvals: ListWatch | None = None,
                  lease_namespace: str = "default", concurrency: int = CONNECTIONS,
                  active: bool = True) -> None:
         self.kube = kube
@@ -103,6 +105,8 @@ class Reconciler:
         # The optional APIs the server serves (controller/apis.py): set by the composition
         # root at start and when one appears; by default all, as offline.
         self.apis = ServedApis()
+        # The ArtifactApprovals, indexed by the artifact they name (view.approval_keys).
+        self.approvals = approvals
         # The Secrets that opt in to artifacts (logic/credentials.py), watched by label.
         self.credentials = credentials
         self.secrets = CredentialFacts(kube, credentials)
@@ -127,6 +131,28 @@ class Reconciler:
 
     def enqueue(self, key: Key) -> None:
         self.queue.enqueue(key)
+
+    def artifact_changed(self, old: Obj | None, new: Obj | None) -> None:
+        """An Artifact appeared, changed or went (slim bodies, from its watch)."""
+        body = new if new is not None else old
+        if body is None:
+            return
+        key = (str(body["metadata"]["namespace"]), str(body["metadata"]["name"]))
+        if new is None:
+            self.view.forget_artifact(key)
+            self.caches.artifact_gone(key[0], body)
+        elif not self.view.note_artifact(new):
+            # Our own write coming back: its answer is held already, and a change of
+            # someone else's in it was queued by the write (`_noted`).
+            return
+        self.queue.enqueue(key)
+
+    def approval_changed(self, old: Obj | None, new: Obj | None) -> None:
+        """An approval given, changed or withdrawn: the artifact it names decides again."""
+        for body in (old, new):
+            for key in approval_keys(body or {}):
+                if key in self.view.artifacts:
+                    self.queue.enqueue(key)
 
     def child_changed(self, old: Obj | None, new: Obj | None) -> None:
         """One of our children appeared, changed or went (slim bodies, from its watch)."""
@@ -208,8 +234,8 @@ class Reconciler:
             with self.events.batch():  # one Event per reason, not one per child
                 return await self._reconcile(key)
         except ArtifactGone:
-            # kopf re-lists after a watch gap but reports no deletion for what vanished in
-            # it: without this, the artifact stays in the view, and every event of its
+            # Deleted, and the delete not yet seen (the watch catches up): without this, the
+            # artifact stays in the view until it does, and every event of its
             # garbage-collected children would re-create them for an owner that is gone.
             body = self.view.artifacts.get(key)
             log.info("%s/%s is gone (deleted while the watch was away); forgotten", *key)
@@ -224,6 +250,8 @@ class Reconciler:
             await watch.synced.wait()
         if self.credentials is not None:
             await self.credentials.synced.wait()
+        if self.approvals is not None:  # an approval not yet seen would withhold a group
+            await self.approvals.synced.wait()
         body = self.view.artifacts.get(key)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return Outcome.gone

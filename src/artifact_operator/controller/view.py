@@ -34,6 +34,15 @@ def owner_key(namespace: str | None, labels: Mapping[str, Any]) -> Key | None:
     return (namespace, str(artifact)) if namespace and artifact else None
 
 
+def approval_keys(body: Mapping[str, Any]) -> list[Key]:
+    """The key an ArtifactApproval is found by: (namespace, the artifact it names). Whether
+    it holds is decided per reconcile (logic/approval.decide), and its uid checked there."""
+    namespace = (body.get("metadata") or {}).get("namespace")
+    artifact = (body.get("spec") or {}).get("artifact") or {}
+    name = artifact.get("name") if isinstance(artifact, Mapping) else None
+    return [(str(namespace), str(name))] if namespace and name else []
+
+
 def child_keys(body: Mapping[str, Any]) -> list[tuple[str, ...]]:
     """The keys a child is found by in its kind's index: (namespace, artifact) of its owner;
     a shared cache claim also ("claim", namespace, name), and a Deployment that mounts one

@@ -39,6 +39,7 @@ KINDS: dict[tuple[str, str], Kind] = {
         Kind("v1", "Namespace", "namespaces", namespaced=False),
         Kind("v1", "Event", "events"),
         Kind("workload.dev/v1alpha1", "Artifact", "artifacts"),
+        Kind("workload.dev/v1alpha1", "ArtifactApproval", "artifactapprovals"),
         Kind("coordination.k8s.io/v1", "Lease", "leases"),
         Kind("authorization.k8s.io/v1", "SubjectAccessReview", "subjectaccessreviews",
              namespaced=False),
