@@ -465,7 +465,7 @@ NET_ADMIN = {"capabilities": {"add": ["NET_ADMIN"]}}
 
 
 def approval_for(h: Harness) -> dict[str, list[Obj]]:
-    """The approval index as kopf fills it: the admin's approval of `web` as stored now."""
+    """The approval index as its watch fills it: the admin's approval of `web` as stored now."""
     from artifact_operator.api.validation import parse
     from artifact_operator.logic.approval import approval_spec
 
@@ -615,3 +615,42 @@ async def test_an_artifact_deleted_while_the_watch_was_away_is_forgotten() -> No
     assert await h.reconcile() == Outcome.gone
     assert KEY not in h.view.artifacts
     assert await h.reconcile() == Outcome.gone
+
+
+# -- what the watches of the Artifacts and ArtifactApprovals wake -----------------------------
+
+
+async def test_an_artifact_from_its_watch_is_reconciled_and_our_echo_is_not() -> None:
+    h = Harness()
+    stored = h.kube.seed(in_namespace(service_artifact("web"), NS))
+    h.reconciler.artifact_changed(None, stored)
+    await asyncio.wait_for(_idle(h.reconciler), 2)
+    assert h.kube.writes == [DEPLOYMENT, SERVICE, STATUS]
+    h.kube.writes.clear()
+    h.reconciler.artifact_changed({"metadata": stored["metadata"]}, h.artifact())  # the echo
+    assert h.reconciler.queue.idle and h.kube.writes == []
+
+
+async def test_an_artifact_gone_is_forgotten() -> None:
+    h = Harness()
+    h.create(service_artifact("web"))
+    kept = {"metadata": {"namespace": NS, "name": "web"}}  # what the watch keeps of it
+    h.reconciler.artifact_changed(kept, None)
+    await asyncio.wait_for(_idle(h.reconciler), 2)
+    assert KEY not in h.view.artifacts
+    assert h.kube.writes == []
+
+
+async def test_an_approval_wakes_the_artifact_it_names() -> None:
+    h = Harness()
+    h.create(service_artifact("web", PINNED_IMAGE, security=NET_ADMIN))
+    await h.reconcile()
+    assert deployed_caps(h) is None
+    approval = approval_for(h)[KEY][0]
+    h.view.bind({}, approvals=approval_for(h))
+    h.reconciler.approval_changed(None, approval)
+    await asyncio.wait_for(_idle(h.reconciler), 2)
+    assert deployed_caps(h) == ["NET_ADMIN"]
+    h.reconciler.approval_changed(None, {"metadata": {"namespace": NS},
+                                         "spec": {"artifact": {"name": "unknown"}}})
+    assert h.reconciler.queue.idle

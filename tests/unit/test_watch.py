@@ -175,3 +175,33 @@ async def test_wait_synced_waits_a_while_then_wakes_each_key_once_listed() -> No
     await asyncio.sleep(0.01)
     assert woken == [(NS, "a"), (NS, "b")]
     assert await watch.wait_synced((NS, "c"), 0.01, woken.append)
+
+
+async def test_with_keep_only_that_is_held_and_observe_gets_the_whole_new_object() -> None:
+    """The Artifacts' watch: the view holds the bodies, the watch only what tells a relist's
+    changes (app/context.py)."""
+    web, db = deployment("web-api", "web", 1), deployment("db-api", "db", 2)
+    down = asyncio.Event()
+    api = FakeApi([web, db], [[down, ApiError(410, "too old", "Expired")]])
+    seen: list[tuple[Obj | None, Obj | None]] = []
+
+    def keep(obj: Obj) -> Obj:
+        return {"metadata": {"name": obj["metadata"]["name"],
+                             "resourceVersion": obj["metadata"]["resourceVersion"]}}
+
+    watch = ListWatch(api, "apps/v1", "Deployment", MANAGED_SELECTOR, [NS],  # type: ignore[arg-type]
+                      slim, lambda ns, name: None, observe=lambda o, n: seen.append((o, n)),
+                      keep=keep)
+    listed = asyncio.create_task(watch.run())
+    await asyncio.wait_for(watch.synced.wait(), 2)
+    assert [new["spec"] for _, new in seen if new] == [{"replicas": 1}] * 2
+    assert watch.get(NS, "web-api") == keep(web)
+    seen.clear()
+    api.items = [web, deployment("db-api", "db", 3)]  # db changed, web did not
+    down.set()
+    try:
+        await asyncio.wait_for(api.idle.wait(), 2)
+    finally:
+        listed.cancel()
+    assert seen == [(keep(db), slim({**deployment("db-api", "db", 3),
+                                    "apiVersion": "apps/v1", "kind": "Deployment"}))]

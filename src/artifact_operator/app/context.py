@@ -50,6 +50,11 @@ def _nothing(namespace: str, name: str) -> None:
     """For watches whose `observe` says all."""
 
 
+def _version(obj: Obj) -> Obj:
+    meta = obj["metadata"]
+    return {"metadata": {k: meta.get(k) for k in ("namespace", "name", "uid", "resourceVersion")}}
+
+
 def load_legacy_approver(settings: ApprovalSettings) -> LegacyApprover:
     """The key of the old HMAC approvals, from the environment or its file. Only verified,
     for artifacts approved before ArtifactApprovals (they keep running until their next
@@ -116,8 +121,10 @@ class Context:
             client_login=client_login)
         # The Artifacts, and the ArtifactApprovals by the artifact they name.
         ours_api = f"{API_GROUP}/{API_VERSION}"
+        # The view holds the Artifacts (with the answers to our writes); the watch only
+        # what tells a relist's changes.
         artifacts = ListWatch(watch_kube, ours_api, "Artifact", "", self.namespaces or None,
-                              slim, _nothing, observe=self._artifact_changed)
+                              slim, _nothing, observe=self._artifact_changed, keep=_version)
         approvals = ListWatch(watch_kube, ours_api, APPROVAL_KIND, "", self.namespaces or None,
                               slim, _nothing, index=approval_keys,
                               observe=self._approval_changed)

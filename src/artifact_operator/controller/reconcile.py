@@ -133,14 +133,17 @@ class Reconciler:
         self.queue.enqueue(key)
 
     def artifact_changed(self, old: Obj | None, new: Obj | None) -> None:
-        """An Artifact appeared, changed or went (slim bodies, from its watch)."""
+        """An Artifact appeared, changed or went (from its watch: `new` a slim body, `old`
+        what the watch kept of it; the view holds the whole)."""
         body = new if new is not None else old
         if body is None:
             return
         key = (str(body["metadata"]["namespace"]), str(body["metadata"]["name"]))
         if new is None:
+            held = self.view.artifacts.get(key)
             self.view.forget_artifact(key)
-            self.caches.artifact_gone(key[0], body)
+            if held is not None:
+                self.caches.artifact_gone(key[0], held)
         elif not self.view.note_artifact(new):
             # Our own write coming back: its answer is held already, and a change of
             # someone else's in it was queued by the write (`_noted`).

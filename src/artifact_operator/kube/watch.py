@@ -5,7 +5,9 @@ after a 410 or an error (with backoff), and calls `changed(namespace, name)` for
 that appears, changes or goes (and `observe(old, new)` with the slim objects, where given).
 `synced` is set once every namespace has been listed (`wait_synced` waits for it a while, or
 wakes the caller's key later). With `index`, the objects are also kept
-by the keys `index(obj)` gives, and `by_key` reads them as lists, as kopf's indexes do.
+by the keys `index(obj)` gives, and `by_key` reads them as lists, as kopf's indexes do. With
+`keep`, only `keep(obj)` is held (e.g. the name and resourceVersion, where `observe` hands the
+object on to a holder of its own): `observe` then gets the old object as kept.
 
 The operator's children are watched so, not through kopf: kopf's per-event machinery (a
 memory, a worker, cause detection, handler invocation and an index toggle per object) was
@@ -94,7 +96,9 @@ class ListWatch:
                  namespaces: list[str] | None, slim: Callable[[Mapping[str, Any]], Obj],
                  changed: Callable[[str, str], None], *,
                  index: Callable[[Obj], Iterable[Hashable]] | None = None,
-                 observe: Callable[[Obj | None, Obj | None], None] | None = None) -> None:
+                 observe: Callable[[Obj | None, Obj | None], None] | None = None,
+                 keep: Callable[[Obj], Obj] | None = None) -> None:
+        assert keep is None or index is None, "an index reads whole objects"
         self.kube = kube
         self.api_version = api_version
         self.kind = kind
@@ -107,6 +111,7 @@ class ListWatch:
         self._listed: set[str | None] = set()
         self._index = index
         self._observe = observe
+        self._keep = keep
         self._by_key: dict[Hashable, dict[Ref, Packed]] = {}
         self.by_key = KeyIndex(self._by_key)
         # Keys that found the first list not in yet, woken once it is.
@@ -197,9 +202,12 @@ class ListWatch:
         for key in stale - fresh.keys():
             self._put(key, None)
         for key, obj in fresh.items():
-            packed = pack(obj)
+            packed = self._packed(obj)
             if self._objects.get(key) != packed:
                 self._put(key, obj, packed)
+
+    def _packed(self, obj: Obj) -> Packed:
+        return pack(obj if self._keep is None else self._keep(obj))
 
     def keys(self) -> set[Ref]:
         return set(self._objects)
@@ -220,7 +228,7 @@ class ListWatch:
         wanted = self._index is not None or self._observe is not None
         old = unpack(packed_old) if packed_old is not None and wanted else None
         if obj is not None:
-            packed = packed if packed is not None else pack(obj)
+            packed = packed if packed is not None else self._packed(obj)
             self._objects[key] = packed
         if self._index is not None and old is not None:
             for ikey in self._index(old):
