@@ -28,7 +28,6 @@ from typing import Any
 import kopf
 from kopf._core.engines.peering import Identity  # not re-exported by kopf
 
-from artifact_operator.app import kopf_toggles
 from artifact_operator.app.context import Context, load_legacy_approver
 from artifact_operator.app.observability import Health, configure_logging, serve
 from artifact_operator.kube.client import Kube
@@ -57,9 +56,6 @@ class RunOptions:
 
 def run(config: Config, options: RunOptions) -> int:
     configure_logging(verbose=options.verbose, log_format=options.log_format)
-    # kopf's own ToggleSet makes the wait for its indexes quadratic in the listed objects
-    # (the restart pass at 1000 artifacts: 55 s); see app/kopf_toggles.py.
-    kopf_toggles.install()
     webhooks = webhook.enabled(config.webhook)
     if webhooks:
         webhook.register(config.webhook, options.namespaces)

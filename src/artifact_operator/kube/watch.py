@@ -12,7 +12,8 @@ object on to a holder of its own): `observe` then gets the old object as kept.
 The operator's children are watched so, not through kopf: kopf's per-event machinery (a
 memory, a worker, cause detection, handler invocation and an index toggle per object) was
 about half of the operator's CPU, and its per-object state most of the memory beyond the
-baseline (docs/benchmarks.md). The users' Secrets that opt in to artifacts are watched so too.
+baseline (docs/benchmarks.md). The Artifacts, the ArtifactApprovals and the users' Secrets that
+opt in to artifacts are watched so too: kopf watches nothing (app/kopf_config.py).
 
 Each object is held packed, as its compact JSON text, and unpacked on every read: as Python
 dicts the children were most of the operator's memory per artifact (a Deployment with the
