@@ -205,3 +205,38 @@ async def test_with_keep_only_that_is_held_and_observe_gets_the_whole_new_object
         listed.cancel()
     assert seen == [(keep(db), slim({**deployment("db-api", "db", 3),
                                     "apiVersion": "apps/v1", "kind": "Deployment"}))]
+
+
+async def test_a_kind_not_served_counts_as_listed_and_empty_until_it_is(
+        monkeypatch: Any) -> None:
+    """The ArtifactApprovals' watch without their CRD: no approval holds, and no reconcile
+    waits for a list that cannot come."""
+    import artifact_operator.kube.watch as watch_module
+
+    class Unserved(FakeApi):
+        served = False
+
+        async def list_with_version(self, *args: Any) -> tuple[list[Obj], str]:
+            if not self.served:
+                raise ApiError(404, "404 page not found")
+            return await super().list_with_version(*args)
+
+    async def no_wait(seconds: float) -> None:
+        await real_sleep(0)
+
+    real_sleep = asyncio.sleep
+    monkeypatch.setattr(watch_module.asyncio, "sleep", no_wait)
+    api = Unserved([deployment("web-api", "web", 1)], [])
+    seen: list[Obj | None] = []
+    watch = ListWatch(api, "apps/v1", "Deployment", MANAGED_SELECTOR, [NS],  # type: ignore[arg-type]
+                      slim, lambda ns, name: None, observe=lambda o, n: seen.append(n),
+                      absent_ok=True)
+    task = asyncio.create_task(watch.run())
+    try:
+        await asyncio.wait_for(watch.synced.wait(), 2)
+        assert len(watch) == 0 and seen == []
+        api.served = True  # the CRD is installed
+        await asyncio.wait_for(api.idle.wait(), 2)
+    finally:
+        task.cancel()
+    assert [n["metadata"]["name"] for n in seen if n] == ["web-api"]

@@ -125,9 +125,11 @@ class Context:
         # what tells a relist's changes.
         artifacts = ListWatch(watch_kube, ours_api, "Artifact", "", self.namespaces or None,
                               slim, _nothing, observe=self._artifact_changed, keep=_version)
+        # Without their CRD no approval holds (elevated groups are withheld), and nothing
+        # else waits for it.
         approvals = ListWatch(watch_kube, ours_api, APPROVAL_KIND, "", self.namespaces or None,
                               slim, _nothing, index=approval_keys,
-                              observe=self._approval_changed)
+                              observe=self._approval_changed, absent_ok=True)
         # The users' Secrets that opt in to artifacts, by their label; and the model cache
         # warm-up Jobs.
         credentials = ListWatch(

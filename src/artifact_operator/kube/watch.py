@@ -7,7 +7,8 @@ that appears, changes or goes (and `observe(old, new)` with the slim objects, wh
 wakes the caller's key later). With `index`, the objects are also kept
 by the keys `index(obj)` gives, and `by_key` reads them as lists, as kopf's indexes do. With
 `keep`, only `keep(obj)` is held (e.g. the name and resourceVersion, where `observe` hands the
-object on to a holder of its own): `observe` then gets the old object as kept.
+object on to a holder of its own): `observe` then gets the old object as kept. With
+`absent_ok`, a kind the server does not serve counts as listed and empty until it is.
 
 The operator's children are watched so, not through kopf: kopf's per-event machinery (a
 memory, a worker, cause detection, handler invocation and an index toggle per object) was
@@ -98,7 +99,7 @@ class ListWatch:
                  changed: Callable[[str, str], None], *,
                  index: Callable[[Obj], Iterable[Hashable]] | None = None,
                  observe: Callable[[Obj | None, Obj | None], None] | None = None,
-                 keep: Callable[[Obj], Obj] | None = None) -> None:
+                 keep: Callable[[Obj], Obj] | None = None, absent_ok: bool = False) -> None:
         assert keep is None or index is None, "an index reads whole objects"
         self.kube = kube
         self.api_version = api_version
@@ -113,6 +114,9 @@ class ListWatch:
         self._index = index
         self._observe = observe
         self._keep = keep
+        # A kind not served (404) counts as listed and empty, asked again with the backoff.
+        self._absent_ok = absent_ok
+        self._absent: set[str | None] = set()
         self._by_key: dict[Hashable, dict[Ref, Packed]] = {}
         self.by_key = KeyIndex(self._by_key)
         # Keys that found the first list not in yet, woken once it is.
@@ -171,6 +175,11 @@ class ListWatch:
             except ApiError as exc:
                 if exc.status == 410:
                     continue  # our resourceVersion is too old: relist at once
+                if exc.status == 404 and self._absent_ok:
+                    self._not_served(namespace)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
                 log.warning("watch of %s (%s) in %s failed, relisting in %.0fs: %s",
                             self.kind, self.selector, namespace or "all namespaces",
                             backoff, exc)
@@ -188,10 +197,22 @@ class ListWatch:
         # List items carry no kind or apiVersion; watch events do.
         self.replace([{**o, "apiVersion": self.api_version, "kind": self.kind} for o in items],
                      namespace)
+        self._absent.discard(namespace)
+        self._mark_listed(namespace)
+        return version
+
+    def _not_served(self, namespace: str | None) -> None:
+        if namespace not in self._absent:
+            log.warning("%s is not served (is its CRD installed?): taken as none, asked "
+                        "again every 30 s", self.kind)
+            self._absent.add(namespace)
+        self.replace([], namespace)
+        self._mark_listed(namespace)
+
+    def _mark_listed(self, namespace: str | None) -> None:
         self._listed.add(namespace)
         if len(self._listed) == len(self.namespaces):
             self.synced.set()
-        return version
 
     def replace(self, objects: Iterable[Mapping[str, Any]], namespace: str | None = None
                 ) -> None:
