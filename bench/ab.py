@@ -1,12 +1,14 @@
 """A/B of operator code trees in one control plane: creation, memory, restart.
 
-    python -m bench.ab N NAME=SRC [NAME=SRC ...]
+    python -m bench.ab N NAME=SRC[+VAR=VALUE...] [NAME=SRC ...]
 
 Each SRC is a `src/` directory (e.g. of a `git worktree` at another commit); its operator runs
-with `PYTHONPATH=SRC`, one after the other, each in a namespace of its own of the same
-control plane, on N artifacts of the benchmark's mix. For each it prints the creation time,
-the operator's CPU seconds, peak and current RSS and open sockets once all are done, then the
-same after a restart pass. Read the pairs within one run: the machine is shared and noisy.
+with `PYTHONPATH=SRC` and the `VAR=VALUE`s given after it (settings, e.g.
+`+ARTIFACT_OPERATOR_STATUS_SETTLE_SECONDS=0`), one after the other, each in a namespace of its
+own of the same control plane, on N artifacts of the benchmark's mix. For each it prints the
+creation time, the operator's CPU seconds, peak and current RSS and open sockets once all are
+done, then the same after a restart pass. Read the pairs within one run: the machine is shared
+and noisy.
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ async def one(kube: Kube, cp: ControlPlane, name: str, src: str, n: int,
               workdir: Path) -> None:
     namespace = f"{name}-{n}"
     await create_namespace(kube, namespace)
-    env = {"ARTIFACT_OPERATOR_RESYNC_SECONDS": "3600", "PYTHONPATH": src}
+    src, *settings = src.split("+")
+    env = {"ARTIFACT_OPERATOR_RESYNC_SECONDS": "3600", "PYTHONPATH": src,
+           **dict(setting.split("=", 1) for setting in settings)}
     op = OperatorProcess(cp.kubeconfig, [namespace], workdir / f"{namespace}.log", env=env)
     op.start()
     assert op.proc is not None
