@@ -240,3 +240,28 @@ async def test_a_kind_not_served_counts_as_listed_and_empty_until_it_is(
     finally:
         task.cancel()
     assert [n["metadata"]["name"] for n in seen if n] == ["web-api"]
+
+
+async def test_a_long_list_lets_the_event_loop_answer_meanwhile() -> None:
+    """Probes, /metrics and admission reviews run on the same loop as the watches: a list of
+    thousands (the restart pass at 3000 Artifacts) must not hold it in one stretch."""
+    from artifact_operator.kube.watch import LIST_STEP
+
+    items = [deployment(f"d{i}", f"a{i}", i) for i in range(LIST_STEP * 5)]
+    api = FakeApi(items, [])
+    watch = ListWatch(api, "apps/v1", "Deployment", MANAGED_SELECTOR, [NS],  # type: ignore[arg-type]
+                      slim, lambda ns, name: None)
+    held_while_listing: list[int] = []
+
+    async def probe() -> None:
+        while not watch.synced.is_set():
+            held_while_listing.append(len(watch))
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(watch.run())
+    try:
+        await asyncio.wait_for(probe(), 2)
+    finally:
+        task.cancel()
+    assert len(watch) == len(items)
+    assert any(0 < n < len(items) for n in held_while_listing), held_while_listing[-5:]

@@ -39,6 +39,9 @@ Ref = tuple[str, str]  # (namespace, name)
 Packed = str  # an object as compact JSON (see the module)
 K = TypeVar("K", bound=Hashable)
 
+# Objects of a list taken between two turns of the event loop (see ListWatch._list).
+LIST_STEP = 100
+
 
 def pack(obj: Obj) -> Packed:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
@@ -195,8 +198,13 @@ class ListWatch:
         items, version = await self.kube.list_with_version(
             self.api_version, self.kind, namespace, self.selector)
         # List items carry no kind or apiVersion; watch events do.
-        self.replace([{**o, "apiVersion": self.api_version, "kind": self.kind} for o in items],
-                     namespace)
+        typed = ({**o, "apiVersion": self.api_version, "kind": self.kind} for o in items)
+        # The event loop also answers probes, metrics and admission reviews: a list of
+        # thousands is taken in steps, never in one stretch (at 3000 Artifacts and their
+        # children, one stretch held the loop for seconds).
+        for done, _ in enumerate(self._replacing(typed, namespace), 1):
+            if done % LIST_STEP == 0:
+                await asyncio.sleep(0)
         self._absent.discard(namespace)
         self._mark_listed(namespace)
         return version
@@ -218,15 +226,25 @@ class ListWatch:
                 ) -> None:
         """Hold exactly `objects` (of `namespace`; None: of all), as a list gives them:
         report what appeared, changed or went."""
-        fresh = {(str(o["metadata"]["namespace"]), str(o["metadata"]["name"])): self.slim(o)
-                 for o in objects}
+        for _ in self._replacing(objects, namespace):
+            pass
+
+    def _replacing(self, objects: Iterable[Mapping[str, Any]], namespace: str | None
+                   ) -> Iterator[None]:
+        """`replace`, one object at a time: yields after each."""
+        fresh: dict[Ref, Obj] = {}
+        for o in objects:
+            fresh[(str(o["metadata"]["namespace"]), str(o["metadata"]["name"]))] = self.slim(o)
+            yield
         stale = {key for key in self._objects if namespace is None or key[0] == namespace}
         for key in stale - fresh.keys():
             self._put(key, None)
+            yield
         for key, obj in fresh.items():
             packed = self._packed(obj)
             if self._objects.get(key) != packed:
                 self._put(key, obj, packed)
+            yield
 
     def _packed(self, obj: Obj) -> Packed:
         return pack(obj if self._keep is None else self._keep(obj))
