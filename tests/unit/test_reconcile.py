@@ -166,7 +166,7 @@ async def test_a_changed_spec_applies_only_the_changed_object() -> None:
 
 
 async def test_a_change_stored_between_our_read_and_our_status_write_is_reconciled() -> None:
-    """The watch's echo of our own status write reconciles nothing (controller/handlers.py).
+    """The watch's echo of our own status write reconciles nothing (`Reconciler.artifact_changed`).
     A user's edit stored after the reconcile read the artifact, and before its status write,
     is in that write's answer too: the write itself must queue it."""
     h = Harness()

@@ -391,7 +391,7 @@ class Reconciler:
 
     def _noted(self, read: Obj, patch: Obj, updated: Obj) -> None:
         """Hold the answer to our write. The watch's echo of it then reconciles nothing
-        (controller/handlers.py), so a change someone made between our read and our write,
+        (`artifact_changed`), so a change someone made between our read and our write,
         which the answer holds too, is queued here."""
         self.view.note_artifact(updated)
         if changed_by_others(read, patch, updated):
