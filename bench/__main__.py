@@ -145,6 +145,15 @@ def observed(obj: dict[str, Any]) -> bool:
                 obj["metadata"].get("generation"))
 
 
+async def list_all(kube: Kube, api_version: str, kind: str, namespace: str
+                   ) -> tuple[list[dict[str, Any]], str]:
+    items: list[dict[str, Any]] = []
+    version = ""
+    async for page, page_version in kube.list_pages(api_version, kind, namespace, ""):
+        items, version = items + page, page_version
+    return items, version
+
+
 async def watch_until(kube: Kube, api_version: str, kind: str, namespace: str,
                       names: set[str], done: Callable[[dict[str, Any]], bool]) -> float:
     """The time each of `names` was last seen turning `done`: a list, then a watch.
@@ -157,7 +166,7 @@ async def watch_until(kube: Kube, api_version: str, kind: str, namespace: str,
     def listed(items: list[dict[str, Any]]) -> set[str]:
         return {o["metadata"]["name"] for o in items if done(o)} & names
 
-    items, rv = await kube.list_with_version(api_version, kind, namespace, "")
+    items, rv = await list_all(kube, api_version, kind, namespace)
     seen, last = listed(items), time.monotonic()
     while len(seen) < len(names):
         try:
@@ -179,7 +188,7 @@ async def watch_until(kube: Kube, api_version: str, kind: str, namespace: str,
         except ApiError as exc:
             if exc.status != 410:  # too old: list again
                 raise
-            items, rv = await kube.list_with_version(api_version, kind, namespace, "")
+            items, rv = await list_all(kube, api_version, kind, namespace)
             seen, last = listed(items), time.monotonic()
     return last
 

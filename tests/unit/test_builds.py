@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -423,8 +424,8 @@ class _Served(_Kube):
     async def serves(self, api_version: str, plural: str) -> bool:
         return self.served and (api_version, plural) == (builds.SHIPWRIGHT_API, "buildruns")
 
-    async def list_with_version(self, *_: Any) -> tuple[list[Any], str]:
-        return [], "1"
+    async def list_pages(self, *_: Any) -> AsyncIterator[tuple[list[Any], str]]:
+        yield [], "1"
 
     async def watch(self, *_: Any) -> Any:
         await asyncio.Event().wait()

@@ -26,21 +26,26 @@ def deployment(name: str, artifact: str, rv: int, cache: str | None = None) -> O
 
 
 class FakeApi:
-    """`list_with_version` and `watch` of kube.Kube: lists are served from `items`, and each
-    watch replays `streams` in turn (an ApiError in a stream is raised, as the client does)."""
+    """`list_pages` and `watch` of kube.Kube: lists are served from `items`, `page` at a time,
+    and each watch replays `streams` in turn (an ApiError in a stream is raised, as the
+    client does)."""
 
-    def __init__(self, items: list[Obj], streams: list[list[Any]]) -> None:
+    def __init__(self, items: list[Obj], streams: list[list[Any]], page: int = 500) -> None:
         self.items = items
+        self.page = page
+        self.pages = 0
         self.streams = streams
         self.lists = 0
         self.watched_from: list[str] = []
         self.idle = asyncio.Event()
 
-    async def list_with_version(self, api_version: str, kind: str, namespace: str | None,
-                                label_selector: str) -> tuple[list[Obj], str]:
+    async def list_pages(self, api_version: str, kind: str, namespace: str | None,
+                         label_selector: str) -> AsyncIterator[tuple[list[Obj], str]]:
         assert label_selector == MANAGED_SELECTOR
         self.lists += 1
-        return [dict(o) for o in self.items], str(100 * self.lists)
+        for start in range(0, max(len(self.items), 1), self.page):
+            self.pages += 1
+            yield [dict(o) for o in self.items[start:start + self.page]], str(100 * self.lists)
 
     async def watch(self, api_version: str, kind: str, namespace: str | None,
                     label_selector: str, resource_version: str) -> AsyncIterator[tuple[str, Obj]]:
@@ -216,10 +221,11 @@ async def test_a_kind_not_served_counts_as_listed_and_empty_until_it_is(
     class Unserved(FakeApi):
         served = False
 
-        async def list_with_version(self, *args: Any) -> tuple[list[Obj], str]:
+        async def list_pages(self, *args: Any) -> AsyncIterator[tuple[list[Obj], str]]:
             if not self.served:
                 raise ApiError(404, "404 page not found")
-            return await super().list_with_version(*args)
+            async for page in super().list_pages(*args):
+                yield page
 
     async def no_wait(seconds: float) -> None:
         await real_sleep(0)
@@ -265,3 +271,22 @@ async def test_a_long_list_lets_the_event_loop_answer_meanwhile() -> None:
         task.cancel()
     assert len(watch) == len(items)
     assert any(0 < n < len(items) for n in held_while_listing), held_while_listing[-5:]
+
+
+async def test_a_list_in_pages_is_one_list() -> None:
+    """A list comes in pages (kube/client.py LIST_PAGE): a relist over pages reports only
+    what changed, never the objects of a later page as gone while an earlier one is taken."""
+    items = [deployment(f"d{i}", f"a{i}", i) for i in range(5)]
+    api = FakeApi(items, [[ApiError(410, "too old")]], page=2)
+    seen: list[tuple[str | None, str | None]] = []
+
+    def observe(old: Obj | None, new: Obj | None) -> None:
+        seen.append(((old or {}).get("metadata", {}).get("name"),
+                     (new or {}).get("metadata", {}).get("name")))
+
+    watch = ListWatch(api, "apps/v1", "Deployment", MANAGED_SELECTOR, [NS],  # type: ignore[arg-type]
+                      slim, lambda ns, name: None, observe=observe)
+    await run_until_idle(watch, api)
+    assert api.lists == 2 and api.pages == 6  # listed twice (the 410), three pages each
+    assert len(watch) == 5
+    assert seen == [(None, f"d{i}") for i in range(5)]  # the relist changed nothing

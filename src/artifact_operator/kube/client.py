@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 # HTTP/1.1 connections to the API server: requests in flight at once. Reconciles in flight are
 # bounded to the same number (reconcile.py), so none waits long for a connection.
 CONNECTIONS = 16
+# Objects per page of a list, as client-go's reflector takes them: a list of thousands never
+# sits in memory whole, as text and parsed, while it is taken (a restart over 1000 artifacts
+# peaked above the creation that made them).
+LIST_PAGE = 500
 USER_AGENT = f"{MANAGER}/{__version__}"
 
 
@@ -248,13 +252,25 @@ class Kube:
         out = await self.request("GET", f"/apis/{api_version}", missing_ok=True)
         return any(r.get("name") == plural for r in (out or {}).get("resources", []))
 
-    async def list_with_version(self, api_version: str, kind: str, namespace: str | None,
-                                label_selector: str) -> tuple[Items, str]:
-        """(items, the list's resourceVersion), where a watch resumes."""
+    async def list_pages(self, api_version: str, kind: str, namespace: str | None,
+                         label_selector: str, page: int = LIST_PAGE
+                         ) -> AsyncIterator[tuple[Items, str]]:
+        """A list, `page` objects at a time, each page with the list's resourceVersion (where
+        a watch resumes). The pages are one snapshot; a snapshot too old to go on from (the
+        continue token expired) is a 410, as for a watch."""
         k = KINDS[(api_version, kind)]
-        out = await self.request("GET", k.path(namespace),
-                                 query=[("labelSelector", label_selector)]) or {}
-        return list(out.get("items", [])), str(out.get("metadata", {}).get("resourceVersion"))
+        token = ""
+        while True:
+            query = [("labelSelector", label_selector), ("limit", str(page))]
+            if token:
+                query.append(("continue", token))
+            out = await self.request("GET", k.path(namespace), query=query) or {}
+            meta = out.get("metadata", {})
+            token = str(meta.get("continue") or "")
+            # Popped, so that this frame holds no page while the caller works through it.
+            yield list(out.pop("items", None) or []), str(meta.get("resourceVersion"))
+            if not token:
+                return
 
     async def watch(self, api_version: str, kind: str, namespace: str | None,
                     label_selector: str, resource_version: str,

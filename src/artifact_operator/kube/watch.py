@@ -195,14 +195,21 @@ class ListWatch:
             backoff = min(backoff * 2, 30.0)
 
     async def _list(self, namespace: str | None) -> str:
-        items, version = await self.kube.list_with_version(
-            self.api_version, self.kind, namespace, self.selector)
-        # List items carry no kind or apiVersion; watch events do.
-        typed = ({**o, "apiVersion": self.api_version, "kind": self.kind} for o in items)
-        # The event loop also answers probes, metrics and admission reviews: a list of
-        # thousands is taken in steps, never in one stretch (at 3000 Artifacts and their
-        # children, one stretch held the loop for seconds).
-        for done, _ in enumerate(self._replacing(typed, namespace), 1):
+        fresh: list[Obj] = []
+        version = ""
+        async for items, page_version in self.kube.list_pages(
+                self.api_version, self.kind, namespace, self.selector):
+            version = page_version  # the same on every page: the list's
+            for o in items:
+                # List items carry no kind or apiVersion; watch events do.
+                fresh.append(self.slim({**o, "apiVersion": self.api_version, "kind": self.kind}))
+                # The event loop also answers probes, metrics and admission reviews: a list
+                # of thousands is taken in steps, never in one stretch (at 3000 Artifacts
+                # and their children, one stretch held the loop for seconds).
+                if len(fresh) % LIST_STEP == 0:
+                    await asyncio.sleep(0)
+            del items  # slimmed: not held while the next page comes
+        for done, _ in enumerate(self._replacing(fresh, namespace), 1):
             if done % LIST_STEP == 0:
                 await asyncio.sleep(0)
         self._absent.discard(namespace)
@@ -226,15 +233,14 @@ class ListWatch:
                 ) -> None:
         """Hold exactly `objects` (of `namespace`; None: of all), as a list gives them:
         report what appeared, changed or went."""
-        for _ in self._replacing(objects, namespace):
+        for _ in self._replacing((self.slim(o) for o in objects), namespace):
             pass
 
-    def _replacing(self, objects: Iterable[Mapping[str, Any]], namespace: str | None
-                   ) -> Iterator[None]:
-        """`replace`, one object at a time: yields after each."""
+    def _replacing(self, objects: Iterable[Obj], namespace: str | None) -> Iterator[None]:
+        """`replace` of slimmed objects, one object at a time: yields after each."""
         fresh: dict[Ref, Obj] = {}
         for o in objects:
-            fresh[(str(o["metadata"]["namespace"]), str(o["metadata"]["name"]))] = self.slim(o)
+            fresh[(str(o["metadata"]["namespace"]), str(o["metadata"]["name"]))] = o
             yield
         stale = {key for key in self._objects if namespace is None or key[0] == namespace}
         for key in stale - fresh.keys():
