@@ -420,6 +420,10 @@ async def bench_size(cp: ControlPlane, kube: Kube, n: int, args: argparse.Namesp
         result["restart_pass_s"] = time.monotonic() - start
         await asyncio.sleep(args.restart_quiet_seconds)
         result["restart_writes"] = sum(audit_writes(cp, before, "artifact-operator/").values())
+        # A restart lists everything at once: its own peak, not the creation's, may be the
+        # higher (it was, before lists came in pages).
+        assert op.proc is not None
+        result["restart_peak_rss_mb"] = peak_rss_mb(op.proc.pid)
         op.stop()
         op = await measure_takeover(cp, ns_op, n, env, workdir, args, result)
 
@@ -466,6 +470,7 @@ def table(results: list[dict[str, Any]]) -> str:
         ("update latency p50 (s)", "update_p50_s", "{:.3f}"),
         ("update latency p99 (s)", "update_p99_s", "{:.3f}"),
         ("operator peak RSS (MiB)", "peak_rss_mb", "{:.0f}"),
+        ("restarted operator's peak RSS (MiB)", "restart_peak_rss_mb", "{:.0f}"),
         ("operator RSS before the artifacts (MiB)", "idle_rss_mb", "{:.0f}"),
         ("memory per 1000 artifacts (MiB, peak - before)", "mb_per_1000_artifacts", "{:.0f}"),
         ("operator time per artifact (ms)", "ms_per_artifact", "{:.0f}"),
