@@ -353,6 +353,44 @@ def test_a_token_secret_the_artifact_does_not_own_is_refused_and_never_adopted(
     assert base64.b64decode(own.data["token"]).decode() != planted
 
 
+def test_a_child_name_someone_else_holds_is_refused_and_left_as_it_is(
+        cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    """The operator asks the API server's watch cache whether a child it has not seen
+    exists (kube.Kube.get `cached`): someone's own Service of that name is found there,
+    never applied over, and the artifact says so."""
+    if cluster.control_plane is None:
+        pytest.skip("counts writes from the audit log of the control plane the tests start")
+    from ..support.audit import AuditLog
+
+    cluster.core.create_namespaced_service(namespace, {
+        "metadata": {"name": "taken-api", "labels": {"team": "theirs"}},
+        "spec": {"ports": [{"port": 9999}], "selector": {"team": "theirs"}}})
+    audit = AuditLog(cluster.control_plane.audit_log).mark()
+    create_artifact(cluster, namespace, {"metadata": {"name": "taken"}, "spec": _spec()})
+    cond = wait_for(lambda: (c := condition(cluster, namespace, "taken", "Degraded"))
+                    .get("reason") == "ApplyFailed" and reconciled(cluster, namespace, "taken")
+                    and c, timeout=30, what="taken: ApplyFailed")
+    assert cond["status"] == "True"
+    assert "Service taken-api already exists and is not managed by this artifact" in \
+        cond["message"]
+    theirs = cluster.core.read_namespaced_service("taken-api", namespace)
+    assert theirs.metadata.owner_references is None
+    assert theirs.metadata.labels == {"team": "theirs"}
+    assert [p.port for p in theirs.spec.ports] == [9999]
+    assert [str(w) for w in audit.writes(namespace) if w.resource == "services"] == []
+    assert deployment(cluster, namespace, "taken-api") is not None  # the rest is applied
+
+    # Once theirs is gone, the next reconcile makes the artifact's own.
+    cluster.core.delete_namespaced_service("taken-api", namespace, _preload_content=False)
+    cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "taken",
+                                                  {"spec": {"description": "again"}})
+    ours = wait_for(lambda: found(cluster.core.read_namespaced_service, "taken-api", namespace)
+                    if reconciled(cluster, namespace, "taken") else None, timeout=30,
+                    what="the artifact's own Service")
+    assert ours.metadata.owner_references[0].name == "taken"
+    assert [p.port for p in ours.spec.ports] == [8080]
+
+
 @pytest.mark.parametrize("policy", ["Fail", "Ignore"])
 def test_with_the_webhook_down_fail_refuses_clearly_and_ignore_leaves_the_operator_enforcing(
         cluster: Cluster, namespace: str, tmp_path: Path, policy: str) -> None:

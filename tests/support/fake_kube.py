@@ -175,7 +175,7 @@ class FakeKube:
     # -- the API -----------------------------------------------------------------------------
 
     async def get(self, api_version: str, kind: str, namespace: str | None,
-                  name: str) -> Obj | None:
+                  name: str, *, cached: bool = False) -> Obj | None:
         self._check(api_version, kind)
         self._maybe_fail("get", kind, name)
         return self.stored(kind, namespace, name)

@@ -201,9 +201,12 @@ class Kube:
         return out
 
     async def get(self, api_version: str, kind: str, namespace: str | None,
-                  name: str) -> Obj | None:
+                  name: str, *, cached: bool = False) -> Obj | None:
+        """The object, or None. `cached`: as the API server's watch cache holds it (no etcd
+        read; it may lag a write by moments), for a question a watch would answer as well."""
         k = KINDS[(api_version, kind)]
-        return await self.request("GET", k.path(namespace, name), missing_ok=True)
+        return await self.request("GET", k.path(namespace, name), missing_ok=True,
+                                  query=[("resourceVersion", "0")] if cached else None)
 
     async def list(self, api_version: str, kind: str, namespace: str | None = None,
                    label_selector: str | None = None,
