@@ -200,7 +200,7 @@ def test_rbac_is_least_privilege_and_the_same_in_kustomize_and_helm() -> None:
         assert forbidden not in rules, forbidden
     (lease_role,) = by_kind(docs, "Role")
     assert _rules(lease_role) == {("coordination.k8s.io", "leases", v)
-                                  for v in ("get", "create", "update")}
+                                  for v in ("get", "create", "update", "watch")}
     helm_docs = helm_render({"webhook": {"enabled": True}})
     helm_rules = set().union(*(_rules(r) for r in by_kind(helm_docs, "ClusterRole")
                                if r["metadata"]["name"].startswith("artifact-operator-")))

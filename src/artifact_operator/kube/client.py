@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -277,13 +277,16 @@ class Kube:
 
     async def watch(self, api_version: str, kind: str, namespace: str | None,
                     label_selector: str, resource_version: str,
-                    timeout_seconds: int = 290) -> AsyncIterator[tuple[str, Obj]]:
+                    timeout_seconds: int = 290, field_selector: str = ""
+                    ) -> AsyncGenerator[tuple[str, Obj], None]:
         """(type, object) of each watch event from `resource_version` on, until the server
         ends the watch; a 410 (too old) and ERROR events come back as ApiError."""
         k = KINDS[(api_version, kind)]
         query = [("watch", "true"), ("labelSelector", label_selector),
                  ("resourceVersion", resource_version), ("allowWatchBookmarks", "true"),
                  ("timeoutSeconds", str(timeout_seconds))]
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
         try:
             async with self._client().get(
                     k.path(namespace).lstrip("/"), params=query,

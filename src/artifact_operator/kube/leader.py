@@ -5,7 +5,9 @@ webhook), but only the holder of the Lease reconciles. The protocol is client-go
 candidate takes the Lease when it is free or when its record has not changed for a whole
 lease duration *by the candidate's own clock* (so clock skew between nodes does not matter);
 the holder renews it every `renew_period`; writes are compare-and-swap on resourceVersion, so
-two candidates never both win.
+two candidates never both win. Between its attempts a candidate watches the Lease: one handed
+back (a leader stepping down at SIGTERM, as in a rolling upgrade) is taken at once, not at the
+next `retry_period`.
 
 A holder that cannot renew within `renew_deadline` (shorter than the lease duration, so it
 stops before anyone else may start) calls `on_lost`; the operator then stops reconciling at
@@ -15,6 +17,7 @@ once and exits, and its pod restarts as a clean standby.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -75,13 +78,15 @@ class LeaderElector:
         # The last record seen and when (monotonic) it was first seen unchanged.
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
+        # The resourceVersion of the Lease as last read: where a watch for its release starts.
+        self._version: str | None = None
 
     async def run(self) -> None:
         """Campaign until elected, then renew until the lease is lost or the task cancelled."""
         log.info("leader election: %s campaigning for lease %s/%s", self.identity,
                  self.namespace, self.name)
         while not await self._attempt(self.timing.renew_deadline):
-            await asyncio.sleep(self.timing.retry_period)
+            await self._until_released(self.timing.retry_period)
         self.leading = True
         log.info("leader election: %s is the leader", self.identity)
         self.on_started()
@@ -101,6 +106,34 @@ class LeaderElector:
                     return
                 await asyncio.sleep(self.timing.retry_period)
             last_renew = time.monotonic()
+
+    async def _until_released(self, within: float) -> None:
+        """Wait `within` seconds, or until the Lease is handed back or deleted, if sooner."""
+        deadline = time.monotonic() + within
+        version = self._version
+        try:
+            if version is not None:
+                await asyncio.wait_for(self._released(version, within), within)
+                return
+        except TimeoutError:
+            return
+        except ApiError as exc:
+            # An install whose role predates the watch (403), a version too old (410):
+            # the retry period, as without the watch.
+            log.debug("leader election: lease %s/%s not watched: %s", self.namespace,
+                      self.name, exc)
+        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+
+    async def _released(self, version: str, within: float) -> None:
+        events = self.kube.watch(LEASE_API, "Lease", self.namespace, "", version,
+                                 timeout_seconds=int(within) + 1,
+                                 field_selector=f"metadata.name={self.name}")
+        async with contextlib.aclosing(events):
+            async for kind, lease in events:
+                if kind == "DELETED" or (kind == "MODIFIED" and
+                                         not (lease.get("spec") or {}).get("holderIdentity")):
+                    return
+        await asyncio.sleep(within)  # the server ended the watch first: the period's end
 
     async def _attempt(self, timeout: float) -> bool:
         if timeout <= 0:
@@ -138,6 +171,7 @@ class LeaderElector:
     async def _try_acquire_or_renew(self) -> bool:
         try:
             lease = await self.kube.get(LEASE_API, "Lease", self.namespace, self.name)
+            self._version = (lease or {}).get("metadata", {}).get("resourceVersion")
             if lease is None:
                 # Two candidates creating at once: one wins, the other sees it exists.
                 return await self.kube.create({
