@@ -150,32 +150,36 @@ async def list_all(kube: Kube, api_version: str, kind: str, namespace: str
     items: list[dict[str, Any]] = []
     version = ""
     async for page, page_version in kube.list_pages(api_version, kind, namespace, ""):
-        items, version = items + page, page_version
+        items.extend(page)
+        version = page_version
     return items, version
 
 
 async def watch_until(kube: Kube, api_version: str, kind: str, namespace: str,
-                      names: set[str], done: Callable[[dict[str, Any]], bool]) -> float:
-    """The time each of `names` was last seen turning `done`: a list, then a watch.
+                      names: set[str] | None, done: Callable[[dict[str, Any]], bool]) -> float:
+    """The time each of `names` (None: each object the first list has) was last seen turning
+    `done`: a list, then a watch.
 
     Each phase's end is watched, as any client would, not polled: a list of 1000 artifacts
     and of their 2750 children every 0.25 s loaded the API server the operator under test
     shares (the operator took 53-58 s against 36-39 s when watched, in turns, in one control
     plane), while the floor, which waits on nothing, paid none of it.
     """
-    def listed(items: list[dict[str, Any]]) -> set[str]:
-        return {o["metadata"]["name"] for o in items if done(o)} & names
-
     items, rv = await list_all(kube, api_version, kind, namespace)
+    wanted = names if names is not None else {o["metadata"]["name"] for o in items}
+
+    def listed(items: list[dict[str, Any]]) -> set[str]:
+        return {o["metadata"]["name"] for o in items if done(o)} & wanted
+
     seen, last = listed(items), time.monotonic()
-    while len(seen) < len(names):
+    while len(seen) < len(wanted):
         try:
             async with contextlib.aclosing(
                     kube.watch(api_version, kind, namespace, "", rv)) as events:
                 async for event, obj in events:
                     rv = obj.get("metadata", {}).get("resourceVersion", rv)
                     name = obj.get("metadata", {}).get("name")
-                    if event == "BOOKMARK" or name not in names:
+                    if event == "BOOKMARK" or name not in wanted:
                         continue
                     if event != "DELETED" and done(obj):
                         if name not in seen:
@@ -183,7 +187,7 @@ async def watch_until(kube: Kube, api_version: str, kind: str, namespace: str,
                             last = time.monotonic()
                     else:
                         seen.discard(name)
-                    if len(seen) == len(names):
+                    if len(seen) == len(wanted):
                         break
         except ApiError as exc:
             if exc.status != 410:  # too old: list again
@@ -195,9 +199,8 @@ async def watch_until(kube: Kube, api_version: str, kind: str, namespace: str,
 
 async def wait_deployments_observed(kube: Kube, namespace: str, timeout: float) -> None:
     """Until kube-controller-manager has observed every Deployment in `namespace`."""
-    names = {d["metadata"]["name"] for d in await kube.list("apps/v1", "Deployment", namespace)}
     await asyncio.wait_for(
-        watch_until(kube, "apps/v1", "Deployment", namespace, names, observed), timeout)
+        watch_until(kube, "apps/v1", "Deployment", namespace, None, observed), timeout)
 
 
 def audit_writes(cp: ControlPlane, since: int, agent_prefix: str) -> Counter[str]:

@@ -110,18 +110,17 @@ class LeaderElector:
     async def _until_released(self, within: float) -> None:
         """Wait `within` seconds, or until the Lease is handed back or deleted, if sooner."""
         deadline = time.monotonic() + within
-        version = self._version
-        try:
-            if version is not None:
-                await asyncio.wait_for(self._released(version, within), within)
+        if self._version is not None:
+            try:
+                await asyncio.wait_for(self._released(self._version, within), within)
                 return
-        except TimeoutError:
-            return
-        except ApiError as exc:
-            # An install whose role predates the watch (403), a version too old (410):
-            # the retry period, as without the watch.
-            log.debug("leader election: lease %s/%s not watched: %s", self.namespace,
-                      self.name, exc)
+            except TimeoutError:
+                return
+            except ApiError as exc:
+                # An install whose role predates the watch (403), a version too old (410):
+                # the rest of the retry period, as without the watch.
+                log.debug("leader election: lease %s/%s not watched: %s", self.namespace,
+                          self.name, exc)
         await asyncio.sleep(max(0.0, deadline - time.monotonic()))
 
     async def _released(self, version: str, within: float) -> None:
