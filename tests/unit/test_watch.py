@@ -212,11 +212,9 @@ async def test_with_keep_only_that_is_held_and_observe_gets_the_whole_new_object
                                     "apiVersion": "apps/v1", "kind": "Deployment"}))]
 
 
-async def test_a_kind_not_served_counts_as_listed_and_empty_until_it_is(
-        monkeypatch: Any) -> None:
+async def test_a_kind_not_served_counts_as_listed_and_empty_until_it_is() -> None:
     """The ArtifactApprovals' watch without their CRD: no approval holds, and no reconcile
     waits for a list that cannot come."""
-    import artifact_operator.kube.watch as watch_module
 
     class Unserved(FakeApi):
         served = False
@@ -227,16 +225,11 @@ async def test_a_kind_not_served_counts_as_listed_and_empty_until_it_is(
             async for page in super().list_pages(*args):
                 yield page
 
-    async def no_wait(seconds: float) -> None:
-        await real_sleep(0)
-
-    real_sleep = asyncio.sleep
-    monkeypatch.setattr(watch_module.asyncio, "sleep", no_wait)
     api = Unserved([deployment("web-api", "web", 1)], [])
     seen: list[Obj | None] = []
     watch = ListWatch(api, "apps/v1", "Deployment", MANAGED_SELECTOR, [NS],  # type: ignore[arg-type]
                       slim, lambda ns, name: None, observe=lambda o, n: seen.append(n),
-                      absent_ok=True)
+                      absent_ok=True, first_retry=0.01)
     task = asyncio.create_task(watch.run())
     try:
         await asyncio.wait_for(watch.synced.wait(), 2)

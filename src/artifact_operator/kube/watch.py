@@ -41,6 +41,9 @@ K = TypeVar("K", bound=Hashable)
 
 # Objects of a list taken between two turns of the event loop (see ListWatch._list).
 LIST_STEP = 100
+# The wait before a relist after an error doubles from the first to the longest.
+FIRST_RETRY_SECONDS = 1.0
+LONGEST_RETRY_SECONDS = 30.0
 
 
 def pack(obj: Obj) -> Packed:
@@ -102,7 +105,8 @@ class ListWatch:
                  changed: Callable[[str, str], None], *,
                  index: Callable[[Obj], Iterable[Hashable]] | None = None,
                  observe: Callable[[Obj | None, Obj | None], None] | None = None,
-                 keep: Callable[[Obj], Obj] | None = None, absent_ok: bool = False) -> None:
+                 keep: Callable[[Obj], Obj] | None = None, absent_ok: bool = False,
+                 first_retry: float = FIRST_RETRY_SECONDS) -> None:
         assert keep is None or index is None, "an index reads whole objects"
         self.kube = kube
         self.api_version = api_version
@@ -119,6 +123,7 @@ class ListWatch:
         self._keep = keep
         # A kind not served (404) counts as listed and empty, asked again with the backoff.
         self._absent_ok = absent_ok
+        self._first_retry = first_retry
         self._absent: set[str | None] = set()
         self._by_key: dict[Hashable, dict[Ref, Packed]] = {}
         self.by_key = KeyIndex(self._by_key)
@@ -163,11 +168,11 @@ class ListWatch:
         await asyncio.gather(*(self._run(ns) for ns in self.namespaces))
 
     async def _run(self, namespace: str | None) -> None:
-        backoff = 1.0
+        backoff = self._first_retry
         while True:
             try:
                 version = await self._list(namespace)
-                backoff = 1.0
+                backoff = self._first_retry
                 while True:  # the server ends each watch after its timeout: resume
                     async for kind, obj in self.kube.watch(
                             self.api_version, self.kind, namespace, self.selector, version):
@@ -181,7 +186,7 @@ class ListWatch:
                 if exc.status == 404 and self._absent_ok:
                     self._not_served(namespace)
                     await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
+                    backoff = min(backoff * 2, LONGEST_RETRY_SECONDS)
                     continue
                 log.warning("watch of %s (%s) in %s failed, relisting in %.0fs: %s",
                             self.kind, self.selector, namespace or "all namespaces",
@@ -192,7 +197,7 @@ class ListWatch:
                 log.exception("watch of %s (%s) in %s failed, relisting in %.0fs",
                               self.kind, self.selector, namespace or "all namespaces", backoff)
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 30.0)
+            backoff = min(backoff * 2, LONGEST_RETRY_SECONDS)
 
     async def _list(self, namespace: str | None) -> str:
         fresh: list[Obj] = []
