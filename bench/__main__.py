@@ -17,7 +17,10 @@ each N measures, on the same machine and in the same run:
   restart, update latency p50/p99, and the operator's peak RSS;
 - a leader takeover: two replicas with leader election, the leader stopped, until the standby
   has reconciled every artifact (and the writes it made, the Lease aside);
-- the scale curve: time and memory per artifact at each N, and their ratio from 1000 to 3000.
+- the scale curve: time and memory per artifact at each N, and their ratio from 1000 to 3000;
+- the CPU seconds kube-apiserver (and etcd, kcm, the operator) used in each phase: on cores
+  they share, where each phase's time went. Between phases kcm is let catch up, so that no
+  phase pays for the Deployments of the one before.
 
 Ratios are what to read: the machine is shared and noisy, absolute seconds are not comparable
 across runs.
@@ -103,7 +106,8 @@ async def install_crds(kube: Kube) -> None:
         for _ in range(300):
             got = await kube.request("GET", path) or {}
             if any(c.get("type") == "Established" and c.get("status") == "True"
-                   for c in got.get("status", {}).get("conditions", [])):
+                   # A CRD just created may show `conditions: null`.
+                   for c in (got.get("status") or {}).get("conditions") or []):
                 break
             await asyncio.sleep(0.1)
 
@@ -197,10 +201,16 @@ async def watch_until(kube: Kube, api_version: str, kind: str, namespace: str,
     return last
 
 
-async def wait_deployments_observed(kube: Kube, namespace: str, timeout: float) -> None:
-    """Until kube-controller-manager has observed every Deployment in `namespace`."""
+def caught_up(obj: dict[str, Any]) -> bool:
+    """kube-controller-manager has observed the Deployment and made its pods."""
+    status = obj.get("status", {})
+    return observed(obj) and status.get("updatedReplicas", 0) >= obj["spec"].get("replicas", 1)
+
+
+async def wait_kcm_caught_up(kube: Kube, namespace: str, timeout: float) -> None:
+    """Until kube-controller-manager has made the pods of every Deployment in `namespace`."""
     await asyncio.wait_for(
-        watch_until(kube, "apps/v1", "Deployment", namespace, None, observed), timeout)
+        watch_until(kube, "apps/v1", "Deployment", namespace, None, caught_up), timeout)
 
 
 def audit_writes(cp: ControlPlane, since: int, agent_prefix: str) -> Counter[str]:
@@ -227,16 +237,18 @@ def audit_lines(cp: ControlPlane) -> int:
         return sum(1 for _ in f)
 
 
-async def run_floor(kube: Kube, namespace: str, docs: list[dict[str, Any]]) -> float:
+async def run_floor(kube: Kube, namespace: str, docs: list[dict[str, Any]], *,
+                    creates: bool = False) -> float:
     """The same writes the operator makes, by a bare client: create the artifact, apply each
-    child, patch the status once."""
+    child, patch the status once. With `creates`, each child is created (POST) instead of
+    applied: what server-side apply costs (`python -m bench.floors`)."""
     settings = Settings()
 
     async def one(doc: dict[str, Any]) -> None:
         created = await kube.create({**doc, "metadata": {**doc["metadata"],
                                                          "namespace": namespace}})
         for obj in render(parse(created), settings).objects:
-            if obj["kind"] == "Secret":
+            if creates or obj["kind"] == "Secret":
                 await kube.create(obj)
             else:
                 await kube.apply(obj)
@@ -290,6 +302,27 @@ async def wait_reconciled(op: OperatorProcess, count: int, timeout: float = 600)
         if time.monotonic() > deadline:
             raise TimeoutError(f"the operator ran fewer than {count} reconciles")
         await asyncio.sleep(0.1)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a process has used so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds of the control plane's processes (and others named) over a phase: which
+    process a phase's time went to, on the cores they all share."""
+
+    def __init__(self, cp: ControlPlane, **others: int) -> None:
+        self.pids = {name: p.pid for name, p in cp.processes.items()} | others
+        self.start = self.now()
+
+    def now(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def used(self) -> dict[str, float]:
+        return {name: round(t - self.start[name], 1) for name, t in self.now().items()}
 
 
 def rss_mb(pid: int, field: str) -> float:
@@ -365,13 +398,21 @@ async def bench_size(cp: ControlPlane, kube: Kube, n: int, args: argparse.Namesp
     ns_floor = f"floor-{n}-{tag}"
     await create_namespace(kube, ns_floor)
     before = audit_lines(cp)
+    meter = CpuMeter(cp, bench=os.getpid())
     result["floor_s"] = await run_floor(kube, ns_floor, docs)
+    result["cpu_floor"] = meter.used()
     floor_writes = sum(audit_writes(cp, before, FLOOR_AGENT).values())
     result["floor_writes_per_artifact"] = floor_writes / n
+    # kcm works through the floor's Deployments after the floor is done: the next phase must
+    # not pay for them (until it waited, kcm's time did, at N=3000 most).
+    await wait_kcm_caught_up(kube, ns_floor, timeout=max(120, n * 0.6))
 
     ns_kcm = f"kcm-{n}-{tag}"
     await create_namespace(kube, ns_kcm)
+    meter = CpuMeter(cp, bench=os.getpid())
     result["kcm_s"], result["kcm_deployments"] = await run_kcm(kube, ns_kcm, docs)
+    result["cpu_kcm"] = meter.used()
+    await wait_kcm_caught_up(kube, ns_kcm, timeout=max(120, n * 0.6))
 
     ns_op = f"op-{n}-{tag}"
     await create_namespace(kube, ns_op)
@@ -382,12 +423,14 @@ async def bench_size(cp: ControlPlane, kube: Kube, n: int, args: argparse.Namesp
     result["idle_rss_mb"] = rss_mb(op.proc.pid, "VmRSS")
     try:
         before = audit_lines(cp)
+        meter = CpuMeter(cp, bench=os.getpid(), operator=op.proc.pid)
         start = time.monotonic()
         await gather_limited([kube.request(
             "POST", f"/apis/workload.dev/v1alpha1/namespaces/{ns_op}/artifacts",
             body={**d, "metadata": {**d["metadata"], "namespace": ns_op}})
             for d in docs])
         end = await wait_done(kube, ns_op, docs, timeout=max(120, n * 0.6))
+        result["cpu_operator"] = meter.used()
         result["operator_s"] = end - start
         await asyncio.sleep(2)  # let in-flight status writes of this phase land in the log
         writes = audit_writes(cp, before, "artifact-operator/")
@@ -402,7 +445,7 @@ async def bench_size(cp: ControlPlane, kube: Kube, n: int, args: argparse.Namesp
         # the Deployments (at N=3000 on a loaded machine, minutes), and each step it makes is
         # a status change the operator reports. Those writes are counted apart.
         before = audit_lines(cp)
-        await wait_deployments_observed(kube, ns_op, timeout=max(120, n * 0.6))
+        await wait_kcm_caught_up(kube, ns_op, timeout=max(120, n * 0.6))
         await asyncio.sleep(5)
         result["writes_while_kcm_caught_up"] = sum(
             audit_writes(cp, before, "artifact-operator/").values())
@@ -446,6 +489,14 @@ async def bench_size(cp: ControlPlane, kube: Kube, n: int, args: argparse.Namesp
     # The same for the floor: how far a bare client making our writes is from the target.
     result["ratio_floor_per_artifact_to_kcm_per_deployment"] = (
         result["floor_s"] / n / per_obj_kcm)
+    # Where those times went: the API server's CPU per artifact against per Deployment. A
+    # floor's artifact has 1.5 Deployments, and kcm's work for them runs in its phase too.
+    api = "kube-apiserver"
+    result["ratio_apiserver_cpu_floor_per_artifact_to_kcm_per_deployment"] = (
+        result["cpu_floor"][api] / n) / (result["cpu_kcm"][api] / result["kcm_deployments"])
+    for phase in ("floor", "kcm", "operator"):
+        result[f"apiserver_cpu_{phase}_s"] = result[f"cpu_{phase}"][api]
+    result["operator_cpu_s"] = result["cpu_operator"]["operator"]
     return result
 
 
@@ -460,6 +511,12 @@ def table(results: list[dict[str, Any]]) -> str:
          "ratio_operator_per_artifact_to_kcm_per_deployment", "{:.2f}x"),
         ("floor per artifact / kcm per Deployment",
          "ratio_floor_per_artifact_to_kcm_per_deployment", "{:.2f}x"),
+        ("kube-apiserver CPU (s): floor phase", "apiserver_cpu_floor_s", "{:.1f}"),
+        ("kube-apiserver CPU (s): kcm phase", "apiserver_cpu_kcm_s", "{:.1f}"),
+        ("kube-apiserver CPU (s): operator phase", "apiserver_cpu_operator_s", "{:.1f}"),
+        ("operator's own CPU (s) in its phase", "operator_cpu_s", "{:.1f}"),
+        ("API server CPU: floor per artifact / kcm per Deployment",
+         "ratio_apiserver_cpu_floor_per_artifact_to_kcm_per_deployment", "{:.2f}x"),
         ("writes per artifact (excl. Events)", "operator_writes_per_artifact", "{:.2f}"),
         ("minimum writes per artifact", "minimum_writes_per_artifact", "{:.2f}"),
         ("Events per artifact", "operator_events_per_artifact", "{:.2f}"),

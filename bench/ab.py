@@ -28,6 +28,7 @@ from artifact_operator.kube.client import Kube
 from .__main__ import (
     KCM_FLAGS,
     artifact,
+    cpu_seconds,
     create_namespace,
     gather_limited,
     install_crds,
@@ -39,8 +40,7 @@ from .__main__ import (
 def process_facts(pid: int) -> dict[str, Any]:
     """CPU seconds, peak and current RSS (kB) and open sockets of a process."""
     facts: dict[str, Any] = {}
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    facts["cpu_s"] = round((int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK"), 2)
+    facts["cpu_s"] = round(cpu_seconds(pid), 2)
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
         if key in ("VmHWM", "VmRSS"):
