@@ -41,7 +41,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -543,27 +543,37 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def control_plane(user_agent: str, *, audit: bool = False
+                        ) -> AsyncIterator[tuple[ControlPlane, Kube]]:
+    """A control plane of its own with kcm's limits raised, the CRDs installed, and a client
+    (the operator's own, with its connection limit) as `user_agent`."""
     assets = default_assets()
     if assets is None:
         sys.exit("no control plane binaries: set KUBEBUILDER_ASSETS")
-    cp = ControlPlane(assets, audit=True, extra_kcm_args=KCM_FLAGS)
+    cp = ControlPlane(assets, audit=audit, extra_kcm_args=KCM_FLAGS)
     cp.start()
-    workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     try:
         os.environ["KUBECONFIG"] = str(cp.kubeconfig)
-        # The floor: a bare async client, the operator's own, with its connection limit.
-        kube = await Kube.connect(user_agent=FLOOR_AGENT)
-        await install_crds(kube)
-        results = []
+        kube = await Kube.connect(user_agent=user_agent)
+        try:
+            await install_crds(kube)
+            yield cp, kube
+        finally:
+            await kube.close()
+    finally:
+        cp.stop()
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    results = []
+    async with control_plane(FLOOR_AGENT, audit=True) as (cp, kube):
         for n in args.sizes:
             r = await bench_size(cp, kube, n, args, workdir)
             print(json.dumps(r), flush=True)
             results.append(r)
-        await kube.close()
-    finally:
-        cp.stop()
     return {
         "command": "python -m bench " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "

@@ -20,18 +20,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support.controlplane import ControlPlane, default_assets
+from tests.support.controlplane import ControlPlane
 from tests.support.operator import OperatorProcess
 
 from artifact_operator.kube.client import Kube
 
 from .__main__ import (
-    KCM_FLAGS,
     artifact,
+    control_plane,
     cpu_seconds,
     create_namespace,
     gather_limited,
-    install_crds,
     wait_done,
     wait_reconciled,
 )
@@ -84,20 +83,9 @@ async def one(kube: Kube, cp: ControlPlane, name: str, src: str, n: int,
 
 
 async def main_async(n: int, variants: list[tuple[str, str]], workdir: Path) -> None:
-    assets = default_assets()
-    if assets is None:
-        sys.exit("no control plane binaries: set KUBEBUILDER_ASSETS")
-    cp = ControlPlane(assets, extra_kcm_args=KCM_FLAGS)
-    cp.start()
-    try:
-        os.environ["KUBECONFIG"] = str(cp.kubeconfig)
-        kube = await Kube.connect(user_agent="bench-ab")
-        await install_crds(kube)
+    async with control_plane("bench-ab") as (cp, kube):
         for name, src in variants:
             await one(kube, cp, name, src, n, workdir)
-        await kube.close()
-    finally:
-        cp.stop()
 
 
 def main() -> None:

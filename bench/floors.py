@@ -20,17 +20,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tests.support.controlplane import ControlPlane, default_assets
-
-from artifact_operator.kube.client import Kube
-
 from .__main__ import (
     FLOOR_AGENT,
-    KCM_FLAGS,
     CpuMeter,
     artifact,
+    control_plane,
     create_namespace,
-    install_crds,
     run_floor,
     run_kcm,
     wait_kcm_caught_up,
@@ -38,15 +33,7 @@ from .__main__ import (
 
 
 async def main_async(n: int, rounds: int) -> None:
-    assets = default_assets()
-    if assets is None:
-        sys.exit("no control plane binaries: set KUBEBUILDER_ASSETS")
-    cp = ControlPlane(assets, extra_kcm_args=KCM_FLAGS)
-    cp.start()
-    try:
-        os.environ["KUBECONFIG"] = str(cp.kubeconfig)
-        kube = await Kube.connect(user_agent=FLOOR_AGENT)
-        await install_crds(kube)
+    async with control_plane(FLOOR_AGENT) as (cp, kube):
         docs = [artifact(i) for i in range(n)]
         kcm_per_deployment: list[float] = []
 
@@ -75,9 +62,6 @@ async def main_async(n: int, rounds: int) -> None:
                 else:
                     against = f", {seconds / n / kcm_per_deployment[-1]:.2f}x kcm per Deployment"
                 print(f"round {r} {name}: {seconds:.1f} s{against}; CPU s {used}", flush=True)
-        await kube.close()
-    finally:
-        cp.stop()
 
 
 def main() -> None:
