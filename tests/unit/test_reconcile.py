@@ -135,6 +135,26 @@ async def test_a_second_reconcile_before_the_watch_delivered_our_writes_writes_n
     assert h.kube.writes == []
 
 
+async def test_a_child_deleted_just_after_the_watch_showed_our_write_is_put_back() -> None:
+    """The watch shows our write, then someone deletes the child, before any reconcile has
+    looked (the reconcile the echo queued is coalesced with the deletion's). The deleted
+    child is applied again; our write does not stand in for it."""
+    h = Harness()
+    h.create(service_artifact("web"))
+    await h.reconcile()
+    service = h.kube.stored("Service", NS, "web-api")
+    assert service is not None
+    h.catch_up()
+    h.reconciler.child_changed(None, service)  # the echo of our apply
+    await h.kube.delete(service)  # someone deletes it
+    h.catch_up()
+    h.reconciler.child_changed(service, None)
+
+    assert await h.reconcile() == Outcome.ok
+    assert SERVICE in h.kube.writes
+    assert h.kube.stored("Service", NS, "web-api") is not None
+
+
 async def test_a_controllers_status_change_writes_the_status_and_nothing_else() -> None:
     h = Harness()
     h.create(service_artifact("web"))

@@ -125,6 +125,43 @@ def test_once_the_index_caught_up_our_old_write_never_comes_back() -> None:
     assert view.children(KEY) == {}
 
 
+def test_a_deletion_right_after_the_watch_caught_up_with_our_write_shows() -> None:
+    """Someone deletes our child just after the watch has shown our write, before any
+    reconcile looked: the write must not stand in for the deleted object (it did, and the
+    child was not put back)."""
+    indexes = Indexes()
+    view = view_with(indexes)
+    view.note_written(child("Service", "web-api", 4))
+    echo = child("Service", "web-api", 4)
+    indexes.show(echo)
+    view.watched(slim(echo))  # the reconciler tells the view of each child event
+    indexes.hide(echo)
+    assert view.children(KEY) == {}
+
+
+def test_a_deletion_after_the_watch_overtook_the_answer_to_our_write_shows() -> None:
+    """The watch event of our write can come before the write's own answer: the deletion
+    that follows must show all the same."""
+    indexes = Indexes()
+    view = view_with(indexes)
+    echo = child("Service", "web-api", 4)
+    indexes.show(echo)
+    view.watched(slim(echo))  # nothing of ours held yet
+    view.note_written(child("Service", "web-api", 4))  # the answer comes after
+    indexes.hide(echo)
+    assert view.children(KEY) == {}
+
+
+def test_the_watch_showing_an_older_version_keeps_our_write() -> None:
+    indexes = Indexes()
+    view = view_with(indexes)
+    view.note_written(child("Service", "web-api", 9, spec={"ports": [1]}))
+    older = child("Service", "web-api", 5)
+    indexes.show(older)
+    view.watched(slim(older))
+    assert view.children(KEY)[("Service", "web-api")]["spec"] == {"ports": [1]}
+
+
 def test_a_deletion_we_made_hides_the_object_while_the_index_still_shows_it() -> None:
     indexes = Indexes()
     deployment = child("Deployment", "web-old", 5)

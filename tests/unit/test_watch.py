@@ -141,8 +141,13 @@ def test_child_events_wake_their_artifact_and_the_shared_caches() -> None:
             assert delay > 0
             enqueued.append(key)
 
+    watched: list[str] = []
+
     class View:
         artifacts = {(NS, "web"): {}}
+
+        def watched(self, new: Obj) -> None:
+            watched.append(new["metadata"]["name"])
 
     reconciler = Reconciler.__new__(Reconciler)
     reconciler.view, reconciler.caches, reconciler.queue = (  # type: ignore[assignment]
@@ -160,6 +165,8 @@ def test_child_events_wake_their_artifact_and_the_shared_caches() -> None:
     reconciler.child_changed(None, claim)
     reconciler.child_changed(claim, None)
     assert claims == [(NS, "nim-cache-abc")] * 2
+    # Every object the watch shows is news for the view's own writes (not a deletion).
+    assert watched == ["web-api", "nim-cache-abc"]
 
 
 async def test_wait_synced_waits_a_while_then_wakes_each_key_once_listed() -> None:

@@ -162,6 +162,8 @@ class Reconciler:
         body = new if new is not None else old
         if body is None:
             return
+        if new is not None:
+            self.view.watched(new)
         meta = body["metadata"]
         namespace, labels = meta.get("namespace"), meta.get("labels") or {}
         key = owner_key(namespace, labels)

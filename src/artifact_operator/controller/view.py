@@ -156,6 +156,8 @@ class ClusterView:
         # The same writes by owning artifact, so a reconcile looks only at its own.
         self._written_by_owner: dict[Key, set[Ref]] = {}
         self._writer_owner: dict[tuple[str, str, str], Key] = {}
+        # The resourceVersion of each write, read on every child event without unpacking it.
+        self._written_version: dict[tuple[str, str, str], int] = {}
         # The artifacts that read each credential Secret, (namespace, secret) -> keys: a
         # Secret's change wakes its readers without scanning every artifact (which made the
         # initial listing of S opted-in Secrets cost S x N).
@@ -225,18 +227,47 @@ class ClusterView:
     def note_deleted(self, obj: Mapping[str, Any]) -> None:
         self._note(obj, None)
 
+    def watched(self, new: Mapping[str, Any]) -> None:
+        """The watch delivered `new`: a write of ours it has caught up with is the index's
+        from now on. Forgotten here, not at the next reconcile: a deletion that follows
+        before that reconcile must not be hidden by the write (it was, and a deleted child
+        was not put back until the next event)."""
+        meta = new["metadata"]
+        wkey = (new["kind"], meta["namespace"], meta["name"])
+        written = self._written_version.get(wkey)
+        if written is not None and _rv(new) >= written:
+            self._forget_write(*wkey)
+
     def _note(self, obj: Mapping[str, Any], written: Obj | None) -> None:
         meta = obj["metadata"]
-        self._written[(obj["kind"], meta["namespace"], meta["name"])] = \
-            None if written is None else pack(written)
+        wkey = (obj["kind"], meta["namespace"], meta["name"])
+        if written is not None and self._shown(wkey, meta.get("labels") or {}, _rv(written)):
+            # Its watch event overtook our answer: the index has it, and a write held here
+            # would stand in for the object after a deletion (see `watched`).
+            self._forget_write(*wkey)
+            return
+        self._written[wkey] = None if written is None else pack(written)
+        if written is None:
+            self._written_version.pop(wkey, None)
+        else:
+            self._written_version[wkey] = _rv(written)
         owner = meta.get("labels", {}).get(naming.LABEL_ARTIFACT)
         if owner:
             key = (meta["namespace"], owner)
             self._writer_owner[(obj["kind"], meta["namespace"], meta["name"])] = key
             self._written_by_owner.setdefault(key, set()).add((obj["kind"], meta["name"]))
 
+    def _shown(self, wkey: tuple[str, str, str], labels: Mapping[str, Any], version: int) -> bool:
+        """Whether the index holds this object at `version` or later."""
+        kind, namespace, name = wkey
+        owner = owner_key(namespace, labels)
+        return owner is not None and any(
+            o["metadata"]["name"] == name and _rv(o) >= version
+            for o in self._indexed(kind, owner))
+
     def _forget_write(self, kind: str, namespace: str, name: str) -> None:
         self._written.pop((kind, namespace, name), None)
+        self._written_version.pop((kind, namespace, name), None)
         owner = self._writer_owner.pop((kind, namespace, name), None)
         refs = self._written_by_owner.get(owner) if owner else None
         if owner is not None and refs is not None:
