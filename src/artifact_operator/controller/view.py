@@ -241,29 +241,27 @@ class ClusterView:
     def _note(self, obj: Mapping[str, Any], written: Obj | None) -> None:
         meta = obj["metadata"]
         wkey = (obj["kind"], meta["namespace"], meta["name"])
-        if written is not None and self._shown(wkey, meta.get("labels") or {}, _rv(written)):
+        owner = owner_key(meta["namespace"], meta.get("labels") or {})
+        version = None if written is None else _rv(written)
+        if version is not None and owner is not None and self._shown(wkey, owner, version):
             # Its watch event overtook our answer: the index has it, and a write held here
             # would stand in for the object after a deletion (see `watched`).
             self._forget_write(*wkey)
             return
         self._written[wkey] = None if written is None else pack(written)
-        if written is None:
+        if version is None:
             self._written_version.pop(wkey, None)
         else:
-            self._written_version[wkey] = _rv(written)
-        owner = meta.get("labels", {}).get(naming.LABEL_ARTIFACT)
-        if owner:
-            key = (meta["namespace"], owner)
-            self._writer_owner[(obj["kind"], meta["namespace"], meta["name"])] = key
-            self._written_by_owner.setdefault(key, set()).add((obj["kind"], meta["name"]))
+            self._written_version[wkey] = version
+        if owner is not None:
+            self._writer_owner[wkey] = owner
+            self._written_by_owner.setdefault(owner, set()).add((obj["kind"], meta["name"]))
 
-    def _shown(self, wkey: tuple[str, str, str], labels: Mapping[str, Any], version: int) -> bool:
-        """Whether the index holds this object at `version` or later."""
-        kind, namespace, name = wkey
-        owner = owner_key(namespace, labels)
-        return owner is not None and any(
-            o["metadata"]["name"] == name and _rv(o) >= version
-            for o in self._indexed(kind, owner))
+    def _shown(self, wkey: tuple[str, str, str], owner: Key, version: int) -> bool:
+        """Whether the index holds this object of `owner`'s at `version` or later."""
+        kind, _, name = wkey
+        return any(o["metadata"]["name"] == name and _rv(o) >= version
+                   for o in self._indexed(kind, owner))
 
     def _forget_write(self, kind: str, namespace: str, name: str) -> None:
         self._written.pop((kind, namespace, name), None)
