@@ -27,7 +27,7 @@ from ..support.audit import AuditLog
 from ..support.kubelet import make_pods_ready
 from ..support.operator import OperatorProcess, pause
 from ..support.samples import opted_in_secret
-from ..support.wait import found, wait_for
+from ..support.wait import found, until_ok, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -335,6 +335,47 @@ def test_image_changed_by_hand_is_reverted_within_seconds(
         return str(live["spec"]["template"]["spec"]["containers"][0]["image"])
 
     wait_for(lambda: image() == "nginx:1.27", timeout=10, what="the image to be restored")
+
+
+def test_service_port_changed_by_hand_is_put_back_within_seconds(
+        cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    """A port's number edited by hand (`kubectl patch --type json`) is put back: the
+    Service ends with the rendered port only. Server-side apply keys ports by number, so
+    applying ours beside the edited one would give two ports the name `http`."""
+    create_artifact(cluster, namespace, one_group())
+    wait_for(lambda: found(live_service, cluster, namespace, "shop-api"), timeout=30,
+             what="Service shop-api")
+    # A list body is sent as application/json-patch+json.
+    cluster.core.patch_namespaced_service("shop-api", namespace, [
+        {"op": "replace", "path": "/spec/ports/0/port", "value": 9090}])
+
+    def ports() -> list[tuple[str, int, Any]]:
+        live = live_service(cluster, namespace, "shop-api")
+        return [(p.get("name"), p["port"], p.get("targetPort"))
+                for p in live["spec"]["ports"]]
+
+    def put_back() -> None:
+        assert ports() == [("http", 8080, "http")]
+
+    until_ok(put_back, timeout=10, what="the Service's port to be put back")
+
+
+def test_container_port_changed_by_hand_is_put_back_within_seconds(
+        cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    """The same for the container's port in the Deployment's pod template."""
+    create_artifact(cluster, namespace, one_group())
+    wait_for(lambda: found(live_deployment, cluster, namespace, "shop-api"), timeout=30,
+             what="Deployment shop-api")
+    path = "/spec/template/spec/containers/0/ports/0/containerPort"
+    cluster.apps.patch_namespaced_deployment("shop-api", namespace, [
+        {"op": "replace", "path": path, "value": 9090}])
+
+    def put_back() -> None:
+        live = live_deployment(cluster, namespace, "shop-api")
+        ports = live["spec"]["template"]["spec"]["containers"][0]["ports"]
+        assert [(p.get("name"), p["containerPort"]) for p in ports] == [("http", 8080)]
+
+    until_ok(put_back, timeout=10, what="the container's port to be put back")
 
 
 def test_events_on_the_artifact_for_created_updated_deleted_children_and_none_on_restart(

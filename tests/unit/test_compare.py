@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from artifact_operator.logic.compare import covers, digest, stamped, up_to_date
+from artifact_operator.logic.compare import covers, digest, rekeyed, stamped, up_to_date
 
 DESIRED = {"metadata": {"name": "web-api", "labels": {"a": "1"}},
            "spec": {"replicas": 2, "template": {"spec": {"containers": [
@@ -114,3 +114,44 @@ def test_false_is_not_the_same_as_missing() -> None:
 def test_missing_object_parts_are_not_covered() -> None:
     assert not covers({}, DESIRED)
     assert not covers({"spec": None}, {"spec": {"replicas": 1}})
+
+
+PORTS: list[dict[str, Any]] = [
+    {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"},
+    {"name": "metrics", "port": 9100, "targetPort": 9100, "protocol": "TCP"}]
+SERVICE = {"spec": {"ports": PORTS}}
+
+
+def test_a_port_number_edited_by_hand_is_put_back_by_a_guarded_json_patch() -> None:
+    live = at(SERVICE, "spec.ports[1].port", 9999)
+    assert rekeyed(live, SERVICE) == [
+        {"op": "test", "path": "/spec/ports/1/name", "value": "metrics"},
+        {"op": "test", "path": "/spec/ports/1/port", "value": 9999},
+        {"op": "replace", "path": "/spec/ports/1/port", "value": 9100}]
+    assert not covers(live, SERVICE)
+
+
+def test_container_ports_are_found_by_the_live_containers_order() -> None:
+    desired = {"spec": {"template": {"spec": {"containers": [
+        {"name": "app", "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]}]}}}}
+    live = {"spec": {"template": {"spec": {"containers": [
+        {"name": "mesh-proxy", "ports": [{"name": "admin", "containerPort": 15000}]},
+        {"name": "app", "ports": [{"name": "http", "containerPort": 8080, "protocol": "UDP"}]}]}}}}
+    path = "/spec/template/spec/containers/1/ports/0"
+    assert rekeyed(live, desired) == [
+        {"op": "test", "path": f"{path}/name", "value": "http"},
+        {"op": "test", "path": f"{path}/protocol", "value": "UDP"},
+        {"op": "replace", "path": f"{path}/protocol", "value": "TCP"}]
+
+
+@pytest.mark.parametrize("live", [
+    SERVICE,
+    # Another manager's port, under a name of its own: theirs.
+    {"spec": {"ports": [*PORTS, {"name": "debug", "port": 8080, "protocol": "UDP"}]}},
+    # Ours gone: the apply adds it back, nothing collides.
+    {"spec": {"ports": PORTS[:1]}},
+    # Fields that are not server-side apply keys are the apply's to put back.
+    at(SERVICE, "spec.ports[0].targetPort", 9000),
+])
+def test_nothing_to_put_back_when_no_named_port_has_another_key(live: Any) -> None:
+    assert rekeyed(live, SERVICE) == []

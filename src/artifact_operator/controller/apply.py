@@ -21,7 +21,7 @@ from artifact_operator.controller.view import ClusterView, Obj, Ref, controlled_
 from artifact_operator.kube.client import ApiError, Kube, permanent
 from artifact_operator.kube.events import EventRecorder
 from artifact_operator.logic.claims import dedicated_update, is_cache_claim
-from artifact_operator.logic.compare import stamped, up_to_date
+from artifact_operator.logic.compare import rekeyed, stamped, up_to_date
 from artifact_operator.logic.containers import TOKEN_KEY
 from artifact_operator.logic.render import Rendered
 from artifact_operator.logic.status import Observed
@@ -75,6 +75,11 @@ class Applier:
                 if up_to_date(current, obj):
                     return
         try:
+            if current is not None and (ops := rekeyed(current, obj)):
+                # A port's number edited by hand: put it back, or the apply adds a second
+                # port of the same name beside it and is refused.
+                await self.kube.json_patch(obj, ops)
+                metrics.WRITES.labels(verb="patch", kind=ref[0]).inc()
             applied = await self.kube.apply(stamped(obj))
         except ApiError as exc:
             message = (f"{ref[0]} {ref[1]} was rejected by the API server: "

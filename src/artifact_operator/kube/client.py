@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -247,6 +247,17 @@ class Kube:
         out = await self.request(
             "PATCH", k.path(meta.get("namespace"), meta["name"], subresource), body=patch,
             query=[("fieldManager", MANAGER)], content_type="application/merge-patch+json")
+        assert out is not None
+        return out
+
+    async def json_patch(self, obj: Mapping[str, Any], ops: Sequence[Obj]) -> Obj:
+        """A JSON patch (RFC 6902): for a change a merge patch cannot name, such as one field
+        of one list item; its `test` ops make the whole patch fail (422) if they do not hold."""
+        k = kind_of(obj)
+        meta = obj["metadata"]
+        out = await self.request(
+            "PATCH", k.path(meta.get("namespace"), meta["name"]), body=ops,
+            query=[("fieldManager", MANAGER)], content_type="application/json-patch+json")
         assert out is not None
         return out
 

@@ -12,6 +12,11 @@ puts them back. What we no longer render (an env var removed from the spec) is f
 digest instead: it changes, we apply, and server-side apply removes the fields only we owned.
 Quantities compare by value (`0.5` == `500m`, `1` == `"1"`), because the API server
 canonicalises them.
+
+Ports are the one place where our key (the name) and server-side apply's differ: the server
+keys them by number and protocol. A number changed by hand is, to the server, someone else's
+port; applying ours beside it would give two ports one name, which it refuses. `rekeyed`
+finds such ports, so the applier can put their numbers back first.
 """
 
 from __future__ import annotations
@@ -72,6 +77,46 @@ def _empty(value: Any) -> bool:
 
 # Keys under which values are quantities (resources.limits/requests, emptyDir.sizeLimit).
 _QUANTITY_KEYS = frozenset({"limits", "requests", "sizeLimit"})
+
+
+# Lists of named items that server-side apply keys by other fields of theirs.
+_SSA_KEYS = {"ports": ("port", "containerPort", "protocol")}
+
+
+def rekeyed(live: Any, desired: Any, path: str = "") -> list[dict[str, Any]]:
+    """A JSON patch (RFC 6902) that puts back the server-side apply keys of `live`'s named
+    items where they differ from `desired`'s item of the same name (a Service's or a
+    container's port whose number was edited); [] when none do. Each change is guarded by a
+    `test` of the item's name and old value, so it cannot land on an item that moved."""
+    ops: list[dict[str, Any]] = []
+    if isinstance(desired, dict) and isinstance(live, dict):
+        for key, value in desired.items():
+            at = f"{path}/{key.replace('~', '~0').replace('/', '~1')}"
+            if isinstance(value, list):
+                ops += _rekeyed_list(live.get(key), value, at, _SSA_KEYS.get(key, ()))
+            else:
+                ops += rekeyed(live.get(key), value, at)
+    return ops
+
+
+def _rekeyed_list(live: Any, desired: list[Any], path: str,
+                  keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    if not (isinstance(live, list) and _named(desired) and _named(live)):
+        return []
+    index = {item["name"]: i for i, item in enumerate(live)}
+    ops: list[dict[str, Any]] = []
+    for want in desired:
+        i = index.get(want["name"])
+        if i is None:
+            continue
+        have, at = live[i], f"{path}/{i}"
+        for key in keys:
+            if key in want and key in have and have[key] != want[key]:
+                ops += [{"op": "test", "path": f"{at}/name", "value": want["name"]},
+                        {"op": "test", "path": f"{at}/{key}", "value": have[key]},
+                        {"op": "replace", "path": f"{at}/{key}", "value": want[key]}]
+        ops += rekeyed(have, want, at)
+    return ops
 
 
 def covers(live: Any, desired: Any, *, quantity: bool = False, exact: bool = False) -> bool:
