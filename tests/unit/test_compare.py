@@ -136,8 +136,9 @@ def test_container_ports_are_found_by_the_live_containers_order() -> None:
         {"name": "app", "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]}]}}}}
     live = {"spec": {"template": {"spec": {"containers": [
         {"name": "mesh-proxy", "ports": [{"name": "admin", "containerPort": 15000}]},
-        {"name": "app", "ports": [{"name": "http", "containerPort": 8080, "protocol": "UDP"}]}]}}}}
-    path = "/spec/template/spec/containers/1/ports/0"
+        {"name": "app", "ports": [{"containerPort": 15090},  # another manager's, unnamed
+                                  {"name": "http", "containerPort": 8080, "protocol": "UDP"}]}]}}}}
+    path = "/spec/template/spec/containers/1/ports/1"
     assert rekeyed(live, desired) == [
         {"op": "test", "path": f"{path}/name", "value": "http"},
         {"op": "test", "path": f"{path}/protocol", "value": "UDP"},

@@ -101,9 +101,12 @@ def rekeyed(live: Any, desired: Any, path: str = "") -> list[dict[str, Any]]:
 
 def _rekeyed_list(live: Any, desired: list[Any], path: str,
                   keys: tuple[str, ...]) -> list[dict[str, Any]]:
-    if not (isinstance(live, list) and _named(desired) and _named(live)):
+    if not (isinstance(live, list) and _named(desired)):
         return []
-    index = {item["name"]: i for i, item in enumerate(live)}
+    names = [item.get("name") if isinstance(item, dict) else None for item in live]
+    # Others' items may have no name (a container port); a name that repeats names nothing.
+    index = {name: i for i, name in enumerate(names)
+             if isinstance(name, str) and names.count(name) == 1}
     ops: list[dict[str, Any]] = []
     for want in desired:
         i = index.get(want["name"])
