@@ -145,6 +145,18 @@ def test_container_ports_are_found_by_the_live_containers_order() -> None:
         {"op": "replace", "path": f"{path}/protocol", "value": "TCP"}]
 
 
+def test_a_mount_path_edited_by_hand_is_put_back() -> None:
+    desired = {"spec": {"template": {"spec": {"containers": [{"name": "nim", "volumeMounts": [
+        {"name": "model-store", "mountPath": "/opt/nim/.cache"},
+        {"name": "dshm", "mountPath": "/dev/shm"}]}]}}}}
+    live = at(desired, "spec.template.spec.containers[0].volumeMounts[0].mountPath", "/x")
+    path = "/spec/template/spec/containers/0/volumeMounts/0"
+    assert rekeyed(live, desired) == [
+        {"op": "test", "path": f"{path}/name", "value": "model-store"},
+        {"op": "test", "path": f"{path}/mountPath", "value": "/x"},
+        {"op": "replace", "path": f"{path}/mountPath", "value": "/opt/nim/.cache"}]
+
+
 @pytest.mark.parametrize("live", [
     SERVICE,
     # Another manager's port, under a name of its own: theirs.

@@ -4,6 +4,7 @@ relist on 410 Gone; `synced` once listed; old and new bodies to `observe`."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -167,6 +168,12 @@ def test_child_events_wake_their_artifact_and_the_shared_caches() -> None:
     assert claims == [(NS, "nim-cache-abc")] * 2
     # Every object the watch shows is news for the view's own writes (not a deletion).
     assert watched == ["web-api", "nim-cache-abc"]
+    # Its artifact label edited by hand: the artifact it left is woken, to put it back.
+    enqueued.clear()
+    relabelled = copy.deepcopy(web)
+    relabelled["metadata"]["labels"][naming.LABEL_ARTIFACT] = "webx"
+    reconciler.child_changed(web, relabelled)
+    assert enqueued == [(NS, "web")]
 
 
 async def test_wait_synced_waits_a_while_then_wakes_each_key_once_listed() -> None:

@@ -164,11 +164,13 @@ class Reconciler:
             return
         if new is not None:
             self.view.watched(new)
+        # Both: a child whose artifact label was edited leaves that artifact, which must
+        # notice, as well as naming another (or none).
+        for owner in {self._owner(old), self._owner(new)}:
+            if owner is not None and owner in self.view.artifacts:
+                self.queue.enqueue_soon(owner, CHILD_BATCH_SECONDS)
         meta = body["metadata"]
         namespace, labels = meta.get("namespace"), meta.get("labels") or {}
-        key = owner_key(namespace, labels)
-        if key is not None and key in self.view.artifacts:
-            self.queue.enqueue_soon(key, CHILD_BATCH_SECONDS)
         if not namespace or naming.LABEL_CACHE not in labels:
             return
         if body.get("kind") == "Deployment" and new is None:
@@ -177,6 +179,13 @@ class Reconciler:
                                         naming.cache_claim_of_hash(labels[naming.LABEL_CACHE]))
         elif body.get("kind") == "PersistentVolumeClaim":
             self.caches.claim_changed(namespace, str(meta["name"]))
+
+    @staticmethod
+    def _owner(child: Obj | None) -> Key | None:
+        if child is None:
+            return None
+        meta = child["metadata"]
+        return owner_key(meta.get("namespace"), meta.get("labels") or {})
 
     def secret_changed(self, namespace: str, name: str) -> None:
         """An opted-in Secret appeared, changed or went: reconcile the artifacts that read it."""

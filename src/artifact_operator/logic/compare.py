@@ -13,10 +13,11 @@ digest instead: it changes, we apply, and server-side apply removes the fields o
 Quantities compare by value (`0.5` == `500m`, `1` == `"1"`), because the API server
 canonicalises them.
 
-Ports are the one place where our key (the name) and server-side apply's differ: the server
-keys them by number and protocol. A number changed by hand is, to the server, someone else's
-port; applying ours beside it would give two ports one name, which it refuses. `rekeyed`
-finds such ports, so the applier can put their numbers back first.
+Ports and volume mounts are where our key (the name) and server-side apply's differ: the
+server keys ports by number and protocol, mounts by path. A port number (or mount path)
+changed by hand is, to the server, someone else's item; applying ours beside it gives two
+ports one name, which the server refuses, or the volume mounted twice. `rekeyed` finds such
+items, so the applier can put their keys back first.
 """
 
 from __future__ import annotations
@@ -80,13 +81,13 @@ _QUANTITY_KEYS = frozenset({"limits", "requests", "sizeLimit"})
 
 
 # Lists of named items that server-side apply keys by other fields of theirs.
-_SSA_KEYS = {"ports": ("port", "containerPort", "protocol")}
+_SSA_KEYS = {"ports": ("port", "containerPort", "protocol"), "volumeMounts": ("mountPath",)}
 
 
 def rekeyed(live: Any, desired: Any, path: str = "") -> list[dict[str, Any]]:
     """A JSON patch (RFC 6902) that puts back the server-side apply keys of `live`'s named
-    items where they differ from `desired`'s item of the same name (a Service's or a
-    container's port whose number was edited); [] when none do. Each change is guarded by a
+    items where they differ from `desired`'s item of the same name (a port's number or a
+    volume mount's path edited); [] when none do. Each change is guarded by a
     `test` of the item's name and old value, so it cannot land on an item that moved."""
     ops: list[dict[str, Any]] = []
     if isinstance(desired, dict) and isinstance(live, dict):

@@ -1,0 +1,160 @@
+"""Every field the operator renders into a child, changed by hand, is put back: each leaf of
+the rendered Deployments and Service of a rich artifact is edited in turn with a JSON patch
+(`kubectl patch --type json`, the most literal edit there is), and the child must again hold
+everything rendered within seconds, with no edited item of ours left beside its original.
+Edits the API server refuses (an immutable selector, a value a field cannot take) are counted
+and left out; the test fails if too few got through for it to mean anything."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from artifact_operator.api.validation import parse
+from artifact_operator.controller.view import slim
+from artifact_operator.logic.compare import covers, stamped
+from artifact_operator.logic.render import render
+from artifact_operator.settings import Settings
+
+from ..conftest import Cluster, create_artifact, get_artifact
+from ..support.builders import nim_artifact
+from ..support.operator import OperatorProcess
+from ..support.samples import opted_in_secret
+from ..support.wait import Timeout, wait_for
+from .test_service_reconcile import NAME, two_groups
+
+pytestmark = pytest.mark.cluster
+
+# Not edits of a value: an item's identity (its name in a list), what the object is, and
+# whom it belongs to (a foreign owner hands it to the garbage collector, which is a deletion,
+# tested on its own).
+SKIP = re.compile(r"^/(apiVersion|kind)$|^/metadata/(name|namespace|ownerReferences)(/|$)"
+                  r"|/\d+/name$")
+OTHER = {"TCP": "UDP", "ClusterIP": "NodePort", "IfNotPresent": "Always",
+         "Always": "IfNotPresent", "RuntimeDefault": "Unconfined", "HTTP": "HTTPS",
+         "RollingUpdate": "Recreate"}
+QUANTITY = re.compile(r"^[0-9.]+[a-zA-Z]*$")
+
+
+def leaves(obj: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """(JSON pointer, value) of each scalar in `obj`."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from leaves(value, f"{path}/{key.replace('~', '~0').replace('/', '~1')}")
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            yield from leaves(value, f"{path}/{i}")
+    else:
+        yield path, obj
+
+
+def at(obj: Any, pointer: str) -> Any:
+    for part in pointer.split("/")[1:]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        obj = obj[int(part)] if isinstance(obj, list) else obj[part]
+    return obj
+
+
+def twins(live: Any, desired: Any) -> list[str]:
+    """Names of our list items that `live` holds more than once: an edited item kept beside
+    ours, which `covers` alone would not see."""
+    out: list[str] = []
+    if isinstance(desired, dict) and isinstance(live, dict):
+        for key, value in desired.items():
+            out += twins(live.get(key), value)
+    elif isinstance(desired, list) and isinstance(live, list):
+        names = [i.get("name") for i in live if isinstance(i, dict)]
+        for item in desired:
+            if isinstance(item, dict) and names.count(item.get("name")) > 1:
+                out.append(str(item["name"]))
+        if len(desired) == len(live):
+            for a, b in zip(live, desired, strict=True):
+                out += twins(a, b)
+    return out
+
+
+def edited(value: Any) -> Any:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if value in OTHER:
+        return OTHER[value]
+    if QUANTITY.match(value):
+        return "3" if value != "3" else "4"
+    return f"{value}x"
+
+
+ARTIFACTS = {
+    # Two groups: env from a Secret and a token, probes, a securityContext, resources.
+    "service": two_groups(),
+    # A NIM: its model store's claim mounted, the NIM's env and probes (no warm-up Job,
+    # which would hold the Deployment until it ran on a node).
+    "nim": nim_artifact(NAME, storage={"mode": "dedicatedPvc", "warmUp": False}),
+}
+
+
+@pytest.mark.parametrize("manifest", ARTIFACTS.values(), ids=ARTIFACTS.keys())
+def test_each_rendered_field_edited_by_hand_is_put_back(
+        cluster: Cluster, namespace: str, operator: OperatorProcess,
+        manifest: dict[str, Any]) -> None:
+    opted_in_secret(cluster.core, namespace, "db-creds")
+    create_artifact(cluster, namespace, manifest)
+    body = get_artifact(cluster, namespace, NAME)
+    rendered = [stamped(o) for o in render(parse(body), Settings()).objects
+                if o["kind"] in ("Deployment", "Service")]
+    read = {"Deployment": cluster.apps.read_namespaced_deployment,
+            "Service": cluster.core.read_namespaced_service}
+    patch = {"Deployment": cluster.apps.patch_namespaced_deployment,
+             "Service": cluster.core.patch_namespaced_service}
+    delete = {"Deployment": cluster.apps.delete_namespaced_deployment,
+              "Service": cluster.core.delete_namespaced_service}
+
+    def live(kind: str, name: str) -> dict[str, Any]:
+        return slim(cluster.api.sanitize_for_serialization(read[kind](name, namespace)))
+
+    def holds(desired: dict[str, Any]) -> bool:
+        try:
+            now = live(desired["kind"], desired["metadata"]["name"])
+            return covers(now, desired) and not twins(now, desired)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    for desired in rendered:
+        wait_for(lambda d=desired: holds(d), timeout=30, what=f"{desired['kind']} rendered")
+
+    outcomes: Counter[str] = Counter()
+    not_put_back = []
+    for desired in rendered:
+        kind, name = desired["kind"], desired["metadata"]["name"]
+        for pointer, _ in leaves(desired):
+            if SKIP.search(pointer):
+                continue
+            current = at(live(kind, name), pointer)
+            ops = [{"op": "test", "path": pointer, "value": current},
+                   {"op": "replace", "path": pointer, "value": edited(current)}]
+            try:
+                patch[kind](name, namespace, ops)  # a list body goes as a JSON patch
+            except client.ApiException as exc:
+                assert exc.status == 422, exc.body
+                outcomes["refused by the API server"] += 1
+                continue
+            outcomes["edited"] += 1
+            try:
+                wait_for(lambda d=desired: holds(d), timeout=15,
+                         what=f"{kind} {name} {pointer} put back")
+            except Timeout:
+                not_put_back.append(f"{kind} {name} {pointer}")
+                # The next edit starts from the rendered object again: deleted, re-created.
+                delete[kind](name, namespace)
+                wait_for(lambda d=desired: holds(d), timeout=30, what=f"{kind} re-created")
+    print(f"edits of rendered fields: {dict(outcomes)}")
+    assert not not_put_back, not_put_back
+    assert outcomes["edited"] >= 30, outcomes
