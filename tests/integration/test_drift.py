@@ -1,9 +1,10 @@
-"""Every field the operator renders into a child, changed by hand, is put back: each leaf of
-the rendered Deployments and Service of a rich artifact is edited in turn with a JSON patch
-(`kubectl patch --type json`, the most literal edit there is), and the child must again hold
-everything rendered within seconds, with no edited item of ours left beside its original.
-Edits the API server refuses (an immutable selector, a value a field cannot take) are counted
-and left out; the test fails if too few got through for it to mean anything."""
+"""Every field the operator renders into a child, changed or removed by hand, is put back:
+each leaf of the rendered Deployments and Service of a rich artifact (and each list item) is
+edited in turn with a JSON patch (`kubectl patch --type json`, the most literal edit there
+is), changed and then removed, and the child must again hold everything rendered within
+seconds, with no edited item of ours left beside its original. Edits the API server refuses
+(an immutable selector, a required field, a value a field cannot take) are counted and left
+out; the test fails if too few got through for it to mean anything."""
 
 from __future__ import annotations
 
@@ -42,22 +43,48 @@ QUANTITY = re.compile(r"^[0-9.]+[a-zA-Z]*$")
 
 
 def leaves(obj: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """(JSON pointer, value) of each scalar in `obj`."""
+    """(JSON pointer, value) of each scalar in `obj`, and of each list item."""
     if isinstance(obj, dict):
         for key, value in obj.items():
             yield from leaves(value, f"{path}/{key.replace('~', '~0').replace('/', '~1')}")
     elif isinstance(obj, list):
         for i, value in enumerate(obj):
+            if isinstance(value, dict | list):
+                yield f"{path}/{i}", value
             yield from leaves(value, f"{path}/{i}")
     else:
         yield path, obj
 
 
-def at(obj: Any, pointer: str) -> Any:
+def edits(pointer: str, current: Any) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """The hand edits of the value at `pointer`: changed (a scalar) and removed."""
+    test = {"op": "test", "path": pointer, "value": current}
+    if not isinstance(current, dict | list):
+        yield "changed", [test, {"op": "replace", "path": pointer, "value": edited(current)}]
+    yield "removed", [test, {"op": "remove", "path": pointer}]
+
+
+def locate(live: Any, desired: Any, pointer: str) -> tuple[str, Any] | None:
+    """`pointer` into `desired` as a pointer into `live` and the value there: an item of a
+    named list is found by its name (a put-back item may come back elsewhere in the list)."""
+    out = ""
     for part in pointer.split("/")[1:]:
-        part = part.replace("~1", "/").replace("~0", "~")
-        obj = obj[int(part)] if isinstance(obj, list) else obj[part]
-    return obj
+        if isinstance(desired, list):
+            want = desired[int(part)]
+            name = want.get("name") if isinstance(want, dict) else None
+            index = next((i for i, item in enumerate(live)
+                          if isinstance(item, dict) and item.get("name") == name),
+                         None) if name is not None else int(part)
+            if index is None or index >= len(live):
+                return None
+            desired, live, part = want, live[index], str(index)
+        else:
+            key = part.replace("~1", "/").replace("~0", "~")
+            if key not in live:
+                return None
+            desired, live = desired[key], live[key]
+        out += f"/{part}"
+    return out, live
 
 
 def twins(live: Any, desired: Any) -> list[str]:
@@ -137,24 +164,24 @@ def test_each_rendered_field_edited_by_hand_is_put_back(
         for pointer, _ in leaves(desired):
             if SKIP.search(pointer):
                 continue
-            current = at(live(kind, name), pointer)
-            ops = [{"op": "test", "path": pointer, "value": current},
-                   {"op": "replace", "path": pointer, "value": edited(current)}]
-            try:
-                patch[kind](name, namespace, ops)  # a list body goes as a JSON patch
-            except client.ApiException as exc:
-                assert exc.status == 422, exc.body
-                outcomes["refused by the API server"] += 1
-                continue
-            outcomes["edited"] += 1
-            try:
-                wait_for(lambda d=desired: holds(d), timeout=15,
-                         what=f"{kind} {name} {pointer} put back")
-            except Timeout:
-                not_put_back.append(f"{kind} {name} {pointer}")
-                # The next edit starts from the rendered object again: deleted, re-created.
-                delete[kind](name, namespace)
-                wait_for(lambda d=desired: holds(d), timeout=30, what=f"{kind} re-created")
+            found = locate(live(kind, name), desired, pointer)
+            assert found is not None, f"{kind} {name} has nothing at {pointer}"
+            for how, ops in edits(*found):
+                try:
+                    patch[kind](name, namespace, ops)  # a list body goes as a JSON patch
+                except client.ApiException as exc:
+                    assert exc.status == 422, exc.body
+                    outcomes[f"{how}: refused by the API server"] += 1
+                    continue
+                outcomes[how] += 1
+                try:
+                    wait_for(lambda d=desired: holds(d), timeout=15,
+                             what=f"{kind} {name} {pointer} put back")
+                except Timeout:
+                    not_put_back.append(f"{kind} {name} {pointer} {how}")
+                    # The next edit starts from the rendered object again: deleted, re-created.
+                    delete[kind](name, namespace)
+                    wait_for(lambda d=desired: holds(d), timeout=30, what=f"{kind} re-created")
     print(f"edits of rendered fields: {dict(outcomes)}")
     assert not not_put_back, not_put_back
-    assert outcomes["edited"] >= 30, outcomes
+    assert outcomes["changed"] >= 30 and outcomes["removed"] >= 30, outcomes
