@@ -359,6 +359,17 @@ def test_service_port_changed_by_hand_is_put_back_within_seconds(
 
     until_ok(put_back, timeout=10, what="the Service's port to be put back")
 
+    # The repair leaves the port ours alone: a later change of it in the spec replaces it
+    # (were it still held by the repair's own write, the old port would stay beside the new).
+    patch_artifact(cluster, namespace, NAME, {"spec": {"containerGroups": [
+        {"name": "api", "containers": [
+            {"name": "app", "imageUri": "nginx:1.27", "primary": True, "port": 8081}]}]}})
+
+    def moved() -> None:
+        assert ports() == [("http", 8081, "http")]
+
+    until_ok(moved, timeout=10, what="the Service's port to follow the spec")
+
 
 def test_container_port_changed_by_hand_is_put_back_within_seconds(
         cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
@@ -376,6 +387,17 @@ def test_container_port_changed_by_hand_is_put_back_within_seconds(
         assert [(p.get("name"), p["containerPort"]) for p in ports] == [("http", 8080)]
 
     until_ok(put_back, timeout=10, what="the container's port to be put back")
+
+    patch_artifact(cluster, namespace, NAME, {"spec": {"containerGroups": [
+        {"name": "api", "containers": [
+            {"name": "app", "imageUri": "nginx:1.27", "primary": True, "port": 8081}]}]}})
+
+    def moved() -> None:
+        live = live_deployment(cluster, namespace, "shop-api")
+        ports = live["spec"]["template"]["spec"]["containers"][0]["ports"]
+        assert [(p.get("name"), p["containerPort"]) for p in ports] == [("http", 8081)]
+
+    until_ok(moved, timeout=10, what="the container's port to follow the spec")
 
 
 def test_events_on_the_artifact_for_created_updated_deleted_children_and_none_on_restart(

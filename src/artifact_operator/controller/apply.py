@@ -76,8 +76,8 @@ class Applier:
                     return
         try:
             if current is not None and (ops := rekeyed(current, obj)):
-                # A port's number edited by hand: put it back, or the apply adds a second
-                # port of the same name beside it and is refused.
+                # A port's number or a mount's path edited by hand: put it back, or the
+                # apply adds a second item of that name beside it (logic/compare.py).
                 await self.kube.json_patch(obj, ops)
                 metrics.WRITES.labels(verb="patch", kind=ref[0]).inc()
             applied = await self.kube.apply(stamped(obj))
