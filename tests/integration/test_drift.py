@@ -1,13 +1,14 @@
 """Every field the operator renders into a child, changed or removed by hand, is put back:
-each leaf of the rendered Deployments and Service of a rich artifact (and each list item) is
-edited in turn with a JSON patch (`kubectl patch --type json`, the most literal edit there
-is), changed and then removed, and the child must again hold everything rendered within
-seconds, with no edited item of ours left beside its original. Edits the API server refuses
-(an immutable selector, a required field, a value a field cannot take) are counted and left
-out; the test fails if too few got through for it to mean anything."""
+each leaf of the rendered Deployments, Services, Ingresses and HPAs of three artifacts (and
+each list item) is edited in turn with a JSON patch (`kubectl patch --type json`, the most
+literal edit there is), changed and then removed, and the child must again hold everything
+rendered within seconds, with no edited item of ours left beside its original. Edits the API
+server refuses (an immutable selector, a required field, a value a field cannot take) are
+counted and left out; the test fails if too few got through for it to mean anything."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -18,15 +19,17 @@ from kubernetes import client
 
 from artifact_operator.api.validation import parse
 from artifact_operator.controller.view import slim
+from artifact_operator.kube.kinds import kind_of
 from artifact_operator.logic.compare import covers, stamped
 from artifact_operator.logic.render import render
 from artifact_operator.settings import Settings
 
 from ..conftest import Cluster, create_artifact, get_artifact
-from ..support.builders import nim_artifact
+from ..support.builders import nim_artifact, service_artifact
 from ..support.operator import OperatorProcess
 from ..support.samples import opted_in_secret
 from ..support.wait import Timeout, wait_for
+from .test_autoscaling import hpa_version
 from .test_service_reconcile import NAME, two_groups
 
 pytestmark = pytest.mark.cluster
@@ -123,7 +126,35 @@ ARTIFACTS = {
     # A NIM: its model store's claim mounted, the NIM's env and probes (no warm-up Job,
     # which would hold the Deployment until it ran on a node).
     "nim": nim_artifact(NAME, storage={"mode": "dedicatedPvc", "warmUp": False}),
+    # Exposed through an Ingress and scaled by an HPA (the Deployment's replicas are the
+    # HPA's, not rendered).
+    "ingress-hpa": service_artifact(NAME, runtime={"api": {
+        "expose": {"ingress": {
+            "host": "shop.example.com", "path": "/v1", "className": "nginx",
+            "tlsSecret": "shop-tls", "annotations": {"cert-manager.io/issuer": "le"}}},
+        "autoscaling": {"minReplicas": 2, "maxReplicas": 4, "targetCpuUtilization": 60}}}),
 }
+KINDS_EDITED = ("Deployment", "Service", "Ingress", "HorizontalPodAutoscaler")
+
+
+class Rest:
+    """Any kind the operator renders, read, patched and deleted by its REST path."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+
+    def call(self, method: str, obj: dict[str, Any], body: Any = None) -> Any:
+        path = kind_of(obj).path(obj["metadata"]["namespace"], obj["metadata"]["name"])
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json-patch+json"
+        method, url, headers, body, _ = self.api.param_serialize(
+            method, path, header_params=headers, body=body, auth_settings=["BearerToken"])
+        response = self.api.call_api(method, url, header_params=headers, body=body)
+        data = response.read()
+        if response.status >= 400:
+            raise client.ApiException(status=response.status, reason=data.decode())
+        return json.loads(data)
 
 
 @pytest.mark.parametrize("manifest", ARTIFACTS.values(), ids=ARTIFACTS.keys())
@@ -133,26 +164,21 @@ def test_each_rendered_field_edited_by_hand_is_put_back(
     opted_in_secret(cluster.core, namespace, "db-creds")
     create_artifact(cluster, namespace, manifest)
     body = get_artifact(cluster, namespace, NAME)
-    rendered = [stamped(o) for o in render(parse(body), Settings()).objects
-                if o["kind"] in ("Deployment", "Service")]
-    read = {"Deployment": cluster.apps.read_namespaced_deployment,
-            "Service": cluster.core.read_namespaced_service}
-    patch = {"Deployment": cluster.apps.patch_namespaced_deployment,
-             "Service": cluster.core.patch_namespaced_service}
-    delete = {"Deployment": cluster.apps.delete_namespaced_deployment,
-              "Service": cluster.core.delete_namespaced_service}
-
-    def live(kind: str, name: str) -> dict[str, Any]:
-        return slim(cluster.api.sanitize_for_serialization(read[kind](name, namespace)))
+    # As the operator renders it: the HPA in the version this server serves.
+    settings = Settings(hpa_api_version=f"autoscaling/{hpa_version(cluster)}")
+    rendered = [stamped(o) for o in render(parse(body), settings).objects
+                if o["kind"] in KINDS_EDITED]
+    print(f"edited: {sorted(o['kind'] for o in rendered)}")
+    rest = Rest(cluster.api)
 
     def holds(desired: dict[str, Any]) -> bool:
         try:
-            now = live(desired["kind"], desired["metadata"]["name"])
-            return covers(now, desired) and not twins(now, desired)
+            now = slim(rest.call("GET", desired))
         except client.ApiException as exc:
             if exc.status == 404:
                 return False
             raise
+        return covers(now, desired) and not twins(now, desired)
 
     for desired in rendered:
         wait_for(lambda d=desired: holds(d), timeout=30, what=f"{desired['kind']} rendered")
@@ -160,28 +186,28 @@ def test_each_rendered_field_edited_by_hand_is_put_back(
     outcomes: Counter[str] = Counter()
     not_put_back = []
     for desired in rendered:
-        kind, name = desired["kind"], desired["metadata"]["name"]
+        what = f"{desired['kind']} {desired['metadata']['name']}"
         for pointer, _ in leaves(desired):
             if SKIP.search(pointer):
                 continue
-            found = locate(live(kind, name), desired, pointer)
-            assert found is not None, f"{kind} {name} has nothing at {pointer}"
+            found = locate(slim(rest.call("GET", desired)), desired, pointer)
+            assert found is not None, f"{what} has nothing at {pointer}"
             for how, ops in edits(*found):
                 try:
-                    patch[kind](name, namespace, ops)  # a list body goes as a JSON patch
+                    rest.call("PATCH", desired, ops)
                 except client.ApiException as exc:
-                    assert exc.status == 422, exc.body
+                    assert exc.status == 422, exc.reason
                     outcomes[f"{how}: refused by the API server"] += 1
                     continue
                 outcomes[how] += 1
                 try:
                     wait_for(lambda d=desired: holds(d), timeout=15,
-                             what=f"{kind} {name} {pointer} put back")
+                             what=f"{what} {pointer} put back")
                 except Timeout:
-                    not_put_back.append(f"{kind} {name} {pointer} {how}")
+                    not_put_back.append(f"{what} {pointer} {how}")
                     # The next edit starts from the rendered object again: deleted, re-created.
-                    delete[kind](name, namespace)
-                    wait_for(lambda d=desired: holds(d), timeout=30, what=f"{kind} re-created")
+                    rest.call("DELETE", desired)
+                    wait_for(lambda d=desired: holds(d), timeout=30, what=f"{what} re-created")
     print(f"edits of rendered fields: {dict(outcomes)}")
     assert not not_put_back, not_put_back
     assert outcomes["changed"] >= 30 and outcomes["removed"] >= 30, outcomes
