@@ -70,11 +70,11 @@ def two_groups() -> dict[str, Any]:
     }
 
 
-def one_group(image: str = "nginx:1.27") -> dict[str, Any]:
+def one_group(image: str = "nginx:1.27", port: int = 8080) -> dict[str, Any]:
     return {
         "metadata": {"name": NAME},
         "spec": {"containerGroups": [{"name": "api", "containers": [
-            {"name": "app", "imageUri": image, "primary": True, "port": 8080}]}]},
+            {"name": "app", "imageUri": image, "primary": True, "port": port}]}]},
     }
 
 
@@ -361,9 +361,7 @@ def test_service_port_changed_by_hand_is_put_back_within_seconds(
 
     # The repair leaves the port ours alone: a later change of it in the spec replaces it
     # (were it still held by the repair's own write, the old port would stay beside the new).
-    patch_artifact(cluster, namespace, NAME, {"spec": {"containerGroups": [
-        {"name": "api", "containers": [
-            {"name": "app", "imageUri": "nginx:1.27", "primary": True, "port": 8081}]}]}})
+    patch_artifact(cluster, namespace, NAME, {"spec": one_group(port=8081)["spec"]})
 
     def moved() -> None:
         assert ports() == [("http", 8081, "http")]
@@ -388,9 +386,7 @@ def test_container_port_changed_by_hand_is_put_back_within_seconds(
 
     until_ok(put_back, timeout=10, what="the container's port to be put back")
 
-    patch_artifact(cluster, namespace, NAME, {"spec": {"containerGroups": [
-        {"name": "api", "containers": [
-            {"name": "app", "imageUri": "nginx:1.27", "primary": True, "port": 8081}]}]}})
+    patch_artifact(cluster, namespace, NAME, {"spec": one_group(port=8081)["spec"]})
 
     def moved() -> None:
         live = live_deployment(cluster, namespace, "shop-api")
