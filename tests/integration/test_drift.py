@@ -1,10 +1,11 @@
 """Every field the operator renders into a child, changed or removed by hand, is put back:
-each leaf of the rendered Deployments, Services, Ingresses and HPAs of three artifacts (and
-each list item) is edited in turn with a JSON patch (`kubectl patch --type json`, the most
-literal edit there is), changed and then removed, and the child must again hold everything
-rendered within seconds, with no edited item of ours left beside its original. Edits the API
-server refuses (an immutable selector, a required field, a value a field cannot take) are
-counted and left out; the test fails if too few got through for it to mean anything."""
+each leaf of the rendered Deployments, Services, claims, Ingresses and HPAs of three artifacts
+(and each list item) is edited in turn with a JSON patch (`kubectl patch --type json`, the
+most literal edit there is), changed and then removed, and the child must again hold
+everything rendered within seconds, with no edited item of ours left beside its original.
+Edits the API server refuses (an immutable selector, a required field, a value a field cannot
+take) are counted and left out; the test fails if too few got through for it to mean
+anything."""
 
 from __future__ import annotations
 
@@ -134,7 +135,8 @@ ARTIFACTS = {
             "tlsSecret": "shop-tls", "annotations": {"cert-manager.io/issuer": "le"}}},
         "autoscaling": {"minReplicas": 2, "maxReplicas": 4, "targetCpuUtilization": 60}}}),
 }
-KINDS_EDITED = ("Deployment", "Service", "Ingress", "HorizontalPodAutoscaler")
+KINDS_EDITED = ("Deployment", "Service", "Ingress", "HorizontalPodAutoscaler",
+                "PersistentVolumeClaim")
 
 
 class Rest:
