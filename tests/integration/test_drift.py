@@ -21,7 +21,7 @@ from kubernetes import client
 from artifact_operator.api.validation import parse
 from artifact_operator.controller.view import slim
 from artifact_operator.kube.kinds import kind_of
-from artifact_operator.logic.compare import covers, stamped
+from artifact_operator.logic.compare import covers, pointer_key, pointer_token, stamped
 from artifact_operator.logic.render import render
 from artifact_operator.settings import Settings
 
@@ -50,7 +50,7 @@ def leaves(obj: Any, path: str = "") -> Iterator[tuple[str, Any]]:
     """(JSON pointer, value) of each scalar in `obj`, and of each list item."""
     if isinstance(obj, dict):
         for key, value in obj.items():
-            yield from leaves(value, f"{path}/{key.replace('~', '~0').replace('/', '~1')}")
+            yield from leaves(value, f"{path}/{pointer_token(key)}")
     elif isinstance(obj, list):
         for i, value in enumerate(obj):
             if isinstance(value, dict | list):
@@ -83,7 +83,7 @@ def locate(live: Any, desired: Any, pointer: str) -> tuple[str, Any] | None:
                 return None
             desired, live, part = want, live[index], str(index)
         else:
-            key = part.replace("~1", "/").replace("~0", "~")
+            key = pointer_key(part)
             if key not in live:
                 return None
             desired, live = desired[key], live[key]

@@ -163,14 +163,7 @@ class Kube:
 
     async def apply(self, obj: Obj) -> Obj:
         """Server-side apply `obj` as our field manager, taking over conflicting fields."""
-        k = kind_of(obj)
-        meta = obj["metadata"]
-        out = await self.request(
-            "PATCH", k.path(meta.get("namespace"), meta["name"]), body=obj,
-            query=[("fieldManager", MANAGER), ("force", "true")],
-            content_type="application/apply-patch+yaml")
-        assert out is not None
-        return out
+        return await self._patch(obj, obj, "application/apply-patch+yaml", force=True)
 
     async def create(self, obj: Obj, *, exists_ok: bool = False) -> Obj | None:
         """POST `obj`; with `exists_ok`, None when an object of that name already exists."""
@@ -242,22 +235,23 @@ class Kube:
     async def patch(self, obj: Mapping[str, Any], patch: Obj, *,
                     subresource: str | None = None) -> Obj:
         """A JSON merge patch (status, labels): it touches only the keys it names."""
-        k = kind_of(obj)
-        meta = obj["metadata"]
-        out = await self.request(
-            "PATCH", k.path(meta.get("namespace"), meta["name"], subresource), body=patch,
-            query=[("fieldManager", MANAGER)], content_type="application/merge-patch+json")
-        assert out is not None
-        return out
+        return await self._patch(obj, patch, "application/merge-patch+json",
+                                 subresource=subresource)
 
     async def json_patch(self, obj: Mapping[str, Any], ops: Sequence[Obj]) -> Obj:
         """A JSON patch (RFC 6902): for a change a merge patch cannot name, such as one field
         of one list item; its `test` ops make the whole patch fail (422) if they do not hold."""
-        k = kind_of(obj)
+        return await self._patch(obj, ops, "application/json-patch+json")
+
+    async def _patch(self, obj: Mapping[str, Any], body: Any, content_type: str, *,
+                     subresource: str | None = None, force: bool = False) -> Obj:
+        """PATCH `obj` (or its `subresource`) as our field manager; the content type says
+        which kind of patch `body` is."""
         meta = obj["metadata"]
+        query = [("fieldManager", MANAGER)] + ([("force", "true")] if force else [])
         out = await self.request(
-            "PATCH", k.path(meta.get("namespace"), meta["name"]), body=ops,
-            query=[("fieldManager", MANAGER)], content_type="application/json-patch+json")
+            "PATCH", kind_of(obj).path(meta.get("namespace"), meta["name"], subresource),
+            body=body, query=query, content_type=content_type)
         assert out is not None
         return out
 

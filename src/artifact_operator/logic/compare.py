@@ -80,6 +80,16 @@ def _empty(value: Any) -> bool:
 _QUANTITY_KEYS = frozenset({"limits", "requests", "sizeLimit"})
 
 
+def pointer_token(key: str) -> str:
+    """`key` as one reference token of a JSON pointer (RFC 6901: `~` and `/` escaped)."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def pointer_key(token: str) -> str:
+    """The key one reference token of a JSON pointer names (`pointer_token` undone)."""
+    return token.replace("~1", "/").replace("~0", "~")
+
+
 # Lists of named items that server-side apply keys by other fields of theirs.
 _SSA_KEYS = {"ports": ("port", "containerPort", "protocol"), "volumeMounts": ("mountPath",)}
 
@@ -92,7 +102,7 @@ def rekeyed(live: Any, desired: Any, path: str = "") -> list[dict[str, Any]]:
     ops: list[dict[str, Any]] = []
     if isinstance(desired, dict) and isinstance(live, dict):
         for key, value in desired.items():
-            at = f"{path}/{key.replace('~', '~0').replace('/', '~1')}"
+            at = f"{path}/{pointer_token(key)}"
             if isinstance(value, list):
                 ops += _rekeyed_list(live.get(key), value, at, _SSA_KEYS.get(key, ()))
             else:
