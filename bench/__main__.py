@@ -100,6 +100,13 @@ async def gather_limited(coros: list[Any], limit: int = CONCURRENCY) -> list[Any
     return await asyncio.gather(*(one(c) for c in coros))
 
 
+async def create_artifacts(kube: Kube, namespace: str, docs: list[dict[str, Any]]) -> None:
+    """POST the artifacts `docs` into `namespace`, CONCURRENCY at a time."""
+    await gather_limited([kube.request(
+        "POST", f"/apis/workload.dev/v1alpha1/namespaces/{namespace}/artifacts",
+        body={**d, "metadata": {**d["metadata"], "namespace": namespace}}) for d in docs])
+
+
 async def install_crds(kube: Kube) -> None:
     """Both CRDs of an install (Artifact, ArtifactApproval), once established."""
     for crd in (build_crd(), build_approval_crd()):
@@ -495,10 +502,7 @@ async def bench_size(cp: ControlPlane, kube: Kube, n: int, args: argparse.Namesp
         before = audit_lines(cp)
         meter = CpuMeter(cp, bench=os.getpid(), operator=op.proc.pid)
         start = time.monotonic()
-        await gather_limited([kube.request(
-            "POST", f"/apis/workload.dev/v1alpha1/namespaces/{ns_op}/artifacts",
-            body={**d, "metadata": {**d["metadata"], "namespace": ns_op}})
-            for d in docs])
+        await create_artifacts(kube, ns_op, docs)
         end = await wait_done(kube, ns_op, docs, timeout=max(120, n * 0.6))
         result["cpu_operator"] = meter.used()
         result["operator_s"] = end - start

@@ -29,8 +29,8 @@ from .__main__ import (
     artifact,
     control_plane,
     cpu_seconds,
+    create_artifacts,
     create_namespace,
-    gather_limited,
     wait_done,
     wait_reconciled,
 )
@@ -62,9 +62,7 @@ async def one(kube: Kube, cp: ControlPlane, name: str, src: str, n: int,
     assert op.proc is not None
     docs = [artifact(i) for i in range(n)]
     start = time.monotonic()
-    await gather_limited([kube.request(
-        "POST", f"/apis/workload.dev/v1alpha1/namespaces/{namespace}/artifacts",
-        body={**d, "metadata": {**d["metadata"], "namespace": namespace}}) for d in docs])
+    await create_artifacts(kube, namespace, docs)
     created = await wait_done(kube, namespace, docs, timeout=max(120, n * 0.6)) - start
     await asyncio.sleep(5)  # the last status writes' echoes
     after_creation = process_facts(op.proc.pid)

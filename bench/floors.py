@@ -40,8 +40,8 @@ from .__main__ import (
     CpuMeter,
     artifact,
     control_plane,
+    create_artifacts,
     create_namespace,
-    gather_limited,
     run_floor,
     run_kcm,
     wait_done,
@@ -79,10 +79,7 @@ async def main_async(n: int, rounds: int, phases: list[str], workdir: Path) -> N
             try:
                 meter = CpuMeter(cp, bench=os.getpid(), operator=op.proc.pid)
                 start = time.monotonic()
-                await gather_limited([kube.request(
-                    "POST", f"/apis/workload.dev/v1alpha1/namespaces/{ns}/artifacts",
-                    body={**d, "metadata": {**d["metadata"], "namespace": ns}})
-                    for d in docs])
+                await create_artifacts(kube, ns, docs)
                 return await wait_done(kube, ns, docs, timeout=timeout) - start, meter.used()
             finally:
                 op.stop()
