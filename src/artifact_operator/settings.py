@@ -149,6 +149,11 @@ class Settings(BaseSettings):
     status_settle_seconds: float = Field(
         2.0, ge=0, description="How long status waits for the Deployment controller to "
         "observe a Deployment the operator just wrote, to spare a status write.")
+    status_change_settle_seconds: float = Field(
+        0.5, ge=0, description="The same hold for a spec change of an artifact already "
+        "observed (never longer than statusSettleSeconds): the bound on how late "
+        "status.observedGeneration acknowledges a change while the Deployment controller is "
+        "slow; past it the status is written as it stands, and again at the first pod.")
 
 
 class WebhookSettings(BaseSettings):

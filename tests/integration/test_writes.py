@@ -21,6 +21,7 @@ from ..conftest import (
     Cluster,
     create_artifact,
     get_artifact,
+    patch_artifact,
     require_audit_log,
 )
 from ..support.audit import AuditLog
@@ -90,6 +91,37 @@ def test_creating_an_artifact_writes_each_child_once_and_status_once_per_phase(
     # One Event for the reconcile that created both children ("Created Deployment web-api,
     # Service web-api"), not one per child.
     assert [w.verb for w in writes if w.resource == "events"] == ["create"]
+
+
+def test_a_spec_change_is_acknowledged_while_the_deployment_controller_cannot_make_its_pod(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    """The status waits for a new template's first pod to spare a write, but a spec change
+    is acknowledged (`observedGeneration`) within `statusChangeSettleSeconds` whatever the
+    Deployment controller does: here admission refuses the new pod, and the creation's hold
+    is set to ten minutes, so only the change's own short hold can write the status."""
+    operator = start_operator(cluster, namespace, tmp_path / "operator.log",
+                              env={"ARTIFACT_OPERATOR_STATUS_SETTLE_SECONDS": "600"})
+    try:
+        container = {"name": "app", "imageUri": "nginx:1.27", "primary": True, "port": 8080}
+        create_artifact(cluster, namespace, {"metadata": {"name": "web"}, "spec": {
+            "containerGroups": [{"name": "api", "containers": [container]}]}})
+        wait_for(lambda: phase_of(cluster, namespace, "web") is not None, timeout=30,
+                 what="generation 1 observed")
+        # The change asks for more CPU than the namespace allows a container: admission
+        # refuses the new template's pod, and the Deployment controller never makes it.
+        cluster.core.create_namespaced_limit_range(namespace, {
+            "metadata": {"name": "one-cpu"},
+            "spec": {"limits": [{"type": "Container", "max": {"cpu": "1"}}]}})
+        patch_artifact(cluster, namespace, "web", {"spec": {"runtime": {"api": {
+            "resources": {"requests": {"cpu": "2"}}}}}})
+
+        wait_for(lambda: phase_of(cluster, namespace, "web") == "Progressing", timeout=30,
+                 what="generation 2 acknowledged")
+        deployment = cluster.apps.read_namespaced_deployment("web-api", namespace)
+        assert deployment.status.observed_generation == deployment.metadata.generation
+        assert not deployment.status.updated_replicas, "the new template's pod was refused"
+    finally:
+        operator.stop()
 
 
 @pytest.fixture(scope="module")

@@ -443,6 +443,28 @@ async def test_a_hold_that_clears_ends_at_once_and_a_later_one_starts_afresh() -
     queue.deactivate()
 
 
+async def test_a_hold_whose_bound_shrinks_runs_the_key_again_at_the_shorter_bound() -> None:
+    """A creation's hold (long) and then a spec change (held for less): the key is run again
+    when the shorter bound is up, not left to the longer one's timer."""
+    answers: list[bool] = []
+    bounds = [60.0, 0.05, 0.05]
+    queue: WorkQueue
+
+    async def work(key: Key) -> bool:
+        answers.append(queue.hold(key, True, bounds.pop(0)))
+        return True
+
+    queue = queue_for(work)
+    queue.enqueue(A)
+    await until_idle(queue)
+    queue.enqueue(A)  # the spec changed: the same hold, now bounded by 0.05 s
+    await until_idle(queue)
+    assert answers == [True, True]
+    await until(lambda: len(answers) == 3)
+    assert answers == [True, True, False]
+    queue.deactivate()
+
+
 async def test_hold_of_a_key_the_queue_does_not_know_holds_nothing() -> None:
     queue = queue_for(Worker())
     assert queue.hold(A, True, 60) is False

@@ -425,6 +425,38 @@ async def test_outcome_settling_holds_the_status_while_the_deployment_takes_its_
     h.reconciler.deactivate()
 
 
+@pytest.mark.parametrize("change_settle", [60, 0])
+async def test_a_spec_change_is_acknowledged_within_its_own_shorter_hold(
+        change_settle: float) -> None:
+    """An artifact already observed: the status that acknowledges its spec change
+    (`observedGeneration`) waits for the Deployment controller only as long as
+    `status_change_settle_seconds`, not the creation's `status_settle_seconds`."""
+    h = Harness(settings=Settings(status_settle_seconds=60,
+                                  status_change_settle_seconds=change_settle))
+    h.create(service_artifact("web"))
+    h.reconciler.queue.enqueue(KEY)
+    await asyncio.wait_for(_idle(h.reconciler), 2)
+    deployment_rolled_out(h)
+    h.catch_up()
+    assert await h.reconcile() == Outcome.ok
+    assert h.status()["observedGeneration"] == 1
+
+    await h.edit({"containerGroups": [{"name": "api", "containers": [
+        primary(image="nginx:1.28")]}]})
+    h.reconciler.queue.enqueue(KEY)
+    await asyncio.wait_for(_idle(h.reconciler), 2)
+    # The new template is applied; the Deployment controller has not taken its step.
+    assert h.kube.writes[0] == DEPLOYMENT
+    if change_settle:
+        assert h.kube.writes == [DEPLOYMENT]
+        assert h.status()["observedGeneration"] == 1
+    else:
+        assert h.kube.writes == [DEPLOYMENT, STATUS]
+        assert h.status()["observedGeneration"] == 2
+        assert h.status()["phase"] == "Progressing"
+    h.reconciler.deactivate()
+
+
 async def test_a_users_edit_takes_the_next_slot_before_artifacts_woken_otherwise(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The queue's urgent lane, as the reconciler fills it: from the artifact as the view has

@@ -55,6 +55,7 @@ class _Work:
     failures: int = 0
     retry: asyncio.TimerHandle | None = None
     held_since: float | None = None
+    wake_at: float | None = None  # when the hold's timer runs the key again
 
 
 class WorkQueue:
@@ -132,17 +133,23 @@ class WorkQueue:
     def hold(self, key: Key, holding: bool, seconds: float) -> bool:
         """Whether `key`'s work should still wait for a condition that clears by itself
         (`holding`), for at most `seconds` from when it was first seen: the key is worked on
-        again when the time is up, so a hold never outlasts it."""
+        again when the time is up, so a hold never outlasts it. `seconds` may differ from
+        one call to the next (a spec change is held for less): the key is run again at the
+        bound each call states."""
         work = self._work.get(key)
         if work is None or not holding:
             if work is not None:
-                work.held_since = None
+                work.held_since = work.wake_at = None
             return False
         clock = time.monotonic()
         if work.held_since is None:
             work.held_since = clock
-            asyncio.get_running_loop().call_later(seconds, self.enqueue, key)
-        return clock - work.held_since < seconds
+        deadline = work.held_since + seconds
+        if deadline > clock and deadline != work.wake_at:
+            # Another wake-up for a bound already scheduled is harmless (the run is coalesced).
+            work.wake_at = deadline
+            asyncio.get_running_loop().call_later(deadline - clock, self.enqueue, key)
+        return clock < deadline
 
     @property
     def idle(self) -> bool:

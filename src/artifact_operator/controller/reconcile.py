@@ -300,7 +300,7 @@ class Reconciler:
         await self.applier.prune(body, artifact.metadata.uid, rendered, live)
         for claim in caches_before - caches_mounted(rendered.objects):
             self.caches.apply_retention(artifact.namespace, claim)  # no longer used here
-        if self._settling(key, rendered, live):
+        if self._settling(key, body, stored, rendered, live):
             return Outcome.settling
         obs.pods = await self.pods.facts(artifact, live, stored)
         status = compute_status(artifact, obs, self.settings, stored, now())
@@ -369,18 +369,27 @@ class Reconciler:
         self._noted(body, patch, updated)
         return updated
 
-    def _settling(self, key: Key, rendered: Rendered, live: Mapping[Ref, Obj]) -> bool:
+    def _settling(self, key: Key, body: Obj, stored: ArtifactStatus, rendered: Rendered,
+                  live: Mapping[Ref, Obj]) -> bool:
         """Hold the status back while a Deployment has not yet reached the first pod of its
         current template (`deployment_settling`): the controllers' next status updates follow
         within moments and trigger the next reconcile. Without this, every create and every
         change writes the status two or three times on the way to the same Progressing. The
         hold is bounded: past `status_settle_seconds` the status is written as it stands, so
-        a stopped controller or a refused pod cannot hide the artifact's state."""
+        a stopped controller or a refused pod cannot hide the artifact's state.
+
+        A spec change of an artifact already observed is held for less
+        (`status_change_settle_seconds`): its status is what tells a user or a GitOps tool
+        that the change was taken (`observedGeneration`), and a busy Deployment controller
+        must not delay that by seconds. A slow pod then costs one more status write."""
         settling = any(
             (d := live.get(("Deployment", o["metadata"]["name"]))) is not None
             and deployment_settling(d)
             for o in rendered.of_kind("Deployment"))
-        return self.queue.hold(key, settling, self.settings.status_settle_seconds)
+        seconds = self.settings.status_settle_seconds
+        if stored.observed_generation not in (None, body["metadata"].get("generation")):
+            seconds = min(seconds, self.settings.status_change_settle_seconds)
+        return self.queue.hold(key, settling, seconds)
 
     async def _write_status(self, body: Obj, status: ArtifactStatus, *,
                             guarded: bool = False) -> bool:
