@@ -1,6 +1,7 @@
 """Benchmark: artifact-operator against the floor and kube-controller-manager, in one run.
 
     python -m bench [--sizes 100 1000 3000] [--idle-seconds 60] [--updates 100] [--json PATH]
+    python -m bench --report PATH    # a saved run's tables again, its targets judged
 
 Starts its own control plane (../shared/k8s or KUBEBUILDER_ASSETS) with an audit log, then for
 each N measures, on the same machine and in the same run:
@@ -23,6 +24,9 @@ each N measures, on the same machine and in the same run:
   they share, where each phase's time went. Between phases kcm is let catch up, so that no
   phase pays for the Deployments of the one before.
 
+Then each of issue #14's targets, what the run measured for it and whether it was met
+(bench/targets.py).
+
 Ratios are what to read: the machine is shared and noisy, absolute seconds are not comparable
 across runs.
 """
@@ -32,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -57,6 +62,8 @@ from artifact_operator.kube.client import ApiError, Kube
 from artifact_operator.kube.kinds import KINDS
 from artifact_operator.logic.render import render
 from artifact_operator.settings import Settings
+
+from . import targets
 
 REPO = Path(__file__).resolve().parent.parent
 KCM_FLAGS = ["--kube-api-qps=1000", "--kube-api-burst=2000",
@@ -657,6 +664,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "kcm_flags": KCM_FLAGS,
         "results": results,
         "scale": scale(results),
+        "targets": [dataclasses.asdict(v) for v in targets.evaluate(results)],
     }
 
 
@@ -680,13 +688,22 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=100)
     parser.add_argument("--json", default="bench/results/latest.json")
     parser.add_argument("--workdir", default="bench/results/logs")
+    parser.add_argument("--report", metavar="PATH",
+                        help="run nothing: print the tables of a saved run (its --json)")
     args = parser.parse_args()
-    report = asyncio.run(main_async(args))
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    if args.report:
+        report = json.loads(Path(args.report).read_text())
+    else:
+        report = asyncio.run(main_async(args))
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2))
     print()
     print(table(report["results"]))
+    print()
+    # Judged again rather than read back, so that a run saved before the targets were
+    # stored in the JSON is judged too.
+    print(targets.table(targets.evaluate(report["results"])))
     print(f"\n{report['command']} on {report['machine']}")
 
 
