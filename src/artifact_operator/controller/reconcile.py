@@ -387,7 +387,7 @@ class Reconciler:
             and deployment_settling(d)
             for o in rendered.of_kind("Deployment"))
         seconds = self.settings.status_settle_seconds
-        if stored.observed_generation not in (None, body["metadata"].get("generation")):
+        if stored.observed_generation is not None and spec_unanswered(body):
             seconds = min(seconds, self.settings.status_change_settle_seconds)
         return self.queue.hold(key, settling, seconds)
 
