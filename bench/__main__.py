@@ -663,21 +663,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                    f"{platform.python_implementation()} {platform.python_version()}",
         "kcm_flags": KCM_FLAGS,
         "results": results,
-        "scale": scale(results),
+        "scale": targets.scale(results),
         "targets": [dataclasses.asdict(v) for v in targets.evaluate(results)],
     }
-
-
-def scale(results: list[dict[str, Any]]) -> dict[str, float]:
-    """Per-artifact time and memory at the largest N over those at N=1000 (flat: ~1)."""
-    by_n = {r["n"]: r for r in results}
-    top = max(by_n)
-    if 1000 not in by_n or top <= 1000:
-        return {}
-    return {f"time_per_artifact_{top}_over_1000":
-            by_n[top]["ms_per_artifact"] / by_n[1000]["ms_per_artifact"],
-            f"memory_per_artifact_{top}_over_1000":
-            by_n[top]["mb_per_1000_artifacts"] / by_n[1000]["mb_per_1000_artifacts"]}
 
 
 def main() -> None:

@@ -29,8 +29,22 @@ class Verdict:
 
 Result = dict[str, Any]
 
+# What the scale curve compares per artifact, by name.
+SCALE_KEYS = {"time": "ms_per_artifact", "memory": "mb_per_1000_artifacts"}
+
+
+def scale(results: Iterable[Result]) -> dict[str, float]:
+    """Per-artifact time and memory at the largest N over those at N=1000 (flat: ~1)."""
+    by_n = {r["n"]: r for r in results}
+    top = max(by_n, default=0)
+    if 1000 not in by_n or top <= 1000:
+        return {}
+    return {f"{what}_per_artifact_{top}_over_1000": by_n[top][key] / by_n[1000][key]
+            for what, key in SCALE_KEYS.items()}
+
 
 def evaluate(results: Iterable[Result]) -> list[Verdict]:
+    results = list(results)
     by_n = {r["n"]: r for r in results}
     sizes = sorted(by_n)
     at_1000 = by_n.get(1000)
@@ -81,13 +95,13 @@ def evaluate(results: Iterable[Result]) -> list[Verdict]:
             "{} and {}", lambda r: r["restart_writes"] == 0 and r["takeover_writes"] == 0)
     at_n("peak RSS at N=1000 under 120 MB", "peak_rss_mb",
          lambda v: f"{v:.0f} MiB = {v / MIB_PER_MB:.0f} MB", lambda v: v < 120 * MIB_PER_MB)
-    for what, key in (("time", "ms_per_artifact"), ("memory", "mb_per_1000_artifacts")):
-        top = max(sizes, default=0)
+    top, ratios = max(sizes, default=0), scale(results)
+    for what in SCALE_KEYS:
         target = f"scale: {what} per artifact flat from N=1000 to N=3000 (at most 1.3x)"
-        if at_1000 is None or top < 3000:
+        ratio = ratios.get(f"{what}_per_artifact_{top}_over_1000")
+        if ratio is None or top < 3000:
             verdicts.append(Verdict(target, "-", None))
             continue
-        ratio = by_n[top][key] / at_1000[key]
         verdicts.append(Verdict(target, f"{ratio:.2f}x (N={top} over N=1000)", ratio <= 1.3))
     every_n("minimum writes per artifact (one per child, one status write)",
             ("operator_writes_per_artifact", "minimum_writes_per_artifact"), "{:.2f} of {:.2f}",
